@@ -1,0 +1,4 @@
+export * from './errors';
+export * from './faces';
+export * from './library';
+export * from './analyzer';
