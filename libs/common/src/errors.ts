@@ -49,7 +49,11 @@ export const imageError = {
       413,
     ),
   tooSmall: (width: number, height: number) =>
-    new FaceSearchError(ImageErrorCode.tooSmall, `The image is ${width}x${height} pixels, too small to hold a face.`, 422),
+    new FaceSearchError(
+      ImageErrorCode.tooSmall,
+      `The image is ${width}x${height} pixels, too small to hold a face.`,
+      422,
+    ),
 };
 
 export function isFaceSearchError(err: unknown): err is FaceSearchError {

@@ -144,7 +144,11 @@ export interface LibraryRepository {
   listUnfinishedImports(): Promise<ImportRecord[]>;
   setImportStatus(importId: string, status: ImportStatus, updatedAt: string): Promise<void>;
   getImportItem(importId: string, index: number): Promise<ImportItemRecord | null>;
-  listImportItems(importId: string, filter: { status?: ImportItemStatus }, page: PageRequest): Promise<Page<ImportItemRecord>>;
+  listImportItems(
+    importId: string,
+    filter: { status?: ImportItemStatus },
+    page: PageRequest,
+  ): Promise<Page<ImportItemRecord>>;
   /**
    * Records an item's new state and adjusts the import's succeeded/failed counters atomically.
    * Moving an item that is already succeeded, failed or cancelled is a no-op returning false, so a job
@@ -153,7 +157,12 @@ export interface LibraryRepository {
   finishImportItem(
     importId: string,
     index: number,
-    result: { status: 'succeeded' | 'failed' | 'cancelled'; face_id?: string | null; error?: { code: string; message: string } | null; attempts: number },
+    result: {
+      status: 'succeeded' | 'failed' | 'cancelled';
+      face_id?: string | null;
+      error?: { code: string; message: string } | null;
+      attempts: number;
+    },
     updatedAt: string,
   ): Promise<boolean>;
 

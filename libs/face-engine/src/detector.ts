@@ -1,0 +1,112 @@
+import type * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { blazefaceAnchors, decodeBlazeface } from './blazeface';
+import { type ScoredBox, weightedNms } from './geometry';
+import type { RgbImage } from './image';
+import { type DetectorManifest, openSession, toTensor } from './models';
+
+export interface Region {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+export interface DetectorOptions {
+  scoreThreshold: number;
+  /** 'auto': a second pass over overlapping tiles when the first pass finds no face or only small ones. */
+  tiling: 'auto' | 'always' | 'never';
+}
+
+const NMS_IOU = 0.3;
+// A tile's detection touching an inner tile edge is a cut-off face; the full-frame pass or a neighbour tile sees it whole.
+const TILE_EDGE_MARGIN = 0.02;
+// Below this share of the image's longer side, the full-frame pass at 256 px starts to miss faces.
+const SMALL_FACE_SHARE = 1 / 6;
+
+/** BlazeFace over a whole image and, for small faces, over overlapping tiles. Boxes in image pixels. */
+export class BlazeFaceDetector {
+  private readonly anchors: Float32Array[];
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly manifest: DetectorManifest,
+  ) {
+    this.anchors = blazefaceAnchors(manifest.grids);
+  }
+
+  static async open(manifest: DetectorManifest, path: string, threads: number): Promise<BlazeFaceDetector> {
+    return new BlazeFaceDetector(await openSession(manifest, path, threads), manifest);
+  }
+
+  async detect(image: RgbImage, options: DetectorOptions): Promise<ScoredBox[]> {
+    const whole = { left: 0, top: 0, width: image.width, height: image.height };
+    let boxes = await this.detectRegion(image, whole, options.scoreThreshold);
+    const longer = Math.max(image.width, image.height);
+    const largest = Math.max(0, ...boxes.map((b) => Math.max(b.x2 - b.x1, b.y2 - b.y1)));
+    const wantTiles =
+      options.tiling === 'always' ||
+      (options.tiling === 'auto' && longer >= 2 * this.manifest.input.width && largest < longer * SMALL_FACE_SHARE);
+    if (wantTiles) {
+      for (const tile of overlappingTiles(image.width, image.height)) {
+        const found = await this.detectRegion(image, tile, options.scoreThreshold);
+        boxes = boxes.concat(found.filter((b) => !touchesInnerEdge(b, tile, image)));
+      }
+    }
+    return weightedNms(boxes, NMS_IOU);
+  }
+
+  private async detectRegion(image: RgbImage, region: Region, scoreThreshold: number): Promise<ScoredBox[]> {
+    const size = this.manifest.input.width;
+    const scale = size / Math.max(region.width, region.height);
+    const width = Math.max(1, Math.round(region.width * scale));
+    const height = Math.max(1, Math.round(region.height * scale));
+    const input = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+      .extract(region)
+      .resize(width, height, { fit: 'fill' })
+      .extend({ top: 0, left: 0, bottom: size - height, right: size - width, background: '#000000' })
+      .raw()
+      .toBuffer();
+    const feeds = { [this.manifest.input.name]: toTensor(input, this.manifest.input) };
+    const out = await this.session.run(feeds);
+    const scores = this.manifest.outputs.scores.map((n) => out[n].data as Float32Array);
+    const regressors = this.manifest.outputs.regressors.map((n) => out[n].data as Float32Array);
+    const sx = region.width / width;
+    const sy = region.height / height;
+    return decodeBlazeface(scores, regressors, this.anchors, size, scoreThreshold).map((b) => ({
+      x1: region.left + b.x1 * sx,
+      y1: region.top + b.y1 * sy,
+      x2: region.left + b.x2 * sx,
+      y2: region.top + b.y2 * sy,
+      score: b.score,
+      keypoints: b.keypoints.map((k, i) => (i % 2 === 0 ? region.left + k * sx : region.top + k * sy)),
+    }));
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** A 2x2 grid of tiles, each 60% of the image in both directions, overlapping by 20%. */
+export function overlappingTiles(width: number, height: number): Region[] {
+  const tw = Math.round(width * 0.6);
+  const th = Math.round(height * 0.6);
+  const tiles: Region[] = [];
+  for (const top of [0, height - th])
+    for (const left of [0, width - tw]) tiles.push({ left, top, width: tw, height: th });
+  return tiles;
+}
+
+function touchesInnerEdge(box: ScoredBox, tile: Region, image: RgbImage): boolean {
+  const mx = tile.width * TILE_EDGE_MARGIN;
+  const my = tile.height * TILE_EDGE_MARGIN;
+  const right = tile.left + tile.width;
+  const bottom = tile.top + tile.height;
+  return (
+    (tile.left > 0 && box.x1 <= tile.left + mx) ||
+    (tile.top > 0 && box.y1 <= tile.top + my) ||
+    (right < image.width && box.x2 >= right - mx) ||
+    (bottom < image.height && box.y2 >= bottom - my)
+  );
+}

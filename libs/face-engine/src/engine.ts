@@ -1,0 +1,236 @@
+import type {
+  AlignedFace,
+  AnalyzeResult,
+  DetectOptions,
+  DetectResult,
+  EmbeddedFace,
+  FaceAnalyzer,
+  ImageInfo,
+  Landmarks,
+} from '@facesearch/common';
+import { alignFace, alignmentTransform } from './align';
+import { BlazeFaceDetector, type DetectorOptions } from './detector';
+import { OnnxEmbedder } from './embedder';
+import type { ScoredBox } from './geometry';
+import { DEFAULT_IMAGE_LIMITS, type DecodedImage, decodeImage, type ImageLimits } from './image';
+import { loadManifest } from './models';
+import {
+  DEFAULT_QUALITY_THRESHOLDS,
+  estimatePose,
+  laplacianVariance,
+  type QualityThresholds,
+  qualityLevel,
+} from './quality';
+
+export interface FaceEngineOptions {
+  /** Folder holding manifest.json and the model files; defaults to <repo>/models. */
+  modelDir?: string;
+  /** A JSON manifest describing another detector / embedder (see models/manifest.json for the fields). */
+  detectorManifest?: string;
+  embedderManifest?: string;
+  maxImageBytes?: number;
+  maxImagePixels?: number;
+  /** ONNX intra-op threads per session. One per session and parallel requests use the cores best. */
+  threads?: number;
+  tiling?: DetectorOptions['tiling'];
+  quality?: QualityThresholds;
+  /** Overrides the embedder manifest's calibrated cosine threshold. */
+  matchThreshold?: number;
+}
+
+export const DEFAULT_DETECT_OPTIONS: Required<DetectOptions> = { maxFaces: 20, minFaceSize: 20, scoreThreshold: 0.6 };
+
+/** Milliseconds spent per stage, summed over calls; for the evaluation and benchmark commands. */
+export interface StageTimings {
+  decode: number;
+  detect: number;
+  align: number;
+  embed: number;
+}
+
+/**
+ * The face pipeline in one process: decode, detect, align, assess quality, embed.
+ * Implements FaceAnalyzer, and offers the two halves separately for the detector and embedder services.
+ */
+export class FaceEngine implements FaceAnalyzer {
+  readonly timings: StageTimings = { decode: 0, detect: 0, align: 0, embed: 0 };
+
+  private constructor(
+    private readonly detector: BlazeFaceDetector,
+    private readonly embedder: OnnxEmbedder,
+    private readonly limits: ImageLimits,
+    private readonly tiling: DetectorOptions['tiling'],
+    private readonly quality: QualityThresholds,
+    readonly matchThreshold: number,
+  ) {}
+
+  static async create(options: FaceEngineOptions = {}): Promise<FaceEngine> {
+    const threads = options.threads ?? 1;
+    const det = loadManifest('detector', { modelDir: options.modelDir, manifestPath: options.detectorManifest });
+    const emb = loadManifest('embedder', { modelDir: options.modelDir, manifestPath: options.embedderManifest });
+    const [detector, embedder] = await Promise.all([
+      BlazeFaceDetector.open(det.manifest, det.path, threads),
+      OnnxEmbedder.open(emb.manifest, emb.path, threads),
+    ]);
+    return new FaceEngine(
+      detector,
+      embedder,
+      {
+        ...DEFAULT_IMAGE_LIMITS,
+        maxBytes: options.maxImageBytes ?? DEFAULT_IMAGE_LIMITS.maxBytes,
+        maxPixels: options.maxImagePixels ?? DEFAULT_IMAGE_LIMITS.maxPixels,
+      },
+      options.tiling ?? 'auto',
+      options.quality ?? DEFAULT_QUALITY_THRESHOLDS,
+      options.matchThreshold ?? emb.manifest.matchThreshold ?? 0.45,
+    );
+  }
+
+  get modelId(): string {
+    return this.embedder.manifest.id;
+  }
+
+  get embeddingDim(): number {
+    return this.embedder.dim;
+  }
+
+  get detectorModelId(): string {
+    return this.detector.manifest.id;
+  }
+
+  async decode(input: Uint8Array): Promise<DecodedImage> {
+    const start = performance.now();
+    try {
+      return await decodeImage(input, this.limits);
+    } finally {
+      this.timings.decode += performance.now() - start;
+    }
+  }
+
+  /** Faces with their aligned crops, largest first. */
+  async detectAligned(
+    input: Uint8Array,
+    options: DetectOptions = {},
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
+    const decoded = await this.decode(input);
+    return { image: imageInfo(decoded), faces: await this.findFaces(decoded, options) };
+  }
+
+  async detect(input: Uint8Array, options: DetectOptions = {}): Promise<DetectResult> {
+    const { image, faces } = await this.detectAligned(input, options);
+    return { image, faces: faces.map(({ crop: _crop, ...face }) => face) };
+  }
+
+  async analyze(input: Uint8Array, options: DetectOptions = {}): Promise<AnalyzeResult> {
+    const { image, faces } = await this.detectAligned(input, options);
+    const embeddings = await this.embed(faces.map((f) => f.crop));
+    const embedded: EmbeddedFace[] = faces.map(({ crop: _crop, ...face }, i) => ({
+      ...face,
+      embedding: embeddings[i],
+    }));
+    return { image, faces: embedded, modelId: this.modelId };
+  }
+
+  /** Embeds aligned 112x112 RGB crops, one after another (the model's batch size is fixed at 1). */
+  async embed(crops: Uint8Array[]): Promise<Float32Array[]> {
+    const start = performance.now();
+    try {
+      const out: Float32Array[] = [];
+      for (const crop of crops) out.push(await this.embedder.embed(crop));
+      return out;
+    } finally {
+      this.timings.embed += performance.now() - start;
+    }
+  }
+
+  async findFaces(decoded: DecodedImage, options: DetectOptions = {}): Promise<AlignedFace[]> {
+    const opts = { ...DEFAULT_DETECT_OPTIONS, ...stripUndefined(options) };
+    let start = performance.now();
+    const boxes = await this.detector.detect(decoded.working, {
+      scoreThreshold: opts.scoreThreshold,
+      tiling: this.tiling,
+    });
+    this.timings.detect += performance.now() - start;
+
+    const inv = 1 / decoded.scale;
+    const candidates = boxes
+      .map((b) => ({ b, size: Math.min(b.x2 - b.x1, b.y2 - b.y1) * inv }))
+      .filter((c) => c.size >= opts.minFaceSize)
+      .sort((p, q) => q.size - p.size)
+      .slice(0, Math.max(0, opts.maxFaces));
+
+    start = performance.now();
+    const faces: AlignedFace[] = [];
+    for (const { b, size } of candidates) faces.push(await this.describe(decoded, b, size));
+    this.timings.align += performance.now() - start;
+    return faces;
+  }
+
+  private async describe(decoded: DecodedImage, b: ScoredBox, size: number): Promise<AlignedFace> {
+    const k = b.keypoints;
+    const { leftEye, rightEye, nose, mouthCenter } = this.detector.manifest.keypoints;
+    const point = (i: number) => ({ x: k[i * 2], y: k[i * 2 + 1] });
+    const working = {
+      leftEye: point(leftEye),
+      rightEye: point(rightEye),
+      nose: point(nose),
+      mouth: point(mouthCenter),
+    };
+    const crop = await alignFace(
+      decoded.working,
+      alignmentTransform(working.leftEye, working.rightEye, working.nose, working.mouth),
+    );
+
+    const inv = 1 / decoded.scale;
+    const toOriginal = (p: { x: number; y: number }) => ({ x: round1(p.x * inv), y: round1(p.y * inv) });
+    const landmarks: Landmarks = {
+      left_eye: toOriginal(working.leftEye),
+      right_eye: toOriginal(working.rightEye),
+      nose: toOriginal(working.nose),
+      mouth: toOriginal(working.mouth),
+    };
+    const x1 = clamp(b.x1 * inv, 0, decoded.width);
+    const y1 = clamp(b.y1 * inv, 0, decoded.height);
+    const x2 = clamp(b.x2 * inv, 0, decoded.width);
+    const y2 = clamp(b.y2 * inv, 0, decoded.height);
+    const pose = estimatePose(working.leftEye, working.rightEye, working.nose, working.mouth);
+    const measured = {
+      size: Math.round(size),
+      blur: round1(laplacianVariance(crop, 112, 112)),
+      ...pose,
+      score: round3(b.score),
+    };
+    return {
+      box: { x: round1(x1), y: round1(y1), width: round1(x2 - x1), height: round1(y2 - y1) },
+      landmarks,
+      score: round3(b.score),
+      quality: { ...measured, level: qualityLevel(measured, this.quality) },
+      crop,
+    };
+  }
+
+  resetTimings(): void {
+    Object.assign(this.timings, { decode: 0, detect: 0, align: 0, embed: 0 });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.detector.close(), this.embedder.close()]);
+  }
+}
+
+/** The FaceAnalyzer for the embedded mode and the worker services. */
+export function createLocalFaceAnalyzer(options: FaceEngineOptions = {}): Promise<FaceEngine> {
+  return FaceEngine.create(options);
+}
+
+function imageInfo(d: DecodedImage): ImageInfo {
+  return { width: d.width, height: d.height, format: d.format };
+}
+
+const clamp = (x: number, lo: number, hi: number) => Math.max(lo, Math.min(hi, x));
+const round1 = (x: number) => Math.round(x * 10) / 10;
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { FaceSearchError } from '@facesearch/common';
+import * as ort from 'onnxruntime-node';
+
+export interface TensorInputSpec {
+  name: string;
+  width: number;
+  height: number;
+  layout: 'NHWC' | 'NCHW';
+  channels: 'RGB' | 'BGR';
+  /** value = (pixel - mean) / std */
+  mean: number;
+  std: number;
+}
+
+interface ModelManifestBase {
+  id: string;
+  file: string;
+  sha256?: string;
+  licence?: string;
+  input: TensorInputSpec;
+}
+
+export interface DetectorManifest extends ModelManifestBase {
+  role: 'detector';
+  format: 'blazeface';
+  outputs: { scores: string[]; regressors: string[] };
+  grids: Array<{ cells: number; anchorsPerCell: number }>;
+  keypoints: { leftEye: number; rightEye: number; nose: number; mouthCenter: number };
+}
+
+export interface EmbedderManifest extends ModelManifestBase {
+  role: 'embedder';
+  output: { name: string; dim: number };
+  /** Cosine threshold calibrated for this model (see the README); the service default if configured none. */
+  matchThreshold?: number;
+}
+
+export type ModelManifest = DetectorManifest | EmbedderManifest;
+
+/** Where `pnpm install` puts the models: <repo>/models (this file sits in libs/face-engine/{src,dist}). */
+export const DEFAULT_MODEL_DIR = resolve(__dirname, '..', '..', '..', 'models');
+
+/**
+ * Reads a model manifest. `source` is either a JSON file holding one model (its `file` relative to that
+ * file's folder) or omitted, meaning the pinned default for that role in `<modelDir>/manifest.json`.
+ */
+export function loadManifest<R extends ModelManifest['role']>(
+  role: R,
+  options: { modelDir?: string; manifestPath?: string } = {},
+): { manifest: Extract<ModelManifest, { role: R }>; path: string } {
+  const modelDir = options.modelDir ?? DEFAULT_MODEL_DIR;
+  let manifest: ModelManifest | undefined;
+  let baseDir = modelDir;
+  if (options.manifestPath) {
+    const text = readOrFail(options.manifestPath, `model manifest ${options.manifestPath}`);
+    manifest = JSON.parse(text) as ModelManifest;
+    baseDir = dirname(resolve(options.manifestPath));
+  } else {
+    const listPath = join(modelDir, 'manifest.json');
+    const list = JSON.parse(readOrFail(listPath, 'model manifest list')) as { models: ModelManifest[] };
+    manifest = list.models.find((m) => m.role === role);
+  }
+  if (!manifest || manifest.role !== role) {
+    throw new FaceSearchError('model_manifest_invalid', `No ${role} model is described in the manifest.`, 500);
+  }
+  const path = isAbsolute(manifest.file) ? manifest.file : join(baseDir, manifest.file);
+  return { manifest: manifest as Extract<ModelManifest, { role: R }>, path };
+}
+
+function readOrFail(path: string, what: string): string {
+  if (!existsSync(path)) throw new FaceSearchError('model_missing', `The ${what} was not found at ${path}.`, 500);
+  return readFileSync(path, 'utf8');
+}
+
+/** Opens an ONNX session after checking that the file exists and matches its pinned checksum. */
+export async function openSession(
+  manifest: ModelManifest,
+  path: string,
+  threads: number,
+): Promise<ort.InferenceSession> {
+  if (!existsSync(path)) {
+    throw new FaceSearchError(
+      'model_missing',
+      `Model ${manifest.id} is missing at ${path}. Run \`pnpm install\` (or \`pnpm models\`) to fetch the pinned models.`,
+      500,
+    );
+  }
+  const bytes = readFileSync(path);
+  if (manifest.sha256) {
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual !== manifest.sha256) {
+      throw new FaceSearchError(
+        'model_corrupt',
+        `Model ${manifest.id} at ${path} has sha256 ${actual}, expected ${manifest.sha256}. Delete it and run \`pnpm models\`.`,
+        500,
+      );
+    }
+  }
+  return ort.InferenceSession.create(bytes, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+  });
+}
+
+/** Fills a float tensor from RGB bytes following the model's layout, channel order and normalisation. */
+export function toTensor(rgb: Uint8Array, spec: TensorInputSpec): ort.Tensor {
+  const { width, height, mean, std } = spec;
+  const plane = width * height;
+  const out = new Float32Array(plane * 3);
+  const order = spec.channels === 'RGB' ? [0, 1, 2] : [2, 1, 0];
+  const inv = 1 / std;
+  if (spec.layout === 'NCHW') {
+    for (let i = 0; i < plane; i++) {
+      for (let c = 0; c < 3; c++) out[c * plane + i] = (rgb[i * 3 + order[c]] - mean) * inv;
+    }
+    return new ort.Tensor('float32', out, [1, 3, height, width]);
+  }
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = (rgb[i * 3 + order[c]] - mean) * inv;
+  }
+  return new ort.Tensor('float32', out, [1, height, width, 3]);
+}

@@ -1,0 +1,78 @@
+import { cosineSimilarity } from '@facesearch/common';
+import { FaceEngine } from '@facesearch/face-engine';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixture, FIXTURES, HAS_FIXTURES } from './helpers';
+
+// These photos ship inside an npm package and are fetched by `pnpm install`, so they run on any machine.
+describe.skipIf(!HAS_FIXTURES)(`group photos from @vladmandic/face-api (${FIXTURES})`, () => {
+  let engine: FaceEngine;
+  beforeAll(async () => {
+    engine = await FaceEngine.create();
+  });
+  afterAll(() => engine?.close());
+
+  it('finds every face in group photos (counted by eye: 3 on the sofa, 5 on the stairs)', async () => {
+    expect((await engine.detect(fixture('face-api-sample2.jpg'))).faces).toHaveLength(3);
+    expect((await engine.detect(fixture('face-api-sample5.jpg'))).faces).toHaveLength(5);
+  });
+
+  it('orders faces largest first and honours max_faces and min_face_size', async () => {
+    const all = (await engine.detect(fixture('face-api-sample5.jpg'))).faces;
+    const sizes = all.map((f) => f.quality.size);
+    expect(sizes).toEqual([...sizes].sort((a, b) => b - a));
+    const two = (await engine.detect(fixture('face-api-sample5.jpg'), { maxFaces: 2 })).faces;
+    expect(two.map((f) => f.box)).toEqual(all.slice(0, 2).map((f) => f.box));
+    const big = (await engine.detect(fixture('face-api-sample5.jpg'), { minFaceSize: sizes[1] + 1 })).faces;
+    expect(big).toHaveLength(1);
+  });
+
+  it('finds faces far smaller than the detector input in a large photo (tiling)', async () => {
+    // Five faces cut from a group photo, shrunk to about 1/25 of the canvas width (a 230 px square around a
+    // 128 px face) and pasted on a large canvas: at 256 px for the whole canvas each face would be 10 px.
+    const source = fixture('face-api-sample5.jpg');
+    const faces = (await engine.detect(source)).faces;
+    const tiles = await Promise.all(
+      faces.slice(0, 5).map((f) => {
+        const pad = f.box.width * 0.4;
+        return sharp(source)
+          .extract({
+            left: Math.max(0, Math.round(f.box.x - pad)),
+            top: Math.max(0, Math.round(f.box.y - pad)),
+            width: Math.round(f.box.width + 2 * pad),
+            height: Math.round(f.box.height + 2 * pad),
+          })
+          .resize(230, 230)
+          .toBuffer();
+      }),
+    );
+    const canvas = await sharp({ create: { width: 3200, height: 2000, channels: 3, background: '#7a8a7a' } })
+      .composite(tiles.map((input, i) => ({ input, left: 150 + i * 600, top: i % 2 ? 1550 : 250 })))
+      .jpeg()
+      .toBuffer();
+    const found = (await engine.detect(canvas)).faces;
+    expect(found).toHaveLength(tiles.length);
+  });
+
+  it('sees the same person through resizing and re-encoding', async () => {
+    const source = fixture('face-api-sample6.jpg');
+    const original = await engine.analyze(source);
+    const small = await engine.analyze(await sharp(source).resize(800).webp({ quality: 70 }).toBuffer());
+    expect(small.faces).toHaveLength(original.faces.length);
+    for (const face of original.faces) {
+      const best = Math.max(...small.faces.map((s) => cosineSimilarity(s.embedding, face.embedding)));
+      expect(best).toBeGreaterThan(0.7);
+    }
+  });
+
+  it('finds the same faces in a photo rotated 90 degrees', async () => {
+    const source = fixture('face-api-sample2.jpg');
+    const upright = await engine.analyze(source);
+    const turned = await engine.analyze(await sharp(source).rotate(90).toBuffer());
+    expect(turned.faces).toHaveLength(upright.faces.length);
+    for (const face of upright.faces) {
+      const best = Math.max(...turned.faces.map((s) => cosineSimilarity(s.embedding, face.embedding)));
+      expect(best).toBeGreaterThan(engine.matchThreshold);
+    }
+  });
+});

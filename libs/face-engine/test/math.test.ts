@@ -1,0 +1,201 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MATCH_SCORE, scoreToSimilarity, similarityToScore } from '@facesearch/common';
+import {
+  applySimilarity,
+  blazefaceAnchors,
+  decodeBlazeface,
+  estimateSimilarity,
+  estimatePose,
+  invertSimilarity,
+  iou,
+  l2Normalise,
+  laplacianVariance,
+  meetsQuality,
+  qualityLevel,
+  thresholdAtFar,
+  toTensor,
+  warpSimilarity,
+  weightedNms,
+  type ScoredBox,
+} from '@facesearch/face-engine';
+
+describe('BlazeFace anchors and decoding', () => {
+  const grids = [
+    { cells: 16, anchorsPerCell: 2 },
+    { cells: 8, anchorsPerCell: 6 },
+  ];
+
+  it('lays out 896 anchors, cell centres in row-major order', () => {
+    const anchors = blazefaceAnchors(grids);
+    expect(anchors[0].length / 2).toBe(512);
+    expect(anchors[1].length / 2).toBe(384);
+    expect([anchors[0][0], anchors[0][1]]).toEqual([0.5 / 16, 0.5 / 16]);
+    // Second anchor of the first cell repeats the centre; third anchor is the next cell to the right.
+    expect([anchors[0][2], anchors[0][3]]).toEqual([0.5 / 16, 0.5 / 16]);
+    expect(anchors[0][4]).toBeCloseTo(1.5 / 16);
+    // Last anchor of the 8x8 grid sits in the bottom-right cell.
+    const last = anchors[1].length - 2;
+    expect([anchors[1][last], anchors[1][last + 1]]).toEqual([7.5 / 8, 7.5 / 8]);
+  });
+
+  it('decodes box centre, size and keypoints relative to the anchor, and thresholds the sigmoid score', () => {
+    const anchors = blazefaceAnchors(grids);
+    const scores = [new Float32Array(512).fill(-10), new Float32Array(384).fill(-10)];
+    const regressors = [new Float32Array(512 * 16), new Float32Array(384 * 16)];
+    const i = 16 * 2 * 3 + 5 * 2; // row 3, column 5, first anchor
+    scores[0][i] = 2; // sigmoid 0.88
+    regressors[0].set([4, -2, 40, 50, -10, -8, 10, -8, 0, 2, 0, 12, -18, 0, 18, 0], i * 16);
+    const boxes = decodeBlazeface(scores, regressors, anchors, 256, 0.5);
+    expect(boxes).toHaveLength(1);
+    const cx = (5.5 / 16) * 256 + 4;
+    const cy = (3.5 / 16) * 256 - 2;
+    expect(boxes[0].x1).toBeCloseTo(cx - 20);
+    expect(boxes[0].y2).toBeCloseTo(cy + 25);
+    expect(boxes[0].score).toBeCloseTo(1 / (1 + Math.exp(-2)));
+    expect(boxes[0].keypoints).toHaveLength(12);
+    expect(boxes[0].keypoints[0]).toBeCloseTo((5.5 / 16) * 256 - 10);
+    expect(decodeBlazeface(scores, regressors, anchors, 256, 0.9)).toHaveLength(0);
+  });
+});
+
+describe('weighted NMS', () => {
+  const box = (x: number, score: number, k = 0): ScoredBox => ({
+    x1: x,
+    y1: 0,
+    x2: x + 10,
+    y2: 10,
+    score,
+    keypoints: [k, k],
+  });
+
+  it('blends overlapping boxes by score and keeps the best score', () => {
+    const [merged, ...rest] = weightedNms([box(0, 0.9, 0), box(1, 0.3, 4)], 0.3);
+    expect(rest).toHaveLength(0);
+    expect(merged.score).toBe(0.9);
+    expect(merged.x1).toBeCloseTo(0.25);
+    expect(merged.keypoints[0]).toBeCloseTo(1);
+  });
+
+  it('keeps boxes that do not overlap enough', () => {
+    expect(weightedNms([box(0, 0.9), box(8, 0.8), box(30, 0.7)], 0.3)).toHaveLength(3);
+    expect(iou(box(0, 1), box(5, 1))).toBeCloseTo(50 / 150);
+  });
+});
+
+describe('similarity transform', () => {
+  const truth = { a: 0.8 * Math.cos(0.3), b: 0.8 * Math.sin(0.3), tx: 12, ty: -7 };
+  const from = [
+    { x: 10, y: 20 },
+    { x: 60, y: 22 },
+    { x: 35, y: 45 },
+    { x: 36, y: 70 },
+  ];
+
+  it('recovers a known rotation, scale and shift exactly from clean points', () => {
+    const t = estimateSimilarity(
+      from,
+      from.map((p) => applySimilarity(truth, p)),
+    );
+    expect(t.a).toBeCloseTo(truth.a, 9);
+    expect(t.b).toBeCloseTo(truth.b, 9);
+    expect(t.tx).toBeCloseTo(truth.tx, 9);
+    expect(t.ty).toBeCloseTo(truth.ty, 9);
+  });
+
+  it('inverts', () => {
+    const p = applySimilarity(invertSimilarity(truth), applySimilarity(truth, { x: 3, y: 4 }));
+    expect(p.x).toBeCloseTo(3, 9);
+    expect(p.y).toBeCloseTo(4, 9);
+  });
+
+  it('never reflects, even when the points are mirrored', () => {
+    const mirrored = from.map((p) => ({ x: -p.x, y: p.y }));
+    const t = estimateSimilarity(from, mirrored);
+    // A similarity has determinant a^2 + b^2 > 0: orientation is kept.
+    expect(t.a * t.a + t.b * t.b).toBeGreaterThan(0);
+  });
+
+  it('warps with the identity transform to the same pixels', () => {
+    const src = { data: Uint8Array.from({ length: 4 * 4 * 3 }, (_, i) => i * 5), width: 4, height: 4 };
+    expect(Array.from(warpSimilarity(src, { a: 1, b: 0, tx: 0, ty: 0 }, 4, 4))).toEqual(Array.from(src.data));
+  });
+});
+
+describe('tensor normalisation', () => {
+  const rgb = Uint8Array.from([255, 0, 127, 0, 255, 0]); // two pixels
+
+  it('NCHW BGR with (x - 127) / 128', () => {
+    const t = toTensor(rgb, { name: 'x', width: 2, height: 1, layout: 'NCHW', channels: 'BGR', mean: 127, std: 128 });
+    expect(t.dims).toEqual([1, 3, 1, 2]);
+    expect(Array.from(t.data as Float32Array)).toEqual([0, -127 / 128, -127 / 128, 128 / 128, 128 / 128, -127 / 128]);
+  });
+
+  it('NHWC RGB with x / 127.5 - 1', () => {
+    const t = toTensor(rgb, {
+      name: 'x',
+      width: 2,
+      height: 1,
+      layout: 'NHWC',
+      channels: 'RGB',
+      mean: 127.5,
+      std: 127.5,
+    });
+    expect(t.dims).toEqual([1, 1, 2, 3]);
+    const data = Array.from(t.data as Float32Array);
+    expect(data[0]).toBeCloseTo(1);
+    expect(data[1]).toBeCloseTo(-1);
+    expect(data[4]).toBeCloseTo(1);
+  });
+
+  it('L2-normalises', () => {
+    expect(Array.from(l2Normalise(Float32Array.from([3, 4])))).toEqual([0.6000000238418579, 0.800000011920929]);
+  });
+});
+
+describe('quality', () => {
+  it('gives a flat image no Laplacian variance and a checkerboard a large one', () => {
+    const flat = new Uint8Array(16 * 16 * 3).fill(100);
+    const checker = Uint8Array.from({ length: 16 * 16 * 3 }, (_, i) =>
+      (((i / 3) | 0) % 2) ^ (((i / 48) | 0) % 2) ? 255 : 0,
+    );
+    expect(laplacianVariance(flat, 16, 16)).toBe(0);
+    expect(laplacianVariance(checker, 16, 16)).toBeGreaterThan(1000);
+  });
+
+  it('reads roll from the eye line and yaw from the nose offset', () => {
+    const frontal = estimatePose({ x: 38, y: 52 }, { x: 74, y: 52 }, { x: 56, y: 72 }, { x: 56, y: 92 });
+    expect(Math.abs(frontal.yaw)).toBeLessThan(1);
+    expect(Math.abs(frontal.roll)).toBeLessThan(1);
+    expect(Math.abs(frontal.pitch)).toBeLessThan(5);
+    const tilted = estimatePose({ x: 0, y: 0 }, { x: 10, y: 10 }, { x: 0, y: 10 }, { x: -5, y: 15 });
+    expect(tilted.roll).toBeCloseTo(45);
+    const turned = estimatePose({ x: 38, y: 52 }, { x: 74, y: 52 }, { x: 70, y: 72 }, { x: 60, y: 92 });
+    expect(turned.yaw).toBeGreaterThan(15);
+  });
+
+  it('levels and gates', () => {
+    const good = { size: 200, blur: 300, yaw: 3, pitch: 2, roll: 0, score: 0.95 };
+    expect(qualityLevel(good)).toBe('HIGH');
+    expect(qualityLevel({ ...good, yaw: 30 })).toBe('NORMAL');
+    expect(qualityLevel({ ...good, size: 25 })).toBe('LOW');
+    expect(meetsQuality('NORMAL', 'HIGH')).toBe(false);
+    expect(meetsQuality('LOW', 'NONE')).toBe(true);
+    expect(meetsQuality('HIGH', 'NORMAL')).toBe(true);
+  });
+});
+
+describe('scores and thresholds', () => {
+  it('maps the cosine threshold onto the default match score, monotonically, and back', () => {
+    expect(similarityToScore(0.43, 0.43)).toBe(DEFAULT_MATCH_SCORE);
+    expect(similarityToScore(1, 0.43)).toBe(100);
+    expect(similarityToScore(-0.2, 0.43)).toBe(0);
+    expect(similarityToScore(0.6, 0.43)).toBeGreaterThan(similarityToScore(0.5, 0.43));
+    expect(scoreToSimilarity(similarityToScore(0.61, 0.43), 0.43)).toBeCloseTo(0.61, 3);
+  });
+
+  it('finds the threshold that accepts at most the allowed share of impostors', () => {
+    const impostor = Array.from({ length: 1000 }, (_, i) => i / 1000);
+    const t = thresholdAtFar(impostor, 1e-2);
+    expect(impostor.filter((s) => s >= t).length).toBe(10);
+  });
+});
