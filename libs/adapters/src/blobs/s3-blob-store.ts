@@ -1,0 +1,161 @@
+import type { Readable } from 'node:stream';
+import { type BlobStore, FaceSearchError } from '@facesearch/common';
+import { Client } from 'minio';
+import { blobNotFound, checkBlobKey, checkBlobPrefix } from './keys';
+
+export interface S3BlobStoreOptions {
+  /** e.g. http://127.0.0.1:9000 (path-style addressing, so any S3 server works). */
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  bucket: string;
+  /** Default `us-east-1`. */
+  region?: string;
+}
+
+/** S3 DeleteObjects takes at most 1000 keys per request. */
+const DELETE_BATCH = 1000;
+
+/** Blobs in one S3 bucket, through plain S3 calls only (MinIO in compose, any S3 server elsewhere). */
+export class S3BlobStore implements BlobStore {
+  private readonly client: Client;
+  private readonly bucket: string;
+  private readonly region: string;
+
+  constructor(private readonly options: S3BlobStoreOptions) {
+    const url = new URL(options.endpoint);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new FaceSearchError('invalid_config', `S3_ENDPOINT must be an http(s) URL, got ${options.endpoint}.`, 500);
+    }
+    const useSSL = url.protocol === 'https:';
+    this.bucket = options.bucket;
+    this.region = options.region ?? 'us-east-1';
+    this.client = new Client({
+      endPoint: url.hostname,
+      port: url.port ? Number(url.port) : useSSL ? 443 : 80,
+      useSSL,
+      accessKey: options.accessKey,
+      secretKey: options.secretKey,
+      region: this.region,
+      pathStyle: true,
+    });
+  }
+
+  /** Creates the bucket if it does not exist. */
+  async init(): Promise<void> {
+    await this.call('init', async () => {
+      if (await this.client.bucketExists(this.bucket)) return;
+      try {
+        await this.client.makeBucket(this.bucket, this.region);
+      } catch (err) {
+        // Created by another process in between.
+        if (!['BucketAlreadyOwnedByYou', 'BucketAlreadyExists'].includes(s3Code(err) ?? '')) throw err;
+      }
+    });
+  }
+
+  async put(key: string, data: Uint8Array, contentType = 'application/octet-stream'): Promise<void> {
+    checkBlobKey(key);
+    const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    await this.call('put', () => this.client.putObject(this.bucket, key, body, body.length, { 'Content-Type': contentType }));
+  }
+
+  async get(key: string): Promise<Buffer> {
+    checkBlobKey(key);
+    return this.call(
+      'get',
+      async () => readAll(await this.client.getObject(this.bucket, key)),
+      (code) => (code === 'NoSuchKey' || code === 'NotFound' ? blobNotFound(key) : null),
+    );
+  }
+
+  async exists(key: string): Promise<boolean> {
+    checkBlobKey(key);
+    try {
+      await this.call('exists', () => this.client.statObject(this.bucket, key), (code) =>
+        code === 'NoSuchKey' || code === 'NotFound' ? blobNotFound(key) : null,
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof FaceSearchError && err.code === 'blob_not_found') return false;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    checkBlobKey(key);
+    await this.call('delete', () => this.client.removeObject(this.bucket, key));
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    checkBlobPrefix(prefix);
+    await this.call('deletePrefix', async () => {
+      const names: string[] = [];
+      for await (const item of this.client.listObjectsV2(this.bucket, prefix, true)) {
+        if (item.name) names.push(item.name);
+      }
+      for (let i = 0; i < names.length; i += DELETE_BATCH) {
+        const results = await this.client.removeObjects(this.bucket, names.slice(i, i + DELETE_BATCH));
+        const failed = results.filter((r) => r?.Error);
+        if (failed.length) {
+          const first = failed[0]?.Error;
+          throw new Error(`${failed.length} objects not deleted, e.g. ${first?.Key}: ${first?.Code} ${first?.Message}`);
+        }
+      }
+    });
+  }
+
+  async presignPut(key: string, expiresSeconds: number): Promise<string> {
+    checkBlobKey(key);
+    // SigV4 allows 1 second to 7 days.
+    const expiry = Math.min(Math.max(Math.floor(expiresSeconds), 1), 7 * 24 * 3600);
+    return this.call('presignPut', () => this.client.presignedPutObject(this.bucket, key, expiry));
+  }
+
+  async ping(): Promise<void> {
+    const found = await this.call('ping', () => this.client.bucketExists(this.bucket));
+    if (!found) {
+      throw new FaceSearchError('blob_store_unavailable', `S3 bucket ${this.bucket} does not exist.`, 503, true);
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  /**
+   * Runs an S3 call. `known` maps an S3 error code to the error to throw; any other failure is a 503
+   * (retryable unless the server refused our credentials or request).
+   */
+  private async call<T>(
+    operation: string,
+    fn: () => Promise<T>,
+    known: (code: string | undefined) => FaceSearchError | null = () => null,
+  ): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof FaceSearchError) throw err;
+      const code = s3Code(err);
+      const mapped = known(code);
+      if (mapped) throw mapped;
+      const message = err instanceof Error ? err.message : String(err);
+      const refused = ['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NoSuchBucket'].includes(code ?? '');
+      throw new FaceSearchError(
+        'blob_store_unavailable',
+        `S3 ${operation} failed (${this.options.endpoint}, bucket ${this.bucket}): ${code ? `${code}: ` : ''}${message}`,
+        503,
+        !refused,
+      );
+    }
+  }
+}
+
+function s3Code(err: unknown): string | undefined {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}

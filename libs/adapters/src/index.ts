@@ -1,0 +1,4 @@
+export * from './vectors';
+export * from './blobs';
+export * from './queue';
+export * from './library';

@@ -1,0 +1,3 @@
+export * from './shared';
+export * from './memory-job-queue';
+export * from './bullmq-job-queue';

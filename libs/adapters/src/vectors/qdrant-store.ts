@@ -1,0 +1,218 @@
+import { createHash } from 'node:crypto';
+import { FaceSearchError, type VectorHit, type VectorPayload, type VectorPoint, type VectorQuery, type VectorStore } from '@facesearch/common';
+import type { QdrantClient } from '@qdrant/js-client-rest' with { 'resolution-mode': 'import' };
+import { MAX_SEARCH_LIMIT, checkId, dimensionMismatch, faceKey, normalize, normalizedVector, notInitialized } from './points';
+
+export interface QdrantVectorStoreOptions {
+  /** e.g. http://127.0.0.1:6333 */
+  url: string;
+  apiKey?: string;
+  /** Default `faces`. */
+  collection?: string;
+  /** Points per upsert request. Default 256. */
+  batchSize?: number;
+  /** Request timeout in ms. Default 30000. */
+  timeoutMs?: number;
+}
+
+/** Fixed namespace for point ids (a random v4 UUID chosen once; changing it orphans every stored point). */
+const POINT_ID_NAMESPACE = '6f0b6c2e-3f5c-4d2a-9c71-2b8e5f0d4a13';
+
+/**
+ * Qdrant wants UUID or integer point ids while face ids are free-form strings unique per app, so a point's id is
+ * a UUID v5 (SHA-1, RFC 9562) of `app_id/face_id`: deterministic, so writing the same face twice keeps one point.
+ */
+export function qdrantPointId(appId: string, faceId: string): string {
+  const ns = Buffer.from(POINT_ID_NAMESPACE.replace(/-/g, ''), 'hex');
+  const hash = createHash('sha1').update(ns).update(faceKey(appId, faceId), 'utf8').digest();
+  const bytes = hash.subarray(0, 16);
+  bytes[6] = (bytes[6] & 0x0f) | 0x50;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * The package's type declarations are ESM-only (it is `"type": "module"`) but it ships a CommonJS build under
+ * `require`, which is what this CommonJS package loads.
+ */
+const { QdrantClient: QdrantClientClass } = require('@qdrant/js-client-rest') as typeof import(
+  '@qdrant/js-client-rest',
+  { with: { 'resolution-mode': 'import' } }
+);
+
+type Filter = { must: Array<Record<string, unknown>> };
+const keyword = (key: string, value: string) => ({ key, match: { value } });
+
+/**
+ * Face vectors in one Qdrant collection (cosine distance). `app_id` is the tenant key: every read and delete
+ * filters on it, and its payload index is marked `is_tenant` so Qdrant keeps each app's points together.
+ */
+export class QdrantVectorStore implements VectorStore {
+  private readonly client: QdrantClient;
+  private readonly collection: string;
+  private readonly batchSize: number;
+  private dim = 0;
+
+  constructor(private readonly options: QdrantVectorStoreOptions) {
+    this.collection = options.collection ?? 'faces';
+    this.batchSize = options.batchSize ?? 256;
+    // The version check would fire an unawaited request at construction; init() reports an unreachable server.
+    this.client = new QdrantClientClass({
+      url: options.url,
+      apiKey: options.apiKey,
+      timeout: options.timeoutMs ?? 30_000,
+      checkCompatibility: false,
+    });
+  }
+
+  async init(dim: number): Promise<void> {
+    if (!Number.isInteger(dim) || dim <= 0) throw new Error(`Bad vector dimension: ${dim}`);
+    await this.call('init', async () => {
+      if (!(await this.client.collectionExists(this.collection)).exists) {
+        try {
+          await this.client.createCollection(this.collection, { vectors: { size: dim, distance: 'Cosine' } });
+        } catch (err) {
+          // Another process may have created it in between; the check below decides.
+          if (!(await this.client.collectionExists(this.collection)).exists) throw err;
+        }
+      }
+      const info = await this.client.getCollection(this.collection);
+      const vectors = info.config.params.vectors as { size?: number; distance?: string } | undefined;
+      if (vectors?.size !== dim) {
+        throw dimensionMismatch(`Qdrant collection ${this.collection}`, Number(vectors?.size ?? Number.NaN), dim);
+      }
+      if (vectors.distance !== 'Cosine') {
+        throw new FaceSearchError(
+          'vector_store_misconfigured',
+          `Qdrant collection ${this.collection} uses ${vectors.distance} distance; face search needs Cosine.`,
+          500,
+        );
+      }
+      const schema = info.payload_schema ?? {};
+      const indexes: Array<[string, { type: 'keyword'; is_tenant?: boolean }]> = [
+        ['app_id', { type: 'keyword', is_tenant: true }],
+        ['group_id', { type: 'keyword' }],
+        ['user_id', { type: 'keyword' }],
+        ['model_id', { type: 'keyword' }],
+      ];
+      for (const [field, fieldSchema] of indexes) {
+        if (schema[field]) continue;
+        await this.client.createPayloadIndex(this.collection, { field_name: field, field_schema: fieldSchema, wait: true });
+      }
+    });
+    this.dim = dim;
+  }
+
+  async upsert(points: VectorPoint[]): Promise<void> {
+    const dim = this.requireDim();
+    const prepared = points.map((p) => ({
+      id: qdrantPointId(p.payload.app_id, p.id),
+      vector: Array.from(normalizedVector(p, dim)),
+      payload: { ...pickPayload(p.payload) },
+    }));
+    for (let i = 0; i < prepared.length; i += this.batchSize) {
+      const batch = prepared.slice(i, i + this.batchSize);
+      await this.call('upsert', () => this.client.upsert(this.collection, { wait: true, points: batch }));
+    }
+  }
+
+  async search(vector: Float32Array, query: VectorQuery): Promise<VectorHit[]> {
+    const dim = this.requireDim();
+    const target = Array.from(normalize(vector, dim));
+    if (query.group_ids.length === 0 || query.limit <= 0) return [];
+    checkId('app_id', query.app_id);
+    const filter = {
+      must: [
+        keyword('app_id', query.app_id),
+        keyword('model_id', query.model_id),
+        { key: 'group_id', match: { any: query.group_ids } },
+      ],
+    };
+    const { points: hits } = await this.call('search', () =>
+      this.client.query(this.collection, {
+        query: target,
+        filter,
+        limit: Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT),
+        with_payload: true,
+        with_vector: false,
+      }),
+    );
+    return hits.map((hit) => ({ ...pickPayload(hit.payload as unknown as VectorPayload), similarity: hit.score }));
+  }
+
+  async retrieve(appId: string, faceIds: string[]): Promise<Array<VectorPayload & { vector: Float32Array }>> {
+    this.requireDim();
+    if (faceIds.length === 0) return [];
+    const ids = [...new Set(faceIds)].map((id) => qdrantPointId(appId, id));
+    const records = await this.call('retrieve', () =>
+      this.client.retrieve(this.collection, { ids, with_payload: true, with_vector: true }),
+    );
+    return records
+      .map((r) => ({ ...pickPayload(r.payload as unknown as VectorPayload), vector: Float32Array.from(r.vector as number[]) }))
+      .filter((r) => r.app_id === appId);
+  }
+
+  async deleteFaces(appId: string, faceIds: string[]): Promise<void> {
+    this.requireDim();
+    if (faceIds.length === 0) return;
+    const points = faceIds.map((id) => qdrantPointId(appId, id));
+    await this.call('deleteFaces', () => this.client.delete(this.collection, { wait: true, points }));
+  }
+
+  async deleteWhere(filter: { app_id: string; group_id: string; user_id?: string }): Promise<void> {
+    this.requireDim();
+    checkId('app_id', filter.app_id);
+    checkId('group_id', filter.group_id);
+    const qfilter: Filter = { must: [keyword('app_id', filter.app_id), keyword('group_id', filter.group_id)] };
+    if (filter.user_id !== undefined) {
+      checkId('user_id', filter.user_id);
+      qfilter.must.push(keyword('user_id', filter.user_id));
+    }
+    await this.call('deleteWhere', () => this.client.delete(this.collection, { wait: true, filter: qfilter }));
+  }
+
+  async count(filter: { app_id?: string; group_id?: string }): Promise<number> {
+    this.requireDim();
+    const qfilter: Filter = { must: [] };
+    if (filter.app_id !== undefined) qfilter.must.push(keyword('app_id', filter.app_id));
+    if (filter.group_id !== undefined) qfilter.must.push(keyword('group_id', filter.group_id));
+    const result = await this.call('count', () =>
+      this.client.count(this.collection, { exact: true, filter: qfilter.must.length ? qfilter : undefined }),
+    );
+    return result.count;
+  }
+
+  async ping(): Promise<void> {
+    await this.call('ping', () => this.client.collectionExists(this.collection));
+  }
+
+  async close(): Promise<void> {
+    // The REST client holds no connection of its own.
+  }
+
+  private requireDim(): number {
+    if (!this.dim) throw notInitialized('QdrantVectorStore');
+    return this.dim;
+  }
+
+  /** Runs a Qdrant request; transport and 5xx errors become a retryable 503. */
+  private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof FaceSearchError) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      const where = `Qdrant ${operation} failed (${this.options.url}, collection ${this.collection})`;
+      // A 4xx from Qdrant is our request's fault: retrying cannot help.
+      if (/^Unexpected Response: 4\d\d/.test(message)) {
+        throw new FaceSearchError('vector_store_error', `${where}: ${message.replace(/\s+/g, ' ').slice(0, 500)}`, 500);
+      }
+      throw new FaceSearchError('vector_store_unavailable', `${where}: ${message.split('\n')[0]}`, 503, true);
+    }
+  }
+}
+
+function pickPayload(p: VectorPayload): VectorPayload {
+  return { app_id: p.app_id, group_id: p.group_id, user_id: p.user_id, face_id: p.face_id, model_id: p.model_id };
+}

@@ -1,0 +1,177 @@
+import type { VectorHit, VectorPayload, VectorPoint, VectorQuery, VectorStore } from '@facesearch/common';
+import Database from 'better-sqlite3';
+import * as sqliteVec from 'sqlite-vec';
+import { MAX_SEARCH_LIMIT, checkId, dimensionMismatch, faceKey, normalize, normalizedVector, notInitialized } from './points';
+
+export interface SqliteVecVectorStoreOptions {
+  /** A database file path, or an open better-sqlite3 connection shared with other stores (not closed by us). */
+  database: string | Database.Database;
+  /** Default `face_vectors`. */
+  table?: string;
+}
+
+type Row = VectorPayload & { embedding: Buffer };
+
+/**
+ * Face vectors in a sqlite-vec `vec0` table: exact (brute-force) cosine KNN.
+ * `app_id` is a partition key, so a search only scans that app's chunks; group, user and model are metadata
+ * columns filtered inside the KNN scan (so `k` counts matching rows only).
+ */
+export class SqliteVecVectorStore implements VectorStore {
+  private readonly db: Database.Database;
+  private readonly ownsDb: boolean;
+  private readonly table: string;
+  private dim = 0;
+
+  constructor(options: SqliteVecVectorStoreOptions) {
+    this.table = options.table ?? 'face_vectors';
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(this.table)) throw new Error(`Bad table name: ${this.table}`);
+    if (typeof options.database === 'string') {
+      this.db = new Database(options.database);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.ownsDb = true;
+    } else {
+      this.db = options.database;
+      this.ownsDb = false;
+    }
+    loadVecExtension(this.db);
+  }
+
+  async init(dim: number): Promise<void> {
+    if (!Number.isInteger(dim) || dim <= 0) throw new Error(`Bad vector dimension: ${dim}`);
+    const existing = this.db
+      .prepare('SELECT sql FROM sqlite_master WHERE type = ? AND name = ?')
+      .get('table', this.table) as { sql: string } | undefined;
+    if (existing) {
+      const found = Number(/float\[(\d+)\]/i.exec(existing.sql)?.[1]);
+      if (found !== dim) throw dimensionMismatch(`SQLite table ${this.table}`, found, dim);
+    } else {
+      this.db.exec(
+        `CREATE VIRTUAL TABLE ${this.table} USING vec0(
+           face_key TEXT PRIMARY KEY,
+           app_id TEXT PARTITION KEY,
+           group_id TEXT,
+           user_id TEXT,
+           model_id TEXT,
+           embedding float[${dim}] distance_metric=cosine,
+           +face_id TEXT
+         )`,
+      );
+    }
+    this.dim = dim;
+  }
+
+  async upsert(points: VectorPoint[]): Promise<void> {
+    const dim = this.requireDim();
+    const rows = points.map((p) => ({ ...p.payload, key: faceKey(p.payload.app_id, p.id), vector: normalizedVector(p, dim) }));
+    const remove = this.db.prepare(`DELETE FROM ${this.table} WHERE face_key = ?`);
+    const insert = this.db.prepare(
+      `INSERT INTO ${this.table} (face_key, app_id, group_id, user_id, model_id, embedding, face_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    // vec0 has no INSERT OR REPLACE: delete then insert, all points in one transaction.
+    this.db.transaction(() => {
+      for (const r of rows) {
+        remove.run(r.key);
+        insert.run(r.key, r.app_id, r.group_id, r.user_id, r.model_id, toBlob(r.vector), r.face_id);
+      }
+    })();
+  }
+
+  async search(vector: Float32Array, query: VectorQuery): Promise<VectorHit[]> {
+    const dim = this.requireDim();
+    const target = normalize(vector, dim);
+    if (query.group_ids.length === 0 || query.limit <= 0) return [];
+    const k = Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT);
+    const rows = this.db
+      .prepare(
+        `SELECT app_id, group_id, user_id, face_id, model_id, distance FROM ${this.table}
+         WHERE embedding MATCH ? AND k = ? AND app_id = ? AND model_id = ?
+           AND group_id IN (SELECT value FROM json_each(?))
+         ORDER BY distance`,
+      )
+      .all(toBlob(target), k, query.app_id, query.model_id, JSON.stringify(query.group_ids)) as Array<
+      VectorPayload & { distance: number }
+    >;
+    return rows.map(({ distance, ...payload }) => ({ ...payload, similarity: 1 - distance }));
+  }
+
+  async retrieve(appId: string, faceIds: string[]): Promise<Array<VectorPayload & { vector: Float32Array }>> {
+    this.requireDim();
+    const get = this.db.prepare(
+      `SELECT app_id, group_id, user_id, face_id, model_id, embedding FROM ${this.table} WHERE face_key = ?`,
+    );
+    const out: Array<VectorPayload & { vector: Float32Array }> = [];
+    for (const faceId of new Set(faceIds)) {
+      const row = get.get(faceKey(appId, faceId)) as Row | undefined;
+      if (!row) continue;
+      const { embedding, ...payload } = row;
+      out.push({ ...payload, vector: fromBlob(embedding) });
+    }
+    return out;
+  }
+
+  async deleteFaces(appId: string, faceIds: string[]): Promise<void> {
+    this.requireDim();
+    const keys = faceIds.map((id) => faceKey(appId, id));
+    const remove = this.db.prepare(`DELETE FROM ${this.table} WHERE face_key = ?`);
+    this.db.transaction(() => {
+      for (const key of keys) remove.run(key);
+    })();
+  }
+
+  async deleteWhere(filter: { app_id: string; group_id: string; user_id?: string }): Promise<void> {
+    this.requireDim();
+    checkId('app_id', filter.app_id);
+    checkId('group_id', filter.group_id);
+    if (filter.user_id !== undefined) checkId('user_id', filter.user_id);
+    const userClause = filter.user_id === undefined ? '' : ' AND user_id = @user_id';
+    this.db
+      .prepare(`DELETE FROM ${this.table} WHERE app_id = @app_id AND group_id = @group_id${userClause}`)
+      .run(filter.user_id === undefined ? { app_id: filter.app_id, group_id: filter.group_id } : { ...filter });
+  }
+
+  async count(filter: { app_id?: string; group_id?: string }): Promise<number> {
+    this.requireDim();
+    const params: Record<string, string> = {};
+    if (filter.app_id !== undefined) params.app_id = filter.app_id;
+    if (filter.group_id !== undefined) params.group_id = filter.group_id;
+    const clauses = Object.keys(params).map((column) => `${column} = @${column}`);
+    const where = clauses.length ? ` WHERE ${clauses.join(' AND ')}` : '';
+    const row = this.db.prepare(`SELECT count(*) AS n FROM ${this.table}${where}`).get(params) as { n: number };
+    return row.n;
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT vec_version()').get();
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsDb && this.db.open) this.db.close();
+  }
+
+  private requireDim(): number {
+    if (!this.dim) throw notInitialized('SqliteVecVectorStore');
+    return this.dim;
+  }
+}
+
+/** Loads sqlite-vec once per connection (a shared connection may already have it). */
+function loadVecExtension(db: Database.Database): void {
+  try {
+    db.prepare('SELECT vec_version()').get();
+  } catch {
+    sqliteVec.load(db);
+  }
+}
+
+function toBlob(v: Float32Array): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function fromBlob(b: Buffer): Float32Array {
+  // Copy: the Buffer may not be 4-byte aligned inside its pool.
+  const copy = new Uint8Array(b.byteLength);
+  copy.set(b);
+  return new Float32Array(copy.buffer);
+}

@@ -1,0 +1,70 @@
+import type { AnalyzeResult, DetectOptions, DetectResult, FaceAnalyzer } from '@facesearch/common';
+import { FaceSearchError } from '@facesearch/common';
+import { DetectorClient, EmbedderClient, type GrpcClientOptions } from './client';
+
+export interface GrpcFaceAnalyzerOptions extends GrpcClientOptions {
+  /** DETECTOR_GRPC_URL: `host:port,host:port` or `dns:///name:port`. */
+  detectorAddresses: string;
+  /** EMBEDDER_GRPC_URL */
+  embedderAddresses: string;
+  /** How long connect() keeps asking the embedder for its model while it is unavailable. Default 30 s. */
+  connectTimeoutMs?: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** FaceAnalyzer over the detector and embedder services (the distributed mode). */
+export class GrpcFaceAnalyzer implements FaceAnalyzer {
+  private constructor(
+    readonly detector: DetectorClient,
+    readonly embedder: EmbedderClient,
+    readonly modelId: string,
+    readonly embeddingDim: number,
+  ) {}
+
+  /** Learns the embedding model from the embedder (waiting for it to come up), then returns the analyzer. */
+  static async connect(options: GrpcFaceAnalyzerOptions): Promise<GrpcFaceAnalyzer> {
+    const detector = new DetectorClient(options.detectorAddresses, options);
+    const embedder = new EmbedderClient(options.embedderAddresses, options);
+    const giveUpAt = Date.now() + (options.connectTimeoutMs ?? 30_000);
+    for (;;) {
+      try {
+        const { modelId, dim } = await embedder.info();
+        return new GrpcFaceAnalyzer(detector, embedder, modelId, dim);
+      } catch (error) {
+        if (error instanceof FaceSearchError && error.retryable && Date.now() < giveUpAt) {
+          await sleep(500);
+          continue;
+        }
+        detector.close();
+        embedder.close();
+        throw error;
+      }
+    }
+  }
+
+  detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult> {
+    return this.detector.detect(image, options);
+  }
+
+  async analyze(image: Uint8Array, options?: DetectOptions): Promise<AnalyzeResult> {
+    const { image: info, faces } = await this.detector.detectAligned(image, options);
+    if (faces.length === 0) return { image: info, faces: [], modelId: this.modelId };
+    const { modelId, embeddings } = await this.embedder.embed(faces.map((f) => f.crop));
+    return {
+      image: info,
+      faces: faces.map(({ crop: _crop, ...face }, i) => ({ ...face, embedding: embeddings[i] })),
+      // The id that produced these vectors; differs from this.modelId only during a model roll-out.
+      modelId,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.detector.close();
+    this.embedder.close();
+  }
+}
+
+export function createGrpcFaceAnalyzer(options: GrpcFaceAnalyzerOptions): Promise<GrpcFaceAnalyzer> {
+  return GrpcFaceAnalyzer.connect(options);
+}

@@ -1,0 +1,120 @@
+/** Between the shared types of @facesearch/common and the wire messages. */
+import {
+  type AlignedFace,
+  type DetectedFace,
+  type DetectOptions,
+  type DetectResult,
+  FaceSearchError,
+  type ImageInfo,
+  type Landmarks,
+  type Point,
+  QUALITY_LEVELS,
+  type QualityLevel,
+} from '@facesearch/common';
+import type * as pb from './messages';
+
+export function detectRequest(image: Uint8Array, options: DetectOptions, withCrops: boolean): pb.DetectRequest {
+  return {
+    image,
+    max_faces: options.maxFaces,
+    min_face_size: options.minFaceSize,
+    score_threshold: options.scoreThreshold,
+    with_crops: withCrops,
+  };
+}
+
+export function detectOptions(request: pb.DetectRequest): DetectOptions {
+  const options: DetectOptions = {};
+  if (request.max_faces !== undefined && request.max_faces !== null) options.maxFaces = request.max_faces;
+  if (request.min_face_size !== undefined && request.min_face_size !== null) options.minFaceSize = request.min_face_size;
+  if (request.score_threshold !== undefined && request.score_threshold !== null) options.scoreThreshold = request.score_threshold;
+  return options;
+}
+
+export function faceToWire(face: DetectedFace & { crop?: Uint8Array }, withCrop: boolean): pb.Face {
+  const { landmarks: l, quality: q } = face;
+  return {
+    box: { ...face.box },
+    landmarks: {
+      left_eye: l.left_eye,
+      right_eye: l.right_eye,
+      nose: l.nose,
+      mouth: l.mouth,
+      mouth_left: l.mouth_left ?? null,
+      mouth_right: l.mouth_right ?? null,
+    },
+    score: face.score,
+    quality: { size: q.size, blur: q.blur, yaw: q.yaw, pitch: q.pitch, roll: q.roll, score: q.score, level: `QUALITY_LEVEL_${q.level}` },
+    crop: withCrop && face.crop ? face.crop : new Uint8Array(0),
+  };
+}
+
+export function detectReplyToWire(result: { image: ImageInfo; faces: Array<DetectedFace & { crop?: Uint8Array }> }, withCrops: boolean): pb.DetectReply {
+  return { image: { ...result.image }, faces: result.faces.map((f) => faceToWire(f, withCrops)) };
+}
+
+function badReply(what: string): FaceSearchError {
+  return new FaceSearchError('engine_bad_reply', `The detector sent an incomplete reply: ${what} missing`, 502, false);
+}
+
+function point(p: pb.Point | null | undefined, what: string): Point {
+  if (!p) throw badReply(what);
+  return { x: p.x, y: p.y };
+}
+
+function qualityLevel(level: pb.QualityLevel): QualityLevel {
+  const short = level.replace('QUALITY_LEVEL_', '') as QualityLevel;
+  return QUALITY_LEVELS.includes(short) ? short : 'LOW';
+}
+
+export function faceFromWire(face: pb.Face): DetectedFace {
+  if (!face.box || !face.landmarks || !face.quality) throw badReply('box, landmarks or quality');
+  const l = face.landmarks;
+  const landmarks: Landmarks = {
+    left_eye: point(l.left_eye, 'left_eye'),
+    right_eye: point(l.right_eye, 'right_eye'),
+    nose: point(l.nose, 'nose'),
+    mouth: point(l.mouth, 'mouth'),
+  };
+  if (l.mouth_left) landmarks.mouth_left = point(l.mouth_left, 'mouth_left');
+  if (l.mouth_right) landmarks.mouth_right = point(l.mouth_right, 'mouth_right');
+  const { x, y, width, height } = face.box;
+  const q = face.quality;
+  return {
+    box: { x, y, width, height },
+    landmarks,
+    score: face.score,
+    quality: { size: q.size, blur: q.blur, yaw: q.yaw, pitch: q.pitch, roll: q.roll, score: q.score, level: qualityLevel(q.level) },
+  };
+}
+
+/** A plain Uint8Array view of a received Buffer (no copy). */
+export function bytes(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+export function detectResultFromWire(reply: pb.DetectReply): DetectResult {
+  if (!reply.image) throw badReply('image');
+  const { width, height, format } = reply.image;
+  return { image: { width, height, format }, faces: reply.faces.map(faceFromWire) };
+}
+
+export function alignedFacesFromWire(reply: pb.DetectReply): { image: ImageInfo; faces: AlignedFace[] } {
+  const { image, faces } = detectResultFromWire(reply);
+  return {
+    image,
+    faces: faces.map((face, i) => {
+      const crop = reply.faces[i].crop;
+      if (!crop || crop.byteLength === 0) throw badReply(`crop of face ${i}`);
+      return { ...face, crop: bytes(crop) };
+    }),
+  };
+}
+
+export function embeddingsToWire(vectors: Float32Array[], modelId: string, dim: number): pb.EmbedReply {
+  return { embeddings: vectors.map((v) => ({ values: Array.from(v) })), model_id: modelId, dim };
+}
+
+export function embeddingsFromWire(reply: pb.EmbedReply): Float32Array[] {
+  return reply.embeddings.map((e) => Float32Array.from(e.values));
+}

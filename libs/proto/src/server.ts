@@ -1,0 +1,130 @@
+import type { AlignedFace, DetectOptions, DetectResult, ImageInfo } from '@facesearch/common';
+import { FaceSearchError } from '@facesearch/common';
+import * as grpc from '@grpc/grpc-js';
+import { detectOptions, detectReplyToWire, embeddingsToWire } from './convert';
+import { toWireError } from './errors';
+import { HealthImplementation } from './health';
+import { DETECTOR_SERVICE, EMBEDDER_SERVICE, services } from './load';
+import type * as pb from './messages';
+
+/** 64 MiB: images up to the gateway's limit plus a reply with many 37 KB crops. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** What the detector service runs; FaceEngine from @facesearch/face-engine fits as is. */
+export interface DetectorImplementation {
+  detect(image: Uint8Array, options: DetectOptions): Promise<DetectResult>;
+  /** Faces with their aligned 112x112x3 RGB crops. */
+  detectAligned(image: Uint8Array, options: DetectOptions): Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
+}
+
+/** What the embedder service runs; FaceEngine fits as is. */
+export interface EmbedderImplementation {
+  readonly modelId: string;
+  readonly embeddingDim: number;
+  embed(crops: Uint8Array[]): Promise<Float32Array[]>;
+}
+
+export interface GrpcServerOptions {
+  maxMessageBytes?: number;
+  /** Told about every error that is not a FaceSearchError (bugs, runtime failures). */
+  onUnexpectedError?: (error: unknown, method: string) => void;
+}
+
+type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
+
+/** Runs an async handler; anything it throws goes back as status + fs-error-* metadata, never a crash. */
+function unary<Req, Res>(method: string, fn: (request: Req) => Promise<Res>, options: GrpcServerOptions): UnaryHandler {
+  return (call, callback) => {
+    Promise.resolve()
+      .then(() => fn(call.request as Req))
+      .then(
+        (reply) => callback(null, reply),
+        (error: unknown) => {
+          if (!(error instanceof FaceSearchError)) options.onUnexpectedError?.(error, method);
+          const wire = toWireError(error);
+          callback({ code: wire.code, details: wire.details, metadata: wire.metadata });
+        },
+      );
+  };
+}
+
+function detectHandler(impl: DetectorImplementation, options: GrpcServerOptions): UnaryHandler {
+  return unary<pb.DetectRequest, pb.DetectReply>(
+    'Detect',
+    async (request) => {
+      const opts = detectOptions(request);
+      const result = request.with_crops ? await impl.detectAligned(request.image, opts) : await impl.detect(request.image, opts);
+      return detectReplyToWire(result, request.with_crops);
+    },
+    options,
+  );
+}
+
+function embedHandler(impl: EmbedderImplementation, options: GrpcServerOptions): UnaryHandler {
+  return unary<pb.EmbedRequest, pb.EmbedReply>(
+    'Embed',
+    async (request) => {
+      // Zero crops: the caller only wants the model id and dimension.
+      const vectors = request.crops.length === 0 ? [] : await impl.embed(request.crops);
+      if (vectors.length !== request.crops.length) {
+        throw new FaceSearchError('engine_error', `embedder returned ${vectors.length} vectors for ${request.crops.length} crops`, 500, true);
+      }
+      return embeddingsToWire(vectors, impl.modelId, impl.embeddingDim);
+    },
+    options,
+  );
+}
+
+/** A gRPC server with the face services it was given and the standard health service. */
+export class FaceSearchGrpcServer {
+  readonly server: grpc.Server;
+  readonly health: HealthImplementation;
+
+  constructor(impl: { detector?: DetectorImplementation; embedder?: EmbedderImplementation }, options: GrpcServerOptions = {}) {
+    const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.server = new grpc.Server({ 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max });
+    const { Detector, Embedder, Health } = services();
+    const serving: Record<string, 'SERVING'> = { '': 'SERVING' };
+    if (impl.detector) {
+      this.server.addService(Detector.service, { Detect: detectHandler(impl.detector, options) });
+      serving[DETECTOR_SERVICE] = 'SERVING';
+    }
+    if (impl.embedder) {
+      this.server.addService(Embedder.service, { Embed: embedHandler(impl.embedder, options) });
+      serving[EMBEDDER_SERVICE] = 'SERVING';
+    }
+    this.health = new HealthImplementation(serving);
+    this.server.addService(Health.service, this.health.handlers());
+  }
+
+  /** Binds (insecure: the workers live on a private network) and starts; resolves to the bound port. */
+  listen(address = '127.0.0.1:0'): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  }
+
+  /** Reports NOT_SERVING, lets running calls finish for up to graceMs, then cuts the rest. */
+  async close(graceMs = 10_000): Promise<void> {
+    this.health.setAll('NOT_SERVING');
+    this.health.endWatches();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+export function createDetectorServer(impl: DetectorImplementation, options?: GrpcServerOptions): FaceSearchGrpcServer {
+  return new FaceSearchGrpcServer({ detector: impl }, options);
+}
+
+export function createEmbedderServer(impl: EmbedderImplementation, options?: GrpcServerOptions): FaceSearchGrpcServer {
+  return new FaceSearchGrpcServer({ embedder: impl }, options);
+}
