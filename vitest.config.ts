@@ -11,6 +11,7 @@ export default defineConfig({
     alias: {
       '@facesearch/common': lib('common'),
       '@facesearch/adapters': lib('adapters'),
+      '@facesearch/core': lib('core'),
       '@facesearch/face-engine': lib('face-engine'),
       '@facesearch/proto': lib('proto'),
     },

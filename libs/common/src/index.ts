@@ -2,3 +2,4 @@ export * from './errors';
 export * from './faces';
 export * from './library';
 export * from './analyzer';
+export * from './config';

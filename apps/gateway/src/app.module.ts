@@ -1,0 +1,96 @@
+import { type FaceSearchConfig, FALLBACK_MATCH_COSINE_THRESHOLD } from '@facesearch/common';
+import { AuthService, ImportService, LibraryService, RecognitionService, UploadService } from '@facesearch/core';
+import { type DynamicModule, Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { TerminusModule } from '@nestjs/terminus';
+import { LoggerModule } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { AuthGuard } from './auth/auth';
+import { AppsController } from './controllers/apps.controller';
+import { FacesController } from './controllers/faces.controller';
+import { GroupsController } from './controllers/groups.controller';
+import { HealthController } from './controllers/health.controller';
+import { ImportsController } from './controllers/imports.controller';
+import { RecognitionController } from './controllers/recognition.controller';
+import { UploadsController } from './controllers/uploads.controller';
+import { Metrics } from './metrics';
+import { cosineThreshold, type Ports } from './ports';
+import { CONFIG, PORTS } from './tokens';
+
+export const MAX_IMPORT_ITEMS = 10_000;
+
+export interface Services {
+  auth: AuthService;
+  library: LibraryService;
+  recognition: RecognitionService;
+  imports: ImportService;
+  uploads: UploadService;
+  metrics: Metrics;
+}
+
+/** Plain construction of the core services on the ports; Nest only hands them to controllers. */
+export function buildServices(config: FaceSearchConfig, ports: Ports): Services {
+  const metrics = new Metrics([ports.importQueue as never]);
+  const threshold = cosineThreshold(config, ports.analyzer, FALLBACK_MATCH_COSINE_THRESHOLD);
+  const library = new LibraryService(ports.library, ports.vectors, ports.blobs, ports.analyzer, {
+    maxFacesPerUser: config.maxFacesPerUser,
+    onFacesIndexed: (n) => metrics.facesIndexed.inc(n),
+  });
+  return {
+    auth: new AuthService(ports.library, {
+      adminApiKey: config.adminApiKey,
+      defaultAppApiKey: config.defaultAppApiKey,
+    }),
+    library,
+    recognition: new RecognitionService(ports.library, ports.vectors, ports.analyzer, {
+      cosineThreshold: threshold,
+      maxFacesPerUser: config.maxFacesPerUser,
+    }),
+    imports: new ImportService(ports.library, ports.blobs, ports.importQueue, ports.analyzer, library, {
+      maxItems: MAX_IMPORT_ITEMS,
+      maxFacesPerUser: config.maxFacesPerUser,
+    }),
+    uploads: new UploadService(ports.blobs, { signingSecret: config.uploadSigningSecret }),
+    metrics,
+  };
+}
+
+/** A dynamic module: Nest needs a class to hang it on. */
+@Module({})
+// biome-ignore lint/complexity/noStaticOnlyClass: Nest dynamic modules are classes with a static factory.
+export class GatewayModule {
+  static create(config: FaceSearchConfig, ports: Ports, services: Services, logger: Logger): DynamicModule {
+    return {
+      module: GatewayModule,
+      imports: [
+        TerminusModule.forRoot({ logger: false }),
+        LoggerModule.forRoot({
+          pinoHttp: {
+            logger, // created with the key headers redacted (see createLogger)
+            autoLogging: { ignore: (req) => req.url === '/health/live' || req.url === '/metrics' },
+          },
+        }),
+      ],
+      controllers: [
+        AppsController,
+        GroupsController,
+        FacesController,
+        RecognitionController,
+        ImportsController,
+        UploadsController,
+        HealthController,
+      ],
+      providers: [
+        { provide: CONFIG, useValue: config },
+        { provide: PORTS, useValue: ports },
+        { provide: AuthService, useValue: services.auth },
+        { provide: LibraryService, useValue: services.library },
+        { provide: RecognitionService, useValue: services.recognition },
+        { provide: ImportService, useValue: services.imports },
+        { provide: UploadService, useValue: services.uploads },
+        { provide: Metrics, useValue: services.metrics },
+        { provide: APP_GUARD, useClass: AuthGuard },
+      ],
+    };
+  }
+}

@@ -1,0 +1,94 @@
+import type { FaceSearchConfig } from '@facesearch/common';
+import { LibraryService } from '@facesearch/core';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  Inject,
+  Param,
+  Post,
+  Res,
+  UploadedFiles,
+  UseInterceptors,
+} from '@nestjs/common';
+import { ApiBody, ApiConsumes, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import type { z } from 'zod';
+import { AppId } from '../auth/auth';
+import { EnrolBody, openApiBody } from '../dtos/schemas';
+import { faceView, sniffImageType } from '../dtos/views';
+import { imageFrom, requireImage, type UploadedFiles as Files } from '../http/images';
+import { Multipart } from '../http/multipart';
+import { ZodPipe } from '../http/zod.pipe';
+import { CONFIG } from '../tokens';
+
+@ApiTags('faces')
+@ApiSecurity('bearer')
+@Controller('v1/groups/:group_id/users/:user_id/faces')
+export class FacesController {
+  constructor(
+    private readonly library: LibraryService,
+    @Inject(CONFIG) private readonly config: FaceSearchConfig,
+  ) {}
+
+  @Post()
+  @UseInterceptors(Multipart([{ name: 'image', maxCount: 1 }]))
+  @ApiOperation({ summary: 'Enrol a face (the largest in the image); creates the group and user if needed' })
+  @ApiConsumes('multipart/form-data', 'application/json')
+  @ApiBody({ schema: openApiBody(EnrolBody, ['image']) })
+  async enrol(
+    @AppId() appId: string,
+    @Param('group_id') groupId: string,
+    @Param('user_id') userId: string,
+    @UploadedFiles() files: Files | undefined,
+    @Body(new ZodPipe(EnrolBody)) body: z.output<typeof EnrolBody>,
+  ) {
+    const image = requireImage(
+      imageFrom(files, body, 'image', 'image_base64', this.config.maxImageBytes),
+      'image',
+      'image_base64',
+    );
+    const result = await this.library.enrol(appId, groupId, userId, {
+      image,
+      user_info: body.user_info,
+      quality_control: body.quality_control,
+      mode: body.mode,
+    });
+    return { ...faceView(result.face), image: result.image, replaced_face_ids: result.replaced_face_ids };
+  }
+
+  @Get()
+  @ApiOperation({ summary: "List a user's faces" })
+  async list(@AppId() appId: string, @Param('group_id') groupId: string, @Param('user_id') userId: string) {
+    return { items: (await this.library.listFaces(appId, groupId, userId)).map(faceView) };
+  }
+
+  @Get(':face_id/image')
+  @ApiOperation({ summary: 'The image a face was enrolled from' })
+  async image(
+    @AppId() appId: string,
+    @Param('group_id') groupId: string,
+    @Param('user_id') userId: string,
+    @Param('face_id') faceId: string,
+    @Res() res: Response,
+  ): Promise<void> {
+    const bytes = await this.library.faceImage(appId, groupId, userId, faceId);
+    res.setHeader('content-type', sniffImageType(bytes));
+    res.setHeader('cache-control', 'private, max-age=3600');
+    res.end(bytes);
+  }
+
+  @Delete(':face_id')
+  @HttpCode(204)
+  @ApiOperation({ summary: 'Delete a face (record, vector and image)' })
+  async remove(
+    @AppId() appId: string,
+    @Param('group_id') groupId: string,
+    @Param('user_id') userId: string,
+    @Param('face_id') faceId: string,
+  ): Promise<void> {
+    await this.library.deleteFace(appId, groupId, userId, faceId);
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Request schemas (zod), used both to validate and to document (OpenAPI via z.toJSONSchema).
+ * Multipart fields arrive as strings, so numbers are coerced and lists accept JSON or comma-separated text.
+ */
+import { ID_PATTERN } from '@facesearch/common';
+import { z } from 'zod';
+
+const idMessage = "must be 1-128 letters, digits, '_' or '-'";
+export const Id = z.string().regex(ID_PATTERN, idMessage);
+const QualityControl = z.enum(['NONE', 'LOW', 'NORMAL', 'HIGH']);
+const intIn = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const score = z.coerce.number().min(0).max(100);
+
+/** A list given as a JSON array, a JSON string of one, or comma-separated text. */
+const idList = z.preprocess((v) => {
+  if (typeof v !== 'string') return v;
+  const s = v.trim();
+  if (s.startsWith('[')) {
+    try {
+      return JSON.parse(s);
+    } catch {
+      return v;
+    }
+  }
+  return s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+}, z.array(Id).min(1).max(100));
+
+/** A JSON value sent as a multipart text field. */
+const jsonField = <S extends z.ZodType>(schema: S) =>
+  z.preprocess((v) => {
+    if (typeof v !== 'string') return v;
+    try {
+      return JSON.parse(v);
+    } catch {
+      return v;
+    }
+  }, schema);
+
+export const PageQuery = z.object({
+  limit: intIn(1, 1000).default(100),
+  cursor: z.string().max(1024).optional(),
+});
+
+export const CreateAppBody = z.object({ app_id: Id, name: z.string().min(1).max(200).optional() });
+export const CreateGroupBody = z.object({ group_id: Id });
+export const UpdateUserBody = z.object({ user_info: z.string().max(4096).nullable() });
+export const CopyUserBody = z.object({ to_group_id: Id });
+
+export const EnrolBody = z.object({
+  image_base64: z.string().optional().describe('The image as base64, when not sent as the multipart file `image`.'),
+  user_info: z.string().max(4096).optional(),
+  quality_control: QualityControl.default('NONE'),
+  mode: z.enum(['APPEND', 'REPLACE']).default('APPEND'),
+});
+
+export const DetectBody = z.object({
+  image_base64: z.string().optional(),
+  max_faces: intIn(1, 100).default(10),
+});
+
+export const CompareBody = z.object({
+  image_a_base64: z.string().optional(),
+  image_b_base64: z.string().optional(),
+  face_id_b: Id.optional().describe('Compare image_a with this enrolled face instead of image_b.'),
+  match_threshold: score.optional().describe('Score 0-100 at or above which `match` is true; default 80.'),
+});
+
+export const SearchBody = z.object({
+  image_base64: z.string().optional(),
+  group_ids: idList.describe('Groups to search (array, or comma-separated in multipart).'),
+  top_k: intIn(1, 100).default(5),
+  match_threshold: score.optional().describe('Minimum score 0-100 of a match; default 80.'),
+  max_faces: intIn(1, 10).default(1).describe('Faces of the probe to search (largest first); 1 = 1:N, more = M:N.'),
+});
+
+export const ImportItem = z
+  .object({
+    user_id: Id,
+    name: z.string().max(1024).optional(),
+    image_base64: z.string().optional(),
+    object_key: z.string().max(1024).optional().describe('Key returned by POST /v1/uploads.'),
+    file: z.string().max(1024).optional().describe('Name of a file of the same multipart request.'),
+  })
+  .refine((i) => [i.image_base64, i.object_key, i.file].filter((x) => x !== undefined).length === 1, {
+    message: 'each item needs exactly one of image_base64, object_key or file',
+  });
+
+export const CreateImportBody = z.object({
+  group_id: Id,
+  quality_control: QualityControl.default('NONE'),
+  items: jsonField(z.array(ImportItem).min(1).max(10_000)),
+});
+
+export const ImportItemsQuery = PageQuery.extend({
+  status: z.enum(['pending', 'running', 'succeeded', 'failed', 'cancelled']).optional(),
+});
+
+export type PageQueryT = z.output<typeof PageQuery>;
+
+/** JSON schema of a request body for @ApiBody; `files` adds binary multipart fields. */
+export function openApiBody(
+  schema: z.ZodType,
+  files: string[] = [],
+  multipleFiles: string[] = [],
+): Record<string, unknown> {
+  const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  delete json.$schema;
+  const properties = { ...((json.properties as Record<string, unknown>) ?? {}) };
+  for (const f of files) properties[f] = { type: 'string', format: 'binary' };
+  for (const f of multipleFiles) properties[f] = { type: 'array', items: { type: 'string', format: 'binary' } };
+  return { ...json, properties };
+}
+
+export function openApiQuery(
+  schema: z.ZodObject,
+): Array<{ name: string; in: 'query'; required: boolean; schema: object }> {
+  const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as {
+    properties?: Record<string, object>;
+    required?: string[];
+  };
+  return Object.entries(json.properties ?? {}).map(([name, s]) => ({
+    name,
+    in: 'query' as const,
+    required: json.required?.includes(name) ?? false,
+    schema: s,
+  }));
+}

@@ -1,0 +1,137 @@
+import type { FaceSearchConfig } from '@facesearch/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { Logger as NestPinoLogger } from 'nestjs-pino';
+import pino, { type Logger } from 'pino';
+import { buildServices, GatewayModule, type Services } from './app.module';
+import { ErrorFilter } from './http/error.filter';
+import { fromBodyParserError, toErrorResponse } from './http/errors';
+import { buildPorts, closePorts, type Ports } from './ports';
+
+export interface GatewayOptions {
+  /** Ports built elsewhere (tests); otherwise built from the config. */
+  ports?: Ports;
+  logger?: Logger;
+  /** Consume the import queue in this process (the indexer role). Default: when the queue is in-process. */
+  runImportWorker?: boolean;
+}
+
+export interface Gateway {
+  app: NestExpressApplication;
+  services: Services;
+  ports: Ports;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export function createLogger(config: FaceSearchConfig): Logger {
+  return pino({
+    level: config.logLevel,
+    // API keys are secrets: never log them.
+    redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
+  });
+}
+
+/** Builds the whole gateway (ports, services, HTTP app) without listening. */
+export async function createGateway(config: FaceSearchConfig, options: GatewayOptions = {}): Promise<Gateway> {
+  const logger = options.logger ?? createLogger(config);
+  const ports = options.ports ?? (await buildPorts(config, logger));
+  try {
+    const services = buildServices(config, ports);
+    await services.auth.bootstrap();
+
+    const app = await NestFactory.create<NestExpressApplication>(
+      GatewayModule.create(config, ports, services, logger),
+      {
+        bodyParser: false,
+        bufferLogs: true,
+      },
+    );
+    app.useLogger(app.get(NestPinoLogger));
+    app.disable('x-powered-by');
+    app.use(requestMetrics(services));
+    // The gateway's own upload URL takes raw bytes; everything else is JSON or multipart.
+    app.use(
+      '/v1/uploads',
+      guardParser(express.raw({ type: () => true, limit: config.maxImageBytes }), (req) => req.method === 'PUT'),
+    );
+    app.use(
+      guardParser(express.json({ limit: config.maxRequestBytes, type: ['application/json', 'application/*+json'] })),
+    );
+    app.useGlobalFilters(new ErrorFilter(logger));
+    setupOpenApi(app);
+
+    const runWorker = options.runImportWorker ?? config.queue === 'memory';
+    if (runWorker) {
+      services.imports.startWorker(config.importConcurrency);
+      const resumed = await services.imports.resume();
+      if (resumed.items > 0) logger.info(resumed, 'resumed unfinished imports');
+    }
+    await app.init();
+
+    let closed = false;
+    return {
+      app,
+      services,
+      ports,
+      logger,
+      async close() {
+        if (closed) return;
+        closed = true;
+        await app.close();
+        await closePorts(ports, logger);
+      },
+    };
+  } catch (err) {
+    if (!options.ports) await closePorts(ports, logger);
+    throw err;
+  }
+}
+
+export function setupOpenApi(app: NestExpressApplication): void {
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('facesearch')
+      .setDescription(
+        'Self-hosted face search: detect, 1:1 compare, 1:N and M:N search over a managed face library ' +
+          '(app -> group -> user -> face), and bulk import. Errors: `{"error": {"code", "message"}}`.',
+      )
+      .setVersion('1')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API key (or send it as `x-api-key`)' }, 'bearer')
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });
+}
+
+/** Runs a body parser and answers its errors (too large, bad JSON) in the API's error shape. */
+function guardParser(parser: RequestHandler, when: (req: Request) => boolean = () => true): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (!when(req)) return next();
+    parser(req, res, (err?: unknown) => {
+      if (!err) return next();
+      const known = fromBodyParserError(err);
+      const { status, body } = known ? { status: known.status, body: { error: known.toJSON() } } : toErrorResponse(err);
+      // The rest of an oversized body is not read: close the connection after answering.
+      if (status === 413) res.setHeader('connection', 'close');
+      res.status(status).json(body);
+    });
+  };
+}
+
+function requestMetrics(services: Services): RequestHandler {
+  return (req, res, next) => {
+    const end = services.metrics.httpDuration.startTimer();
+    res.on('finish', () => {
+      const route = (req as Request & { route?: { path?: string } }).route?.path;
+      end({
+        method: req.method,
+        route: route ? `${req.baseUrl ?? ''}${route}` : 'unmatched',
+        status: String(res.statusCode),
+      });
+    });
+    next();
+  };
+}

@@ -1,0 +1,78 @@
+import { FaceSearchError } from '@facesearch/common';
+import { HttpException } from '@nestjs/common';
+
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+const CODE_BY_STATUS: Record<number, string> = {
+  400: 'invalid_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  409: 'conflict',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  422: 'unprocessable',
+  429: 'rate_limited',
+  503: 'unavailable',
+};
+
+/** Maps anything thrown to the public error shape; unknown errors become a 500 without details. */
+export function toErrorResponse(err: unknown): { status: number; body: ErrorBody; unexpected: boolean } {
+  if (err instanceof FaceSearchError) {
+    return {
+      status: err.status,
+      body: { error: { code: err.code, message: err.message } },
+      unexpected: err.status >= 500,
+    };
+  }
+  if (err instanceof HttpException) {
+    const status = err.getStatus();
+    const response = err.getResponse();
+    const message =
+      typeof response === 'string'
+        ? response
+        : typeof (response as { message?: unknown }).message === 'string'
+          ? (response as { message: string }).message
+          : err.message;
+    return {
+      status,
+      body: { error: { code: CODE_BY_STATUS[status] ?? (status >= 500 ? 'internal' : 'invalid_request'), message } },
+      unexpected: status >= 500,
+    };
+  }
+  const bodyError = fromBodyParserError(err);
+  if (bodyError) return { status: bodyError.status, body: { error: bodyError.toJSON() }, unexpected: false };
+  return {
+    status: 500,
+    body: { error: { code: 'internal', message: 'Internal error; see the server log.' } },
+    unexpected: true,
+  };
+}
+
+/** body-parser / raw-body errors carry `type` and `status`. */
+export function fromBodyParserError(err: unknown): FaceSearchError | null {
+  if (!err || typeof err !== 'object' || !('type' in err)) return null;
+  const e = err as { type?: string; limit?: number; length?: number; message?: string };
+  switch (e.type) {
+    case 'entity.too.large':
+      return new FaceSearchError(
+        'payload_too_large',
+        `The request body is larger than the limit of ${e.limit} bytes.`,
+        413,
+      );
+    case 'entity.parse.failed':
+      return new FaceSearchError('invalid_json', `The request body is not valid JSON: ${e.message ?? ''}`.trim(), 400);
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new FaceSearchError('unsupported_media_type', e.message ?? 'Unsupported body encoding.', 415);
+    case 'request.aborted':
+      return new FaceSearchError('request_aborted', 'The client aborted the request.', 400);
+    case 'request.size.invalid':
+      return new FaceSearchError('invalid_request', 'The request body size does not match Content-Length.', 400);
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,58 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FsBlobStore, MemoryJobQueue, SqliteLibraryRepository, SqliteVecVectorStore } from '@facesearch/adapters';
+import { type FaceAnalyzer, type FaceSearchConfig, loadConfig } from '@facesearch/common';
+import type { ImportJob } from '@facesearch/core';
+import pino from 'pino';
+import { createGateway, type Gateway } from '../src/gateway';
+import type { Ports } from '../src/ports';
+
+export const ADMIN_KEY = 'admin-key-for-tests-0001';
+export const DEFAULT_KEY = 'default-key-for-tests-01';
+
+/** Embedded adapters in a temp DATA_DIR, with the given analyzer (a fake, or the real engine). */
+export async function embeddedPorts(dataDir: string, analyzer: FaceAnalyzer): Promise<Ports> {
+  const library = new SqliteLibraryRepository(join(dataDir, 'facesearch.db'));
+  const vectors = new SqliteVecVectorStore({ database: library.db });
+  await vectors.init(analyzer.embeddingDim);
+  return {
+    library,
+    vectors,
+    blobs: new FsBlobStore(join(dataDir, 'blobs')),
+    importQueue: new MemoryJobQueue<ImportJob>('imports', {
+      attempts: 2,
+      backoffMs: 5,
+      logger: { error() {}, warn() {} },
+    }),
+    analyzer,
+  };
+}
+
+export interface TestGateway extends Gateway {
+  config: FaceSearchConfig;
+  dataDir: string;
+  dispose(): Promise<void>;
+}
+
+export async function startTestGateway(env: Record<string, string>, analyzer?: FaceAnalyzer): Promise<TestGateway> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'facesearch-gw-'));
+  const config = loadConfig({
+    DATA_DIR: dataDir,
+    ADMIN_API_KEY: ADMIN_KEY,
+    DEFAULT_APP_API_KEY: DEFAULT_KEY,
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  const ports = analyzer ? await embeddedPorts(dataDir, analyzer) : undefined;
+  const gateway = await createGateway(config, { ports, logger: pino({ level: 'silent' }) });
+  return {
+    ...gateway,
+    config,
+    dataDir,
+    async dispose() {
+      await gateway.close(); // closes the ports too
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,265 @@
+/**
+ * Service configuration from environment variables, validated once at start-up. Every app reads it
+ * through `loadConfig(process.env)`; a bad value stops the process with one message naming every problem.
+ */
+import { z } from 'zod';
+
+export type Mode = 'embedded' | 'distributed';
+
+export interface FaceSearchConfig {
+  mode: Mode;
+  blobStore: 'fs' | 's3';
+  vectorStore: 'sqlite' | 'qdrant';
+  libraryStore: 'sqlite' | 'redis';
+  queue: 'memory' | 'bullmq';
+  engine: 'local' | 'grpc';
+  port: number;
+  /** Interface the HTTP server binds to. */
+  host: string;
+  dataDir: string;
+  redisUrl: string | null;
+  s3: { endpoint: string | null; accessKey: string | null; secretKey: string | null; bucket: string; region: string };
+  qdrantUrl: string | null;
+  qdrantCollection: string;
+  detectorGrpcUrls: string[];
+  embedderGrpcUrls: string[];
+  grpcPort: number;
+  adminApiKey: string | null;
+  defaultAppApiKey: string | null;
+  modelDir: string | null;
+  maxImageBytes: number;
+  maxImagePixels: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /**
+   * Cosine similarity that maps to score 80 (DEFAULT_MATCH_SCORE). Null: the embedding model's calibrated
+   * threshold when the engine knows it, else FALLBACK_MATCH_COSINE_THRESHOLD.
+   */
+  matchCosineThreshold: number | null;
+  maxRequestBytes: number;
+  maxFacesPerUser: number;
+  importConcurrency: number;
+  jobAttempts: number;
+  /** Requests per minute per API key; 0 turns the limit off. */
+  rateLimitPerMinute: number;
+  /** Secret for the gateway's own signed upload URLs; random per process when unset. */
+  uploadSigningSecret: string | null;
+  /** Base URL clients reach the gateway at, for upload URLs; taken from the request when unset. */
+  publicUrl: string | null;
+}
+
+export const FALLBACK_MATCH_COSINE_THRESHOLD = 0.45;
+
+const MODE_DEFAULTS: Record<
+  Mode,
+  Pick<FaceSearchConfig, 'blobStore' | 'vectorStore' | 'libraryStore' | 'queue' | 'engine'>
+> = {
+  embedded: { blobStore: 'fs', vectorStore: 'sqlite', libraryStore: 'sqlite', queue: 'memory', engine: 'local' },
+  distributed: { blobStore: 's3', vectorStore: 'qdrant', libraryStore: 'redis', queue: 'bullmq', engine: 'grpc' },
+};
+
+/** Unset and empty mean the same: "use the default". */
+const raw = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+function int(def: number, min: number, max: number) {
+  return raw.transform((v, ctx) => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `expected an integer ${min}-${max}, got '${v}'` });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
+function num(def: number | null, min: number, max: number) {
+  return raw.transform((v, ctx) => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a number ${min}-${max}, got '${v}'` });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
+function oneOf<const T extends readonly string[]>(values: T) {
+  return raw.transform((v, ctx) => {
+    if (v === undefined) return undefined;
+    const lower = v.toLowerCase();
+    if (!(values as readonly string[]).includes(lower)) {
+      ctx.addIssue({ code: 'custom', message: `expected one of ${values.join('|')}, got '${v}'` });
+      return z.NEVER;
+    }
+    return lower as T[number];
+  });
+}
+
+function url(protocols: string[]) {
+  return raw.transform((v, ctx) => {
+    if (v === undefined) return null;
+    try {
+      const u = new URL(v);
+      if (!protocols.includes(u.protocol)) throw new Error();
+      return v;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `expected a ${protocols.join(' or ')} URL, got '${v}'` });
+      return z.NEVER;
+    }
+  });
+}
+
+/** Comma-separated host:port list (clients round-robin over it). */
+const hostPortList = raw.transform((v, ctx) => {
+  if (v === undefined) return [];
+  const parts = v
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const bad = parts.filter((p) => !/^[A-Za-z0-9_.-]+:\d{1,5}$/.test(p) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(p));
+  if (bad.length > 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a comma-separated host:port list, got '${bad.join(',')}'` });
+    return z.NEVER;
+  }
+  return parts;
+});
+
+function secret(minLength: number) {
+  return raw.transform((v, ctx) => {
+    if (v === undefined) return null;
+    if (v.length < minLength) {
+      ctx.addIssue({ code: 'custom', message: `expected at least ${minLength} characters, got ${v.length}` });
+      return z.NEVER;
+    }
+    return v;
+  });
+}
+
+const optionalString = raw.transform((v) => v ?? null);
+
+const MiB = 1024 * 1024;
+
+const envSchema = z.object({
+  FACESEARCH_MODE: oneOf(['embedded', 'distributed'] as const),
+  BLOB_STORE: oneOf(['fs', 's3'] as const),
+  VECTOR_STORE: oneOf(['sqlite', 'qdrant'] as const),
+  LIBRARY_STORE: oneOf(['sqlite', 'redis'] as const),
+  QUEUE: oneOf(['memory', 'bullmq'] as const),
+  ENGINE: oneOf(['local', 'grpc'] as const),
+  PORT: int(3000, 1, 65535),
+  HOST: raw.transform((v) => v ?? '127.0.0.1'),
+  DATA_DIR: raw.transform((v) => v ?? './data'),
+  REDIS_URL: url(['redis:', 'rediss:']),
+  S3_ENDPOINT: url(['http:', 'https:']),
+  S3_ACCESS_KEY: optionalString,
+  S3_SECRET_KEY: optionalString,
+  S3_BUCKET: raw.transform((v) => v ?? 'facesearch'),
+  S3_REGION: raw.transform((v) => v ?? 'us-east-1'),
+  QDRANT_URL: url(['http:', 'https:']),
+  QDRANT_COLLECTION: raw.transform((v) => v ?? 'faces'),
+  DETECTOR_GRPC_URL: hostPortList,
+  EMBEDDER_GRPC_URL: hostPortList,
+  GRPC_PORT: int(50051, 0, 65535),
+  ADMIN_API_KEY: secret(16),
+  DEFAULT_APP_API_KEY: secret(16),
+  MODEL_DIR: optionalString,
+  MAX_IMAGE_BYTES: int(20 * MiB, 1024, 1024 * MiB),
+  MAX_IMAGE_PIXELS: int(50_000_000, 10_000, 1_000_000_000),
+  LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+  MATCH_COSINE_THRESHOLD: num(null, 0.01, 0.99),
+  MAX_REQUEST_BYTES: int(100 * MiB, 1024, 4096 * MiB),
+  MAX_FACES_PER_USER: int(20, 1, 1000),
+  IMPORT_CONCURRENCY: int(2, 1, 256),
+  JOB_ATTEMPTS: int(3, 1, 100),
+  RATE_LIMIT_PER_MINUTE: int(0, 0, 1_000_000),
+  UPLOAD_SIGNING_SECRET: secret(16),
+  PUBLIC_URL: url(['http:', 'https:']),
+});
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Validates the environment; throws ConfigError listing every bad or missing variable. */
+export function loadConfig(
+  env: NodeJS.ProcessEnv | Record<string, string | undefined> = process.env,
+): FaceSearchConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  const mode: Mode = e.FACESEARCH_MODE ?? 'embedded';
+  const defaults = MODE_DEFAULTS[mode];
+  const config: FaceSearchConfig = {
+    mode,
+    blobStore: e.BLOB_STORE ?? defaults.blobStore,
+    vectorStore: e.VECTOR_STORE ?? defaults.vectorStore,
+    libraryStore: e.LIBRARY_STORE ?? defaults.libraryStore,
+    queue: e.QUEUE ?? defaults.queue,
+    engine: e.ENGINE ?? defaults.engine,
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: e.DATA_DIR,
+    redisUrl: e.REDIS_URL,
+    s3: {
+      endpoint: e.S3_ENDPOINT,
+      accessKey: e.S3_ACCESS_KEY,
+      secretKey: e.S3_SECRET_KEY,
+      bucket: e.S3_BUCKET,
+      region: e.S3_REGION,
+    },
+    qdrantUrl: e.QDRANT_URL,
+    qdrantCollection: e.QDRANT_COLLECTION,
+    detectorGrpcUrls: e.DETECTOR_GRPC_URL,
+    embedderGrpcUrls: e.EMBEDDER_GRPC_URL,
+    grpcPort: e.GRPC_PORT,
+    adminApiKey: e.ADMIN_API_KEY,
+    defaultAppApiKey: e.DEFAULT_APP_API_KEY,
+    modelDir: e.MODEL_DIR,
+    maxImageBytes: e.MAX_IMAGE_BYTES,
+    maxImagePixels: e.MAX_IMAGE_PIXELS,
+    logLevel: e.LOG_LEVEL ?? 'info',
+    matchCosineThreshold: e.MATCH_COSINE_THRESHOLD,
+    maxRequestBytes: e.MAX_REQUEST_BYTES,
+    maxFacesPerUser: e.MAX_FACES_PER_USER,
+    importConcurrency: e.IMPORT_CONCURRENCY,
+    jobAttempts: e.JOB_ATTEMPTS,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    uploadSigningSecret: e.UPLOAD_SIGNING_SECRET,
+    publicUrl: e.PUBLIC_URL,
+  };
+
+  // What each chosen implementation cannot run without.
+  const problems: string[] = [];
+  const needs = (ok: unknown, variable: string, why: string) => {
+    if (!ok) problems.push(`${variable}: required ${why}`);
+  };
+  needs(config.redisUrl || config.queue !== 'bullmq', 'REDIS_URL', 'when QUEUE=bullmq');
+  needs(config.redisUrl || config.libraryStore !== 'redis', 'REDIS_URL', 'when LIBRARY_STORE=redis');
+  if (config.blobStore === 's3') {
+    needs(config.s3.endpoint, 'S3_ENDPOINT', 'when BLOB_STORE=s3');
+    needs(config.s3.accessKey, 'S3_ACCESS_KEY', 'when BLOB_STORE=s3');
+    needs(config.s3.secretKey, 'S3_SECRET_KEY', 'when BLOB_STORE=s3');
+  }
+  needs(config.qdrantUrl || config.vectorStore !== 'qdrant', 'QDRANT_URL', 'when VECTOR_STORE=qdrant');
+  needs(config.detectorGrpcUrls.length > 0 || config.engine !== 'grpc', 'DETECTOR_GRPC_URL', 'when ENGINE=grpc');
+  needs(config.embedderGrpcUrls.length > 0 || config.engine !== 'grpc', 'EMBEDDER_GRPC_URL', 'when ENGINE=grpc');
+  // An in-process queue cannot be shared by several processes, so it only works next to a local engine.
+  if (config.queue === 'memory' && config.mode === 'distributed') {
+    problems.push('QUEUE: memory is an in-process queue; distributed mode needs QUEUE=bullmq');
+  }
+  if (config.adminApiKey && config.adminApiKey === config.defaultAppApiKey) {
+    problems.push('DEFAULT_APP_API_KEY: must differ from ADMIN_API_KEY');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,344 @@
+import { randomUUID } from 'node:crypto';
+import {
+  type BlobStore,
+  type FaceAnalyzer,
+  FaceSearchError,
+  type ImportItemRecord,
+  type ImportItemStatus,
+  type ImportRecord,
+  type JobContext,
+  type JobQueue,
+  type LibraryRepository,
+  type Page,
+  type PageRequest,
+} from '@facesearch/common';
+import { checkId, errors, nowIso } from './errors';
+import type { LibraryService } from './library.service';
+import { assertQuality, type QualityControl } from './quality';
+import { isUploadKeyOf } from './upload.service';
+
+/** One queued job per import item; the item itself lives in the library repository. */
+export interface ImportJob {
+  app_id: string;
+  import_id: string;
+  index: number;
+}
+
+export type ImportSource = { kind: 'bytes'; data: Uint8Array } | { kind: 'object'; key: string };
+
+export interface ImportItemInput {
+  user_id: string;
+  name?: string | null;
+  source: ImportSource;
+}
+
+export interface ImportView {
+  import_id: string;
+  group_id: string;
+  status: ImportRecord['status'];
+  total: number;
+  succeeded: number;
+  failed: number;
+  /** Items not finished yet (or cancelled). */
+  pending: number;
+  /** 0..1, finished items over total. */
+  progress: number;
+  quality_control: QualityControl;
+  created_at: string;
+  updated_at: string;
+}
+
+export type ImportItemView = Omit<ImportItemRecord, 'import_id' | 'image_key'>;
+
+export interface ImportOptionsConfig {
+  maxItems: number;
+  /** Faces per user, as in LibraryService. */
+  maxFacesPerUser: number;
+}
+
+export const importJobId = (importId: string, index: number) => `${importId}_${index}`;
+/** Deterministic, so a job delivered twice writes the same face once. */
+export const importFaceId = (importId: string, index: number) => `${importId}_${index}`;
+const itemImageKey = (appId: string, importId: string, index: number) => `imports/${appId}/${importId}/${index}`;
+
+const UNFINISHED: readonly ImportItemStatus[] = ['pending', 'running'];
+
+/**
+ * Bulk enrolment as an asynchronous job: create stores every item and queues one job per item;
+ * `handleItem` / `handleItemFailed` run wherever the queue is consumed (the gateway in embedded mode,
+ * worker processes in distributed mode), so they know nothing about HTTP.
+ */
+export class ImportService {
+  /** Last attempt number per job, for the failure record (onFailed does not carry it). */
+  private readonly attempts = new Map<string, number>();
+
+  constructor(
+    private readonly repo: LibraryRepository,
+    private readonly blobs: BlobStore,
+    private readonly queue: JobQueue<ImportJob>,
+    private readonly analyzer: FaceAnalyzer,
+    private readonly library: LibraryService,
+    private readonly options: ImportOptionsConfig,
+  ) {}
+
+  async create(
+    appId: string,
+    input: { group_id: string; quality_control?: QualityControl; items: ImportItemInput[] },
+  ): Promise<ImportView> {
+    const groupId = checkId('group_id', input.group_id);
+    if (input.items.length === 0) throw errors.invalidRequest('items: at least one item is required');
+    if (input.items.length > this.options.maxItems) {
+      throw errors.invalidRequest(`items: at most ${this.options.maxItems} items per import`);
+    }
+    // Bad images are not refused here: they fail as items, with their code, without harming the import.
+    for (const [i, item] of input.items.entries()) checkId(`items[${i}].user_id`, item.user_id);
+    for (const [i, item] of input.items.entries()) {
+      if (item.source.kind !== 'object') continue;
+      if (!isUploadKeyOf(appId, item.source.key) || !(await this.blobs.exists(item.source.key))) {
+        throw new FaceSearchError(
+          'upload_not_found',
+          `items[${i}].object_key: ${errors.uploadNotFound(item.source.key).message}`,
+          400,
+        );
+      }
+    }
+    await this.library.ensureGroup(appId, groupId);
+
+    const importId = randomUUID();
+    const now = nowIso();
+    const items: ImportItemRecord[] = [];
+    for (const [index, item] of input.items.entries()) {
+      let key: string;
+      if (item.source.kind === 'bytes') {
+        key = itemImageKey(appId, importId, index);
+        await this.blobs.put(key, item.source.data);
+      } else {
+        key = item.source.key;
+      }
+      items.push({
+        import_id: importId,
+        index,
+        user_id: item.user_id,
+        image_key: key,
+        name: item.name ?? null,
+        status: 'pending',
+        attempts: 0,
+        face_id: null,
+        error: null,
+        updated_at: now,
+      });
+    }
+    const record: ImportRecord = {
+      import_id: importId,
+      app_id: appId,
+      group_id: groupId,
+      status: 'queued',
+      total: items.length,
+      succeeded: 0,
+      failed: 0,
+      options: { quality_control: input.quality_control ?? 'NONE' },
+      created_at: now,
+      updated_at: now,
+    };
+    await this.repo.createImport(record, items);
+    await this.queue.add(
+      items.map((it) => ({
+        id: importJobId(importId, it.index),
+        data: { app_id: appId, import_id: importId, index: it.index },
+      })),
+    );
+    return view(record);
+  }
+
+  async get(appId: string, importId: string): Promise<ImportView> {
+    return view(await this.load(appId, importId));
+  }
+
+  async listItems(
+    appId: string,
+    importId: string,
+    status: ImportItemStatus | undefined,
+    page: PageRequest,
+  ): Promise<Page<ImportItemView>> {
+    await this.load(appId, importId);
+    const result = await this.repo.listImportItems(importId, status ? { status } : {}, page);
+    return { items: result.items.map(itemView), next_cursor: result.next_cursor };
+  }
+
+  /** Stops queued items; items already being processed finish. */
+  async cancel(appId: string, importId: string): Promise<ImportView> {
+    const job = await this.load(appId, importId);
+    if (job.status === 'cancelled') return view(job);
+    if (job.status === 'completed' || job.status === 'failed') throw errors.importFinished(importId, job.status);
+    const now = nowIso();
+    await this.repo.setImportStatus(importId, 'cancelled', now);
+    for (const item of await this.unfinishedItems(importId)) {
+      await this.queue.remove([importJobId(importId, item.index)]);
+      if (item.status === 'pending') {
+        await this.repo.finishImportItem(importId, item.index, { status: 'cancelled', attempts: item.attempts }, now);
+        await this.dropItemImage(item);
+      }
+    }
+    return this.get(appId, importId);
+  }
+
+  /** Start-up: queue again every unfinished item of every unfinished import (the queue ignores duplicates). */
+  async resume(): Promise<{ imports: number; items: number }> {
+    let items = 0;
+    const imports = await this.repo.listUnfinishedImports();
+    for (const job of imports) {
+      const todo = await this.unfinishedItems(job.import_id);
+      if (todo.length === 0) {
+        await this.completeIfDone(job.app_id, job.import_id);
+        continue;
+      }
+      await this.queue.add(
+        todo.map((it) => ({
+          id: importJobId(job.import_id, it.index),
+          data: { app_id: job.app_id, import_id: job.import_id, index: it.index },
+        })),
+      );
+      items += todo.length;
+    }
+    return { imports: imports.length, items };
+  }
+
+  /** Consumes the import queue in this process. */
+  startWorker(concurrency: number): void {
+    this.queue.process((data, ctx) => this.handleItem(data, ctx), {
+      concurrency,
+      onFailed: (data, error) => this.handleItemFailed(data, error),
+    });
+  }
+
+  /** Processes one item; throws to fail the attempt (a non-retryable FaceSearchError is not retried). */
+  async handleItem(data: ImportJob, ctx: JobContext): Promise<void> {
+    const job = await this.repo.getImport(data.app_id, data.import_id);
+    const item = job ? await this.repo.getImportItem(data.import_id, data.index) : null;
+    if (!job || !item || !UNFINISHED.includes(item.status)) return; // gone, or a duplicate delivery
+    if (job.status === 'cancelled') {
+      await this.repo.finishImportItem(
+        job.import_id,
+        item.index,
+        { status: 'cancelled', attempts: item.attempts },
+        nowIso(),
+      );
+      await this.dropItemImage(item);
+      return;
+    }
+    this.attempts.set(importJobId(data.import_id, data.index), ctx.attempt);
+    if (job.status === 'queued') await this.repo.setImportStatus(job.import_id, 'running', nowIso());
+
+    const faceId = importFaceId(job.import_id, item.index);
+    // A previous attempt may have stored the face and died before recording the item.
+    let face = await this.repo.getFace(job.app_id, faceId);
+    if (!face) {
+      const image = await this.blobs.get(item.image_key);
+      const analysis = await this.analyzer.analyze(image, { maxFaces: 1 });
+      const detected = analysis.faces[0];
+      if (!detected) throw errors.noFace();
+      assertQuality(detected.quality.level, job.options.quality_control);
+      await this.library.ensureGroup(job.app_id, job.group_id);
+      const existing = await this.repo.listFaces(job.app_id, job.group_id, item.user_id);
+      if (existing.length >= this.options.maxFacesPerUser)
+        throw errors.tooManyFaces(item.user_id, this.options.maxFacesPerUser);
+      face = await this.library.indexFace(job.app_id, job.group_id, item.user_id, {
+        faceId,
+        image,
+        face: detected,
+        modelId: analysis.modelId,
+      });
+    }
+    this.attempts.delete(importJobId(data.import_id, data.index));
+    await this.repo.finishImportItem(
+      job.import_id,
+      item.index,
+      { status: 'succeeded', face_id: face.face_id, attempts: ctx.attempt },
+      nowIso(),
+    );
+    await this.dropItemImage(item);
+    await this.completeIfDone(job.app_id, job.import_id);
+  }
+
+  /** Records an item's final failure (after its last attempt). */
+  async handleItemFailed(data: ImportJob, error: unknown): Promise<void> {
+    const jobId = importJobId(data.import_id, data.index);
+    const attempts = this.attempts.get(jobId);
+    this.attempts.delete(jobId);
+    const item = await this.repo.getImportItem(data.import_id, data.index);
+    if (!item || !UNFINISHED.includes(item.status)) return;
+    const reason =
+      error instanceof FaceSearchError
+        ? { code: error.code, message: error.message }
+        : { code: 'internal', message: error instanceof Error ? error.message : String(error) };
+    await this.repo.finishImportItem(
+      data.import_id,
+      data.index,
+      { status: 'failed', error: reason, attempts: attempts ?? item.attempts + 1 },
+      nowIso(),
+    );
+    await this.dropItemImage(item);
+    await this.completeIfDone(data.app_id, data.import_id);
+  }
+
+  private async completeIfDone(appId: string, importId: string): Promise<void> {
+    const job = await this.repo.getImport(appId, importId);
+    if (!job || (job.status !== 'queued' && job.status !== 'running')) return;
+    if (job.succeeded + job.failed < job.total) return;
+    await this.repo.setImportStatus(importId, job.succeeded === 0 && job.total > 0 ? 'failed' : 'completed', nowIso());
+  }
+
+  private async unfinishedItems(importId: string): Promise<ImportItemRecord[]> {
+    const out: ImportItemRecord[] = [];
+    for (const status of UNFINISHED) {
+      let cursor: string | null = null;
+      do {
+        const page: Page<ImportItemRecord> = await this.repo.listImportItems(
+          importId,
+          { status },
+          { limit: 1000, cursor },
+        );
+        out.push(...page.items);
+        cursor = page.next_cursor;
+      } while (cursor);
+    }
+    return out;
+  }
+
+  private async load(appId: string, importId: string): Promise<ImportRecord> {
+    const job = await this.repo.getImport(appId, checkId('import_id', importId));
+    if (!job) throw errors.importNotFound(importId);
+    return job;
+  }
+
+  /** The item's bytes are not needed once it is finished (the face keeps its own copy). */
+  private async dropItemImage(item: ImportItemRecord): Promise<void> {
+    try {
+      await this.blobs.delete(item.image_key);
+    } catch {
+      // best effort: a leftover upload is harmless
+    }
+  }
+}
+
+function view(r: ImportRecord): ImportView {
+  const done = r.succeeded + r.failed;
+  return {
+    import_id: r.import_id,
+    group_id: r.group_id,
+    status: r.status,
+    total: r.total,
+    succeeded: r.succeeded,
+    failed: r.failed,
+    pending: r.total - done,
+    progress: r.total === 0 ? 1 : Math.round((done / r.total) * 10000) / 10000,
+    quality_control: r.options.quality_control,
+    created_at: r.created_at,
+    updated_at: r.updated_at,
+  };
+}
+
+function itemView(r: ImportItemRecord): ImportItemView {
+  const { import_id: _i, image_key: _k, ...rest } = r;
+  return rest;
+}

@@ -1,0 +1,316 @@
+import { randomUUID } from 'node:crypto';
+import type {
+  BlobStore,
+  EmbeddedFace,
+  FaceAnalyzer,
+  FaceRecord,
+  GroupRecord,
+  ImageInfo,
+  LibraryRepository,
+  Page,
+  PageRequest,
+  UserRecord,
+  VectorStore,
+} from '@facesearch/common';
+import { checkId, errors, isConflict, nowIso } from './errors';
+import { assertQuality, type QualityControl } from './quality';
+
+export type EnrolMode = 'APPEND' | 'REPLACE';
+
+export interface LibraryOptions {
+  maxFacesPerUser: number;
+  /** Called after faces were indexed (metrics). */
+  onFacesIndexed?: (count: number) => void;
+}
+
+export interface EnrolInput {
+  image: Uint8Array;
+  user_info?: string | null;
+  quality_control?: QualityControl;
+  mode?: EnrolMode;
+}
+
+export interface EnrolResult {
+  face: FaceRecord;
+  image: ImageInfo;
+  /** Ids of the faces a REPLACE removed. */
+  replaced_face_ids: string[];
+}
+
+/** Blob keys of enrolled face images; grouped so deleting a group or user is one prefix delete. */
+export const faceImageKey = (appId: string, groupId: string, userId: string, faceId: string) =>
+  `faces/${appId}/${groupId}/${userId}/${faceId}`;
+const userImagePrefix = (appId: string, groupId: string, userId: string) => `faces/${appId}/${groupId}/${userId}/`;
+const groupImagePrefix = (appId: string, groupId: string) => `faces/${appId}/${groupId}/`;
+
+/** Groups, users and faces of an app's library; keeps records, vectors and images in step. */
+export class LibraryService {
+  constructor(
+    private readonly repo: LibraryRepository,
+    private readonly vectors: VectorStore,
+    private readonly blobs: BlobStore,
+    private readonly analyzer: FaceAnalyzer,
+    private readonly options: LibraryOptions,
+  ) {}
+
+  // ---- groups
+
+  async createGroup(appId: string, groupId: string): Promise<GroupRecord> {
+    const group: GroupRecord = { app_id: appId, group_id: checkId('group_id', groupId), created_at: nowIso() };
+    try {
+      await this.repo.createGroup(group);
+    } catch (err) {
+      if (isConflict(err)) throw errors.groupExists(groupId);
+      throw err;
+    }
+    return group;
+  }
+
+  /** Creates the group when missing (enrolment and imports do, like Baidu's user/add). */
+  async ensureGroup(appId: string, groupId: string): Promise<GroupRecord> {
+    const existing = await this.repo.getGroup(appId, checkId('group_id', groupId));
+    if (existing) return existing;
+    try {
+      return await this.createGroup(appId, groupId);
+    } catch (err) {
+      const raced = isConflict(err) ? await this.repo.getGroup(appId, groupId) : null;
+      if (raced) return raced;
+      throw err;
+    }
+  }
+
+  async getGroup(appId: string, groupId: string): Promise<GroupRecord> {
+    const group = await this.repo.getGroup(appId, checkId('group_id', groupId));
+    if (!group) throw errors.groupNotFound(groupId);
+    return group;
+  }
+
+  listGroups(appId: string, page: PageRequest): Promise<Page<GroupRecord>> {
+    return this.repo.listGroups(appId, page);
+  }
+
+  async deleteGroup(appId: string, groupId: string): Promise<{ deleted_faces: number }> {
+    await this.getGroup(appId, groupId);
+    const faceIds = await this.repo.deleteGroup(appId, groupId);
+    await this.vectors.deleteWhere({ app_id: appId, group_id: groupId });
+    await this.blobs.deletePrefix(groupImagePrefix(appId, groupId));
+    return { deleted_faces: faceIds.length };
+  }
+
+  // ---- users
+
+  async getUser(appId: string, groupId: string, userId: string): Promise<UserRecord> {
+    await this.getGroup(appId, groupId);
+    const user = await this.repo.getUser(appId, groupId, checkId('user_id', userId));
+    if (!user) throw errors.userNotFound(groupId, userId);
+    return user;
+  }
+
+  async listUsers(appId: string, groupId: string, page: PageRequest): Promise<Page<UserRecord>> {
+    await this.getGroup(appId, groupId);
+    return this.repo.listUsers(appId, groupId, page);
+  }
+
+  async updateUser(appId: string, groupId: string, userId: string, userInfo: string | null): Promise<UserRecord> {
+    const user = await this.getUser(appId, groupId, userId);
+    return this.repo.upsertUser({ ...user, user_info: userInfo, updated_at: nowIso() });
+  }
+
+  async deleteUser(appId: string, groupId: string, userId: string): Promise<{ deleted_faces: number }> {
+    await this.getUser(appId, groupId, userId);
+    const faceIds = await this.repo.deleteUser(appId, groupId, userId);
+    await this.vectors.deleteWhere({ app_id: appId, group_id: groupId, user_id: userId });
+    await this.blobs.deletePrefix(userImagePrefix(appId, groupId, userId));
+    return { deleted_faces: faceIds.length };
+  }
+
+  /** Copies the user with its faces (new face ids, same vectors and images) into another group. */
+  async copyUser(
+    appId: string,
+    groupId: string,
+    userId: string,
+    toGroupId: string,
+  ): Promise<{ user: UserRecord; faces: FaceRecord[] }> {
+    const user = await this.getUser(appId, groupId, userId);
+    await this.getGroup(appId, toGroupId);
+    if (toGroupId === groupId) throw errors.invalidRequest('to_group_id: must differ from the source group');
+    const faces = await this.repo.listFaces(appId, groupId, userId);
+    const existing = await this.repo.getUser(appId, toGroupId, userId);
+    const already = existing ? (await this.repo.listFaces(appId, toGroupId, userId)).length : 0;
+    if (already + faces.length > this.options.maxFacesPerUser)
+      throw errors.tooManyFaces(userId, this.options.maxFacesPerUser);
+
+    const vectors = new Map(
+      (
+        await this.vectors.retrieve(
+          appId,
+          faces.map((f) => f.face_id),
+        )
+      ).map((v) => [v.face_id, v]),
+    );
+    const now = nowIso();
+    const copiedUser = await this.repo.upsertUser({
+      app_id: appId,
+      group_id: toGroupId,
+      user_id: userId,
+      user_info: user.user_info,
+      created_at: existing?.created_at ?? now,
+      updated_at: now,
+    });
+    const copies: FaceRecord[] = [];
+    for (const face of faces) {
+      const stored = vectors.get(face.face_id);
+      if (!stored) continue; // no vector: the face cannot be searched anyway; nothing to copy
+      const faceId = randomUUID();
+      const imageKey = faceImageKey(appId, toGroupId, userId, faceId);
+      await this.blobs.put(imageKey, await this.blobs.get(face.image_key));
+      await this.vectors.upsert([
+        {
+          id: faceId,
+          vector: stored.vector,
+          payload: { app_id: appId, group_id: toGroupId, user_id: userId, face_id: faceId, model_id: stored.model_id },
+        },
+      ]);
+      const copy: FaceRecord = {
+        ...face,
+        group_id: toGroupId,
+        face_id: faceId,
+        image_key: imageKey,
+        model_id: stored.model_id,
+        created_at: now,
+      };
+      await this.repo.addFace(copy);
+      copies.push(copy);
+    }
+    this.options.onFacesIndexed?.(copies.length);
+    return { user: copiedUser, faces: copies };
+  }
+
+  // ---- faces
+
+  /** Detects the largest face, checks quality, and stores image, vector and record. Creates group and user if needed. */
+  async enrol(appId: string, groupId: string, userId: string, input: EnrolInput): Promise<EnrolResult> {
+    checkId('group_id', groupId);
+    checkId('user_id', userId);
+    const analysis = await this.analyzer.analyze(input.image, { maxFaces: 1 });
+    const face = analysis.faces[0];
+    if (!face) throw errors.noFace();
+    assertQuality(face.quality.level, input.quality_control ?? 'NONE');
+
+    const mode = input.mode ?? 'APPEND';
+    await this.ensureGroup(appId, groupId);
+    const previous = await this.repo.listFaces(appId, groupId, userId);
+    if (mode === 'APPEND' && previous.length >= this.options.maxFacesPerUser) {
+      throw errors.tooManyFaces(userId, this.options.maxFacesPerUser);
+    }
+    const record = await this.indexFace(appId, groupId, userId, {
+      faceId: randomUUID(),
+      image: input.image,
+      face,
+      modelId: analysis.modelId,
+      userInfo: input.user_info,
+    });
+    // REPLACE removes the old faces only once the new one is stored: a failure never leaves the user empty.
+    const replaced: string[] = [];
+    if (mode === 'REPLACE') {
+      for (const old of previous) {
+        await this.removeFace(old);
+        replaced.push(old.face_id);
+      }
+    }
+    return { face: record, image: analysis.image, replaced_face_ids: replaced };
+  }
+
+  /**
+   * Stores one analysed face: image, then vector, then the record (so a listed face is always searchable).
+   * Idempotent for a given faceId: a repeat after a crash rewrites the same blob and point and skips the record.
+   */
+  async indexFace(
+    appId: string,
+    groupId: string,
+    userId: string,
+    input: { faceId: string; image: Uint8Array; face: EmbeddedFace; modelId: string; userInfo?: string | null },
+  ): Promise<FaceRecord> {
+    const now = nowIso();
+    const imageKey = faceImageKey(appId, groupId, userId, input.faceId);
+    await this.blobs.put(imageKey, input.image);
+    try {
+      await this.vectors.upsert([
+        {
+          id: input.faceId,
+          vector: input.face.embedding,
+          payload: {
+            app_id: appId,
+            group_id: groupId,
+            user_id: userId,
+            face_id: input.faceId,
+            model_id: input.modelId,
+          },
+        },
+      ]);
+    } catch (err) {
+      await this.blobs.delete(imageKey).catch(() => undefined); // no orphan image
+      throw err;
+    }
+    const existing = await this.repo.getUser(appId, groupId, userId);
+    await this.repo.upsertUser({
+      app_id: appId,
+      group_id: groupId,
+      user_id: userId,
+      // undefined keeps the stored user_info
+      user_info: input.userInfo === undefined ? (existing?.user_info ?? null) : input.userInfo,
+      created_at: existing?.created_at ?? now,
+      updated_at: now,
+    });
+    const record: FaceRecord = {
+      app_id: appId,
+      group_id: groupId,
+      user_id: userId,
+      face_id: input.faceId,
+      image_key: imageKey,
+      box: input.face.box,
+      landmarks: input.face.landmarks,
+      quality: input.face.quality,
+      model_id: input.modelId,
+      created_at: now,
+    };
+    try {
+      await this.repo.addFace(record);
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      return (await this.repo.getFace(appId, input.faceId)) ?? record;
+    }
+    this.options.onFacesIndexed?.(1);
+    return record;
+  }
+
+  async listFaces(appId: string, groupId: string, userId: string): Promise<FaceRecord[]> {
+    await this.getUser(appId, groupId, userId);
+    return this.repo.listFaces(appId, groupId, userId);
+  }
+
+  async getFace(appId: string, faceId: string): Promise<FaceRecord> {
+    const face = await this.repo.getFace(appId, checkId('face_id', faceId));
+    if (!face) throw errors.faceNotFound(faceId);
+    return face;
+  }
+
+  async faceImage(appId: string, groupId: string, userId: string, faceId: string): Promise<Buffer> {
+    const face = await this.getFace(appId, faceId);
+    if (face.group_id !== groupId || face.user_id !== userId) throw errors.faceNotFound(faceId);
+    return this.blobs.get(face.image_key);
+  }
+
+  async deleteFace(appId: string, groupId: string, userId: string, faceId: string): Promise<void> {
+    await this.getUser(appId, groupId, userId);
+    const face = await this.getFace(appId, faceId);
+    if (face.group_id !== groupId || face.user_id !== userId) throw errors.faceNotFound(faceId);
+    await this.removeFace(face);
+  }
+
+  private async removeFace(face: FaceRecord): Promise<void> {
+    await this.repo.deleteFace(face.app_id, face.face_id);
+    await this.vectors.deleteFaces(face.app_id, [face.face_id]);
+    await this.blobs.delete(face.image_key);
+  }
+}

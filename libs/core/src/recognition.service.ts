@@ -1,0 +1,181 @@
+import {
+  type Box,
+  cosineSimilarity,
+  DEFAULT_MATCH_SCORE,
+  type DetectResult,
+  type FaceAnalyzer,
+  type FaceQuality,
+  type ImageInfo,
+  type LibraryRepository,
+  type Landmarks,
+  similarityToScore,
+  type VectorStore,
+} from '@facesearch/common';
+import { checkId, errors } from './errors';
+
+export interface RecognitionOptions {
+  /** Calibrated cosine similarity that maps to score 80. */
+  cosineThreshold: number;
+  /** Upper bound of faces per user, to fetch enough hits before collapsing them per user. */
+  maxFacesPerUser: number;
+}
+
+export const SEARCH_LIMITS = { maxGroups: 100, maxTopK: 100, maxFaces: 10 } as const;
+
+export interface Match {
+  group_id: string;
+  user_id: string;
+  face_id: string;
+  score: number;
+  similarity: number;
+  user_info: string | null;
+}
+
+export interface SearchedFace {
+  box: Box;
+  landmarks: Landmarks;
+  score: number;
+  quality: FaceQuality;
+  /** Best first; empty means "no match". */
+  matches: Match[];
+}
+
+export interface SearchResult {
+  image: ImageInfo;
+  face_num: number;
+  results: SearchedFace[];
+}
+
+export interface CompareResult {
+  similarity: number;
+  score: number;
+  match: boolean;
+  threshold: number;
+  face_a: { box: Box };
+  face_b: { box: Box; face_id?: string };
+}
+
+export interface SearchInput {
+  image: Uint8Array;
+  group_ids: string[];
+  top_k?: number;
+  match_threshold?: number;
+  max_faces?: number;
+}
+
+const round = (n: number) => Math.round(n * 1e6) / 1e6;
+
+/** Detect, 1:1 compare and 1:N / M:N search. */
+export class RecognitionService {
+  constructor(
+    private readonly repo: LibraryRepository,
+    private readonly vectors: VectorStore,
+    private readonly analyzer: FaceAnalyzer,
+    private readonly options: RecognitionOptions,
+  ) {}
+
+  detect(image: Uint8Array, maxFaces = 10): Promise<DetectResult> {
+    return this.analyzer.detect(image, { maxFaces });
+  }
+
+  async compare(
+    appId: string,
+    input: { image_a: Uint8Array; image_b?: Uint8Array; face_id_b?: string; match_threshold?: number },
+  ): Promise<CompareResult> {
+    const threshold = input.match_threshold ?? DEFAULT_MATCH_SCORE;
+    const a = await this.largestFace(input.image_a, 'image_a');
+    let b: { embedding: Float32Array; box: Box; face_id?: string };
+    if (input.face_id_b !== undefined) {
+      const faceId = checkId('face_id_b', input.face_id_b);
+      const record = await this.repo.getFace(appId, faceId);
+      if (!record) throw errors.faceNotFound(faceId);
+      const [stored] = await this.vectors.retrieve(appId, [faceId]);
+      if (!stored) throw errors.faceNotFound(faceId);
+      if (stored.model_id !== this.analyzer.modelId) throw errors.modelMismatch(faceId);
+      b = { embedding: stored.vector, box: record.box, face_id: faceId };
+    } else if (input.image_b) {
+      b = await this.largestFace(input.image_b, 'image_b');
+    } else {
+      throw errors.invalidRequest('image_b: required unless face_id_b is given');
+    }
+    const similarity = cosineSimilarity(a.embedding, b.embedding);
+    const score = similarityToScore(similarity, this.options.cosineThreshold);
+    return {
+      similarity: round(similarity),
+      score,
+      match: score >= threshold,
+      threshold,
+      face_a: { box: a.box },
+      face_b: b.face_id ? { box: b.box, face_id: b.face_id } : { box: b.box },
+    };
+  }
+
+  async search(appId: string, input: SearchInput): Promise<SearchResult> {
+    const groupIds = [...new Set(input.group_ids.map((g) => checkId('group_ids', g)))];
+    if (groupIds.length === 0) throw errors.invalidRequest('group_ids: at least one group is required');
+    if (groupIds.length > SEARCH_LIMITS.maxGroups) {
+      throw errors.invalidRequest(`group_ids: at most ${SEARCH_LIMITS.maxGroups} groups`);
+    }
+    for (const g of groupIds) {
+      if (!(await this.repo.getGroup(appId, g))) throw errors.groupNotFound(g);
+    }
+    const topK = input.top_k ?? 5;
+    const threshold = input.match_threshold ?? DEFAULT_MATCH_SCORE;
+    const analysis = await this.analyzer.analyze(input.image, { maxFaces: input.max_faces ?? 1 });
+    if (analysis.faces.length === 0) throw errors.noFace();
+
+    const users = new Map<string, Promise<string | null | undefined>>();
+    const userInfo = (groupId: string, userId: string) => {
+      const key = `${groupId}\u0000${userId}`;
+      let p = users.get(key);
+      if (!p) {
+        p = this.repo.getUser(appId, groupId, userId).then((u) => (u ? u.user_info : undefined));
+        users.set(key, p);
+      }
+      return p;
+    };
+
+    const results: SearchedFace[] = [];
+    for (const face of analysis.faces) {
+      // Several faces per user: fetch enough hits to still have top_k users after collapsing.
+      const hits = await this.vectors.search(face.embedding, {
+        app_id: appId,
+        group_ids: groupIds,
+        model_id: analysis.modelId,
+        limit: Math.min(1000, topK * this.options.maxFacesPerUser),
+      });
+      const best = new Map<string, Match>();
+      for (const hit of hits) {
+        const score = similarityToScore(hit.similarity, this.options.cosineThreshold);
+        if (score < threshold) continue;
+        const key = `${hit.group_id}\u0000${hit.user_id}`;
+        const seen = best.get(key);
+        if (seen && seen.similarity >= hit.similarity) continue;
+        best.set(key, {
+          group_id: hit.group_id,
+          user_id: hit.user_id,
+          face_id: hit.face_id,
+          score,
+          similarity: round(hit.similarity),
+          user_info: null,
+        });
+      }
+      const matches: Match[] = [];
+      for (const m of [...best.values()].sort((x, y) => y.similarity - x.similarity)) {
+        if (matches.length >= topK) break;
+        const info = await userInfo(m.group_id, m.user_id);
+        if (info === undefined) continue; // user deleted while its vectors were being removed
+        matches.push({ ...m, user_info: info });
+      }
+      results.push({ box: face.box, landmarks: face.landmarks, score: face.score, quality: face.quality, matches });
+    }
+    return { image: analysis.image, face_num: results.length, results };
+  }
+
+  private async largestFace(image: Uint8Array, field: string): Promise<{ embedding: Float32Array; box: Box }> {
+    const analysis = await this.analyzer.analyze(image, { maxFaces: 1 });
+    const face = analysis.faces[0];
+    if (!face) throw errors.noFace(field);
+    return { embedding: face.embedding, box: face.box };
+  }
+}

@@ -1,0 +1,428 @@
+import { SqliteLibraryRepository, MemoryJobQueue } from '@facesearch/adapters';
+import { FaceSearchError, loadConfig } from '@facesearch/common';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  AuthService,
+  DEFAULT_APP_ID,
+  type ImportJob,
+  ImportService,
+  LibraryService,
+  RecognitionService,
+  UploadService,
+} from '../src';
+import { FakeAnalyzer, fakeImage, MemoryBlobStore, MemoryVectorStore, waitFor } from './fakes';
+
+const silent = { error() {}, warn() {} };
+
+async function expectError(p: Promise<unknown>, code: string, status?: number): Promise<FaceSearchError> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err, `expected ${code}`).toBeInstanceOf(FaceSearchError);
+  const fe = err as FaceSearchError;
+  expect(fe.code).toBe(code);
+  if (status) expect(fe.status).toBe(status);
+  return fe;
+}
+
+function setup(opts: { maxFacesPerUser?: number } = {}) {
+  const repo = new SqliteLibraryRepository(':memory:');
+  const vectors = new MemoryVectorStore();
+  const blobs = new MemoryBlobStore();
+  const analyzer = new FakeAnalyzer();
+  const maxFacesPerUser = opts.maxFacesPerUser ?? 20;
+  const library = new LibraryService(repo, vectors, blobs, analyzer, { maxFacesPerUser });
+  const recognition = new RecognitionService(repo, vectors, analyzer, { cosineThreshold: 0.45, maxFacesPerUser });
+  const queue = new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 1, logger: silent });
+  const imports = new ImportService(repo, blobs, queue, analyzer, library, { maxItems: 100, maxFacesPerUser });
+  return { repo, vectors, blobs, analyzer, library, recognition, queue, imports };
+}
+
+type Setup = ReturnType<typeof setup>;
+let s: Setup;
+beforeEach(() => {
+  s = setup();
+});
+afterEach(async () => {
+  await s.queue.close();
+  await s.repo.close();
+});
+
+describe('config', () => {
+  it('defaults to embedded with its implementations', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      mode: 'embedded',
+      blobStore: 'fs',
+      vectorStore: 'sqlite',
+      libraryStore: 'sqlite',
+      queue: 'memory',
+      engine: 'local',
+      port: 3000,
+    });
+    expect(c.matchCosineThreshold).toBeNull();
+  });
+
+  it('names every bad variable with the reason', () => {
+    const err = (() => {
+      try {
+        loadConfig({ PORT: 'abc', BLOB_STORE: 'ftp', MATCH_COSINE_THRESHOLD: '2' });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err?.message).toContain("PORT: expected an integer 1-65535, got 'abc'");
+    expect(err?.message).toContain("BLOB_STORE: expected one of fs|s3, got 'ftp'");
+    expect(err?.message).toContain("MATCH_COSINE_THRESHOLD: expected a number 0.01-0.99, got '2'");
+  });
+
+  it('requires the servers of distributed implementations', () => {
+    expect(() => loadConfig({ FACESEARCH_MODE: 'distributed' })).toThrowError(
+      /REDIS_URL: required when QUEUE=bullmq[\s\S]*S3_ENDPOINT[\s\S]*QDRANT_URL[\s\S]*DETECTOR_GRPC_URL/,
+    );
+    const c = loadConfig({
+      FACESEARCH_MODE: 'distributed',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      S3_ENDPOINT: 'http://127.0.0.1:9000',
+      S3_ACCESS_KEY: 'a',
+      S3_SECRET_KEY: 'b',
+      QDRANT_URL: 'http://127.0.0.1:6333',
+      DETECTOR_GRPC_URL: '127.0.0.1:50051, 127.0.0.1:50052',
+      EMBEDDER_GRPC_URL: 'localhost:50061',
+    });
+    expect(c.detectorGrpcUrls).toEqual(['127.0.0.1:50051', '127.0.0.1:50052']);
+    expect(c.queue).toBe('bullmq');
+  });
+});
+
+describe('AuthService', () => {
+  it('bootstraps the default app with the configured key, once', async () => {
+    const auth = new AuthService(s.repo, {
+      adminApiKey: 'admin-key-0123456789',
+      defaultAppApiKey: 'default-key-0123456789',
+    });
+    await auth.bootstrap();
+    await auth.bootstrap();
+    expect((await s.repo.listApps({ limit: 10 })).items.map((a) => a.app_id)).toEqual([DEFAULT_APP_ID]);
+    expect(await s.repo.listKeys(DEFAULT_APP_ID)).toHaveLength(1);
+    expect(await auth.authenticate('default-key-0123456789')).toMatchObject({ kind: 'app', appId: DEFAULT_APP_ID });
+    expect(await auth.authenticate('admin-key-0123456789')).toEqual({ kind: 'admin' });
+    await expectError(auth.authenticate('nope'), 'unauthorized', 401);
+    await expectError(auth.authenticate(undefined), 'unauthorized', 401);
+  });
+
+  it('issues fsk_ keys stored as hashes, and revokes them', async () => {
+    const auth = new AuthService(s.repo, { adminApiKey: null, defaultAppApiKey: null });
+    const { key } = await auth.createApp({ app_id: 'shop' });
+    expect(key.key).toMatch(/^fsk_[A-Za-z0-9_-]{32}$/);
+    const stored = await s.repo.listKeys('shop');
+    expect(stored[0].key_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(stored)).not.toContain(key.key);
+    expect(await auth.authenticate(key.key)).toMatchObject({ kind: 'app', appId: 'shop' });
+    await auth.revokeKey('shop', key.key_id);
+    await expectError(auth.authenticate(key.key), 'unauthorized');
+    await expectError(auth.createApp({ app_id: 'shop' }), 'app_exists', 409);
+    await expectError(auth.revokeKey('shop', 'missing'), 'key_not_found', 404);
+  });
+});
+
+describe('LibraryService', () => {
+  it('enrols the largest face, creating group and user, storing image and vector', async () => {
+    const r = await s.library.enrol('a', 'g', 'alice', {
+      image: fakeImage({ person: 'alice', size: 80 }, { person: 'bob', size: 120 }),
+      user_info: 'Alice',
+    });
+    const stored = await s.vectors.retrieve('a', [r.face.face_id]);
+    expect(stored[0].user_id).toBe('alice');
+    expect(r.face.box.width).toBe(120); // the largest face
+    expect(s.blobs.blobs.has(r.face.image_key)).toBe(true);
+    expect((await s.library.getUser('a', 'g', 'alice')).user_info).toBe('Alice');
+    expect(await s.library.getGroup('a', 'g')).toBeTruthy();
+  });
+
+  it('applies quality control and refuses images without faces', async () => {
+    await expectError(
+      s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'x', level: 'LOW' }), quality_control: 'NORMAL' }),
+      'face_quality_too_low',
+      422,
+    );
+    await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'x', level: 'LOW' }), quality_control: 'LOW' });
+    await expectError(s.library.enrol('a', 'g', 'u', { image: fakeImage() }), 'no_face_detected', 422);
+    await expectError(
+      s.library.enrol('a', 'g', 'u', { image: new TextEncoder().encode('junk') }),
+      'image_corrupt',
+      422,
+    );
+    await expectError(
+      s.library.enrol('a', 'bad id', 'u', { image: fakeImage({ person: 'x' }) }),
+      'invalid_request',
+      400,
+    );
+  });
+
+  it('limits faces per user; REPLACE swaps them', async () => {
+    s = setup({ maxFacesPerUser: 2 });
+    await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u', variant: 1 }) });
+    await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u', variant: 2 }) });
+    await expectError(
+      s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u', variant: 3 }) }),
+      'too_many_faces',
+      409,
+    );
+    const r = await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u', variant: 3 }), mode: 'REPLACE' });
+    expect(r.replaced_face_ids).toHaveLength(2);
+    expect((await s.library.listFaces('a', 'g', 'u')).map((f) => f.face_id)).toEqual([r.face.face_id]);
+    expect(s.vectors.points.size).toBe(1);
+    expect(s.blobs.blobs.size).toBe(1);
+  });
+
+  it('copies a user with new face ids; deletes remove vectors and images', async () => {
+    const { face } = await s.library.enrol('a', 'g1', 'u', { image: fakeImage({ person: 'u' }), user_info: 'info' });
+    await s.library.createGroup('a', 'g2');
+    const copy = await s.library.copyUser('a', 'g1', 'u', 'g2');
+    expect(copy.faces).toHaveLength(1);
+    expect(copy.faces[0].face_id).not.toBe(face.face_id);
+    expect(copy.user.user_info).toBe('info');
+    expect(s.vectors.points.size).toBe(2);
+    await expectError(s.library.copyUser('a', 'g1', 'u', 'missing'), 'group_not_found', 404);
+
+    await s.library.deleteUser('a', 'g1', 'u');
+    expect(s.vectors.points.size).toBe(1);
+    expect([...s.blobs.blobs.keys()].every((k) => k.includes('/g2/'))).toBe(true);
+    await expectError(s.library.getUser('a', 'g1', 'u'), 'user_not_found', 404);
+
+    const res = await s.library.deleteGroup('a', 'g2');
+    expect(res.deleted_faces).toBe(1);
+    expect(s.vectors.points.size).toBe(0);
+    expect(s.blobs.blobs.size).toBe(0);
+  });
+
+  it('deletes one face only within its own group and user', async () => {
+    const { face } = await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u' }) });
+    await s.library.enrol('a', 'g', 'v', { image: fakeImage({ person: 'v' }) });
+    await expectError(s.library.deleteFace('a', 'g', 'v', face.face_id), 'face_not_found', 404);
+    await s.library.deleteFace('a', 'g', 'u', face.face_id);
+    expect(s.vectors.points.size).toBe(1);
+  });
+
+  it('keeps apps apart', async () => {
+    await s.library.createGroup('a', 'g');
+    await expectError(s.library.getGroup('b', 'g'), 'group_not_found', 404);
+    await s.library.createGroup('b', 'g');
+    await expectError(s.library.createGroup('a', 'g'), 'group_exists', 409);
+  });
+});
+
+describe('RecognitionService', () => {
+  beforeEach(async () => {
+    for (const person of ['alice', 'bob', 'carol']) {
+      await s.library.enrol('a', 'staff', person, {
+        image: fakeImage({ person, variant: 1 }),
+        user_info: person.toUpperCase(),
+      });
+      await s.library.enrol('a', 'staff', person, { image: fakeImage({ person, variant: 2 }) });
+    }
+  });
+
+  it('finds the right person once (faces of one user collapse) with a score', async () => {
+    const r = await s.recognition.search('a', {
+      image: fakeImage({ person: 'bob', variant: 3 }),
+      group_ids: ['staff'],
+    });
+    expect(r.results).toHaveLength(1);
+    const m = r.results[0].matches;
+    expect(m).toHaveLength(1);
+    expect(m[0]).toMatchObject({ group_id: 'staff', user_id: 'bob', user_info: 'BOB' });
+    expect(m[0].score).toBeGreaterThanOrEqual(80);
+  });
+
+  it('answers an explicit empty match list for an unknown person', async () => {
+    const r = await s.recognition.search('a', { image: fakeImage({ person: 'mallory' }), group_ids: ['staff'] });
+    expect(r.results[0].matches).toEqual([]);
+    const loose = await s.recognition.search('a', {
+      image: fakeImage({ person: 'mallory' }),
+      group_ids: ['staff'],
+      match_threshold: 0,
+      top_k: 2,
+    });
+    expect(loose.results[0].matches).toHaveLength(2);
+  });
+
+  it('searches every face for M:N', async () => {
+    const r = await s.recognition.search('a', {
+      image: fakeImage(
+        { person: 'alice', variant: 4, size: 150 },
+        { person: 'carol', variant: 4, size: 90 },
+        { person: 'zed', size: 50 },
+      ),
+      group_ids: ['staff'],
+      max_faces: 3,
+    });
+    expect(r.face_num).toBe(3);
+    expect(r.results.map((x) => x.matches[0]?.user_id ?? null)).toEqual(['alice', 'carol', null]);
+  });
+
+  it('refuses unknown groups and another app', async () => {
+    await expectError(
+      s.recognition.search('a', { image: fakeImage({ person: 'bob' }), group_ids: ['nope'] }),
+      'group_not_found',
+      404,
+    );
+    await expectError(
+      s.recognition.search('b', { image: fakeImage({ person: 'bob' }), group_ids: ['staff'] }),
+      'group_not_found',
+      404,
+    );
+  });
+
+  it('compares two images or an image with an enrolled face', async () => {
+    const same = await s.recognition.compare('a', {
+      image_a: fakeImage({ person: 'bob', variant: 5 }),
+      image_b: fakeImage({ person: 'bob', variant: 6 }),
+    });
+    expect(same).toMatchObject({ match: true, threshold: 80 });
+    const diff = await s.recognition.compare('a', {
+      image_a: fakeImage({ person: 'bob' }),
+      image_b: fakeImage({ person: 'alice' }),
+    });
+    expect(diff.match).toBe(false);
+    const [face] = await s.library.listFaces('a', 'staff', 'carol');
+    const byId = await s.recognition.compare('a', {
+      image_a: fakeImage({ person: 'carol', variant: 7 }),
+      face_id_b: face.face_id,
+    });
+    expect(byId.match).toBe(true);
+    expect(byId.face_b.face_id).toBe(face.face_id);
+    await expectError(
+      s.recognition.compare('b', { image_a: fakeImage({ person: 'carol' }), face_id_b: face.face_id }),
+      'face_not_found',
+      404,
+    );
+    await expectError(
+      s.recognition.compare('a', { image_a: fakeImage(), image_b: fakeImage({ person: 'x' }) }),
+      'no_face_detected',
+      422,
+    );
+  });
+});
+
+describe('ImportService', () => {
+  it('imports items in parallel with per-item results; bad items do not block the others', async () => {
+    s.imports.startWorker(2);
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: [
+        { user_id: 'alice', name: 'alice.jpg', source: { kind: 'bytes', data: fakeImage({ person: 'alice' }) } },
+        { user_id: 'bob', source: { kind: 'bytes', data: new TextEncoder().encode('junk') } },
+        { user_id: 'carol', source: { kind: 'bytes', data: fakeImage() } },
+        { user_id: 'dave', source: { kind: 'bytes', data: fakeImage({ person: 'dave' }) } },
+      ],
+    });
+    expect(job).toMatchObject({ status: 'queued', total: 4, progress: 0 });
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    const done = await s.imports.get('a', job.import_id);
+    expect(done).toMatchObject({ total: 4, succeeded: 2, failed: 2, pending: 0, progress: 1 });
+    const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
+    expect(failed.items.map((i) => [i.user_id, i.error?.code, i.attempts])).toEqual([
+      ['bob', 'image_corrupt', 1],
+      ['carol', 'no_face_detected', 1],
+    ]);
+    const ok = await s.imports.listItems('a', job.import_id, 'succeeded', { limit: 10 });
+    expect(ok.items[0]).toMatchObject({ user_id: 'alice', name: 'alice.jpg' });
+    expect((await s.library.listFaces('a', 'g', 'alice'))[0].face_id).toBe(ok.items[0].face_id);
+    // item images are dropped once finished; face images stay
+    expect([...s.blobs.blobs.keys()].every((k) => k.startsWith('faces/'))).toBe(true);
+    await expectError(s.imports.get('b', job.import_id), 'import_not_found', 404);
+    await expectError(s.imports.cancel('a', job.import_id), 'import_finished', 409);
+  });
+
+  it('uses uploaded objects of the same app only', async () => {
+    const uploads = new UploadService(s.blobs, { signingSecret: 'secret-secret-secret' });
+    const ticket = await uploads.create('a');
+    await expectError(
+      s.imports.create('a', {
+        group_id: 'g',
+        items: [{ user_id: 'u', source: { kind: 'object', key: ticket.object_key } }],
+      }),
+      'upload_not_found',
+      400,
+    );
+    await uploads.store(ticket.object_key, fakeImage({ person: 'u' }));
+    await expectError(
+      s.imports.create('b', {
+        group_id: 'g',
+        items: [{ user_id: 'u', source: { kind: 'object', key: ticket.object_key } }],
+      }),
+      'upload_not_found',
+    );
+    s.imports.startWorker(1);
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: [{ user_id: 'u', source: { kind: 'object', key: ticket.object_key } }],
+    });
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    expect(await s.blobs.exists(ticket.object_key)).toBe(false);
+  });
+
+  it('signs and checks upload tokens', async () => {
+    const uploads = new UploadService(s.blobs, { signingSecret: 'secret-secret-secret' });
+    const token = uploads.sign('uploads/a/x', new Date(Date.now() + 60_000));
+    uploads.verify('uploads/a/x', token);
+    expect(() => uploads.verify('uploads/a/y', token)).toThrowError(/invalid/);
+    expect(() => uploads.verify('uploads/a/x', uploads.sign('uploads/a/x', new Date(Date.now() - 1000)))).toThrowError(
+      /expired/,
+    );
+    expect(() => uploads.verify('uploads/a/x', undefined)).toThrowError(FaceSearchError);
+  });
+
+  it('cancels queued items', async () => {
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: [1, 2, 3].map((i) => ({
+        user_id: `u${i}`,
+        source: { kind: 'bytes' as const, data: fakeImage({ person: `u${i}` }) },
+      })),
+    });
+    const cancelled = await s.imports.cancel('a', job.import_id);
+    expect(cancelled.status).toBe('cancelled');
+    expect((await s.imports.listItems('a', job.import_id, 'cancelled', { limit: 10 })).items).toHaveLength(3);
+    expect((await s.queue.counts()).waiting).toBe(0);
+    expect(s.blobs.blobs.size).toBe(0);
+  });
+
+  it('resumes unfinished items after a restart', async () => {
+    // First "process": the import is recorded and queued, but nothing consumes the queue before it dies.
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: ['x', 'y'].map((p) => ({
+        user_id: p,
+        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
+      })),
+    });
+    await s.queue.close();
+    // Second "process": same stores, a new queue.
+    const queue = new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 1, logger: silent });
+    const imports = new ImportService(s.repo, s.blobs, queue, s.analyzer, s.library, {
+      maxItems: 100,
+      maxFacesPerUser: 20,
+    });
+    s.queue = queue;
+    imports.startWorker(1);
+    expect(await imports.resume()).toEqual({ imports: 1, items: 2 });
+    await waitFor(async () => (await imports.get('a', job.import_id)).status === 'completed');
+    expect((await imports.get('a', job.import_id)).succeeded).toBe(2);
+  });
+
+  it('handles a duplicate delivery once', async () => {
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: [{ user_id: 'x', source: { kind: 'bytes', data: fakeImage({ person: 'x' }) } }],
+    });
+    const data = { app_id: 'a', import_id: job.import_id, index: 0 };
+    await s.imports.handleItem(data, { attempt: 1, maxAttempts: 2 });
+    await s.imports.handleItem(data, { attempt: 1, maxAttempts: 2 });
+    expect(await s.imports.get('a', job.import_id)).toMatchObject({ status: 'completed', succeeded: 1, total: 1 });
+    expect(await s.library.listFaces('a', 'g', 'x')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: build, start real Redis, Qdrant and S3 on 127.0.0.1 (scripts/services), run every test,
+# stop the servers. Without the servers (not installed, or FACESEARCH_TEST_SERVICES=off) the integration tests
+# skip with their reason; under CI a server that does not start fails the run.
+# Usage: pnpm test [vitest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pnpm build
+
+started=0
+cleanup() { if [ "$started" = 1 ]; then bash scripts/services/down.sh >/dev/null 2>&1 || true; fi; }
+trap cleanup EXIT
+
+if [ "${FACESEARCH_TEST_SERVICES:-on}" != "off" ]; then
+  if bash scripts/services/up.sh; then
+    started=1
+    # shellcheck disable=SC1091
+    source .stack/services.env
+  elif [ "${CI:-}" = "true" ]; then
+    echo "test: the backing services did not start (see above); CI needs them" >&2
+    exit 1
+  else
+    echo "test: the backing services did not start; integration tests will skip (run 'pnpm services:install' as root)" >&2
+  fi
+fi
+
+pnpm exec vitest run "$@"
