@@ -79,3 +79,12 @@ export interface AnalyzeResult {
 }
 
 export const QUALITY_LEVELS: readonly QualityLevel[] = ['LOW', 'NORMAL', 'HIGH'];
+
+/** An enrolment quality gate, like Baidu's quality_control: NONE lets every face through. */
+export type QualityControl = 'NONE' | QualityLevel;
+export const QUALITY_CONTROLS: readonly QualityControl[] = ['NONE', 'LOW', 'NORMAL', 'HIGH'];
+
+/** Whether a face of quality `level` passes the gate `required`. */
+export function meetsQuality(level: QualityLevel, required: QualityControl): boolean {
+  return required === 'NONE' || QUALITY_LEVELS.indexOf(level) >= QUALITY_LEVELS.indexOf(required);
+}

@@ -88,10 +88,3 @@ export function qualityLevel(
   if (passes(0)) return 'NORMAL';
   return 'LOW';
 }
-
-const LEVEL_RANK: Record<QualityLevel, number> = { LOW: 0, NORMAL: 1, HIGH: 2 };
-
-/** Whether a face of quality `level` passes a gate of `required` (NONE lets everything pass). */
-export function meetsQuality(level: QualityLevel, required: 'NONE' | QualityLevel): boolean {
-  return required === 'NONE' || LEVEL_RANK[level] >= LEVEL_RANK[required];
-}

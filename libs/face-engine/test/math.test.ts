@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MATCH_SCORE, scoreToSimilarity, similarityToScore } from '@facesearch/common';
+import { DEFAULT_MATCH_SCORE, meetsQuality, scoreToSimilarity, similarityToScore } from '@facesearch/common';
 import {
   applySimilarity,
   blazefaceAnchors,
@@ -10,7 +10,6 @@ import {
   iou,
   l2Normalise,
   laplacianVariance,
-  meetsQuality,
   qualityLevel,
   thresholdAtFar,
   toTensor,
