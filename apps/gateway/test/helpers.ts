@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FsBlobStore, MemoryJobQueue, SqliteLibraryRepository, SqliteVecVectorStore } from '@facesearch/adapters';
 import { type FaceAnalyzer, type FaceSearchConfig, loadConfig } from '@facesearch/common';
-import type { ImportJob } from '@facesearch/core';
+import type { ImportJob, IndexJob } from '@facesearch/core';
+import type { Ports } from '@facesearch/runtime';
 import pino from 'pino';
 import { createGateway, type Gateway } from '../src/gateway';
-import type { Ports } from '../src/ports';
+
+const quiet = { error() {}, warn() {} };
 
 export const ADMIN_KEY = 'admin-key-for-tests-0001';
 export const DEFAULT_KEY = 'default-key-for-tests-01';
@@ -20,11 +22,10 @@ export async function embeddedPorts(dataDir: string, analyzer: FaceAnalyzer): Pr
     library,
     vectors,
     blobs: new FsBlobStore(join(dataDir, 'blobs')),
-    importQueue: new MemoryJobQueue<ImportJob>('imports', {
-      attempts: 2,
-      backoffMs: 5,
-      logger: { error() {}, warn() {} },
-    }),
+    queues: {
+      imports: new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 5, logger: quiet }),
+      index: new MemoryJobQueue<IndexJob>('index', { attempts: 2, backoffMs: 5, logger: quiet }),
+    },
     analyzer,
   };
 }

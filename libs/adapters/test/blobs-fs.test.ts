@@ -34,7 +34,10 @@ describe('FsBlobStore specifics', () => {
     try {
       const store = new FsBlobStore(root);
       await store.put('a/b.jpg', Buffer.from('file'));
-      await expect(store.put('a/b.jpg/c.jpg', Buffer.from('x'))).rejects.toMatchObject({ code: 'blob_key_conflict', status: 409 });
+      await expect(store.put('a/b.jpg/c.jpg', Buffer.from('x'))).rejects.toMatchObject({
+        code: 'blob_key_conflict',
+        status: 409,
+      });
       await expect(store.put('a', Buffer.from('x'))).rejects.toMatchObject({ code: 'blob_key_conflict', status: 409 });
       expect(readdirSync(join(root, 'a'))).toEqual(['b.jpg']);
     } finally {

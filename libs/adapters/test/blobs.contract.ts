@@ -115,11 +115,22 @@ export function describeBlobStoreContract(name: string, factory: () => Promise<B
     });
 
     it('deletes by prefix with S3 semantics, leaving everything else', async () => {
-      const keys = ['app/g1/a.jpg', 'app/g1/u/b.jpg', 'app/g1/u/deep/c.jpg', 'app/g10/d.jpg', 'app/g2/e.jpg', 'app/g1.jpg'];
+      const keys = [
+        'app/g1/a.jpg',
+        'app/g1/u/b.jpg',
+        'app/g1/u/deep/c.jpg',
+        'app/g10/d.jpg',
+        'app/g2/e.jpg',
+        'app/g1.jpg',
+      ];
       for (const key of keys) await store.put(k(key), Buffer.from(key));
       await store.deletePrefix(k('app/g1/'));
       const left = await Promise.all(keys.map(async (key) => [key, await store.exists(k(key))] as const));
-      expect(left.filter(([, there]) => there).map(([key]) => key)).toEqual(['app/g10/d.jpg', 'app/g2/e.jpg', 'app/g1.jpg']);
+      expect(left.filter(([, there]) => there).map(([key]) => key)).toEqual([
+        'app/g10/d.jpg',
+        'app/g2/e.jpg',
+        'app/g1.jpg',
+      ]);
       // Without a trailing slash, a prefix also matches names that merely start with it.
       await store.deletePrefix(k('app/g1'));
       expect(await store.exists(k('app/g10/d.jpg'))).toBe(false);
@@ -131,7 +142,10 @@ export function describeBlobStoreContract(name: string, factory: () => Promise<B
     it('refuses hostile keys and prefixes with invalid_key (400) on every method', async () => {
       for (const key of HOSTILE_KEYS) {
         const shown = JSON.stringify(key.slice(0, 30));
-        await expect(store.put(key, Buffer.from('x')), `put ${shown}`).rejects.toMatchObject({ code: 'invalid_key', status: 400 });
+        await expect(store.put(key, Buffer.from('x')), `put ${shown}`).rejects.toMatchObject({
+          code: 'invalid_key',
+          status: 400,
+        });
         await expect(store.get(key), `get ${shown}`).rejects.toMatchObject({ code: 'invalid_key', status: 400 });
         await expect(store.exists(key), `exists ${shown}`).rejects.toMatchObject({ code: 'invalid_key' });
         await expect(store.delete(key), `delete ${shown}`).rejects.toMatchObject({ code: 'invalid_key' });

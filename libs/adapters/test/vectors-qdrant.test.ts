@@ -34,7 +34,8 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
       const info = (await (await fetch(`${url}/collections/${collection}`)).json()).result;
       expect(info.config.params.vectors).toMatchObject({ size: DIM, distance: 'Cosine' });
       expect(info.payload_schema.app_id).toMatchObject({ data_type: 'keyword', params: { is_tenant: true } });
-      for (const field of ['group_id', 'user_id', 'model_id']) expect(info.payload_schema[field]?.data_type).toBe('keyword');
+      for (const field of ['group_id', 'user_id', 'model_id'])
+        expect(info.payload_schema[field]?.data_type).toBe('keyword');
     } finally {
       await dropCollection(collection);
     }
@@ -42,7 +43,11 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
 
   it('reports an unreachable server as a retryable 503', async () => {
     const store = new QdrantVectorStore({ url: 'http://127.0.0.1:9', collection: 'x', timeoutMs: 2000 });
-    await expect(store.ping()).rejects.toMatchObject({ code: 'vector_store_unavailable', status: 503, retryable: true });
+    await expect(store.ping()).rejects.toMatchObject({
+      code: 'vector_store_unavailable',
+      status: 503,
+      retryable: true,
+    });
     await expect(store.init(DIM)).rejects.toMatchObject({ code: 'vector_store_unavailable' });
   });
 });

@@ -82,7 +82,11 @@ async function rejectsWith(promise: Promise<unknown>, code: string, status?: num
  * The behaviour every VectorStore must have. `factory` returns a store over fresh, empty storage, already
  * initialised with DIM; `skip` (a reason) skips the suite, e.g. when its server is not configured.
  */
-export function describeVectorStoreContract(name: string, factory: () => Promise<VectorStoreFixture>, skip?: string): void {
+export function describeVectorStoreContract(
+  name: string,
+  factory: () => Promise<VectorStoreFixture>,
+  skip?: string,
+): void {
   const suite = skip ? describe.skip : describe;
   suite(`VectorStore contract: ${name}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     let fx: VectorStoreFixture;
@@ -134,8 +138,15 @@ export function describeVectorStoreContract(name: string, factory: () => Promise
       const hits = await store.search(E0, query());
       expect(hits.map((h) => h.face_id)).toEqual(['f5', 'f1', 'f3', 'f0', 'f4', 'f2']);
       const expected = [0.999, 0.95, 0.7, 0.3, 0, -0.6];
-      hits.forEach((hit, i) => expect(hit.similarity).toBeCloseTo(expected[i], 4));
-      expect(hits[0]).toEqual({ app_id: 'app1', group_id: 'g1', user_id: 'u5', face_id: 'f5', model_id: 'm1', similarity: hits[0].similarity });
+      for (const [i, hit] of hits.entries()) expect(hit.similarity).toBeCloseTo(expected[i], 4);
+      expect(hits[0]).toEqual({
+        app_id: 'app1',
+        group_id: 'g1',
+        user_id: 'u5',
+        face_id: 'f5',
+        model_id: 'm1',
+        similarity: hits[0].similarity,
+      });
       const top2 = await store.search(E0, query({ limit: 2 }));
       expect(top2.map((h) => h.face_id)).toEqual(['f5', 'f1']);
     });
@@ -143,7 +154,10 @@ export function describeVectorStoreContract(name: string, factory: () => Promise
     it('scores by direction only: vector length does not matter', async () => {
       const scaled = atCosine(0.8).map((x) => x * 37);
       await store.upsert([point({ face: 'big', vector: scaled })]);
-      const [hit] = await store.search(E0.map((x) => x * 0.01), query());
+      const [hit] = await store.search(
+        E0.map((x) => x * 0.01),
+        query(),
+      );
       expect(hit.similarity).toBeCloseTo(0.8, 4);
     });
 
@@ -208,7 +222,7 @@ export function describeVectorStoreContract(name: string, factory: () => Promise
       expect(payload).toEqual({ app_id: 'app1', group_id: 'g7', user_id: 'u9', face_id: 'f1', model_id: 'm4' });
       expect(vector).toBeInstanceOf(Float32Array);
       expect(vector).toHaveLength(DIM);
-      unit(v).forEach((x, i) => expect(vector[i]).toBeCloseTo(x, 5));
+      for (const [i, x] of unit(v).entries()) expect(vector[i]).toBeCloseTo(x, 5);
       expect(await store.retrieve('app1', [])).toEqual([]);
     });
 
@@ -235,7 +249,11 @@ export function describeVectorStoreContract(name: string, factory: () => Promise
         point({ app: 'app2', group: 'g1', user: 'u1', face: 'f', vector: E0 }),
       ]);
       await store.deleteWhere({ app_id: 'app1', group_id: 'g1', user_id: 'u1' });
-      expect((await store.search(E0, query({ group_ids: ['g1', 'g2'] }))).map((h) => h.face_id).sort()).toEqual(['c', 'd', 'e']);
+      expect((await store.search(E0, query({ group_ids: ['g1', 'g2'] }))).map((h) => h.face_id).sort()).toEqual([
+        'c',
+        'd',
+        'e',
+      ]);
       await store.deleteWhere({ app_id: 'app1', group_id: 'g2' });
       expect((await store.search(E0, query({ group_ids: ['g1', 'g2'] }))).map((h) => h.face_id)).toEqual(['c']);
       expect(await store.retrieve('app2', ['f'])).toHaveLength(1);
@@ -260,7 +278,9 @@ export function describeVectorStoreContract(name: string, factory: () => Promise
 
     it('upserts a large batch in one call and finds the exact nearest neighbours', async () => {
       const rand = seededRandom(42);
-      const points = Array.from({ length: 600 }, (_, i) => point({ face: `f${i}`, group: `g${i % 3}`, vector: randomVector(rand) }));
+      const points = Array.from({ length: 600 }, (_, i) =>
+        point({ face: `f${i}`, group: `g${i % 3}`, vector: randomVector(rand) }),
+      );
       await store.upsert(points);
       expect(await store.count({ app_id: 'app1' })).toBe(600);
       const q = randomVector(rand);
@@ -271,7 +291,7 @@ export function describeVectorStoreContract(name: string, factory: () => Promise
         .slice(0, 5);
       const hits = await store.search(q, query({ group_ids: ['g0', 'g1', 'g2'], limit: 5 }));
       expect(hits.map((h) => h.face_id)).toEqual(truth.map((t) => t.id));
-      hits.forEach((h, i) => expect(h.similarity).toBeCloseTo(truth[i].sim, 4));
+      for (const [i, h] of hits.entries()) expect(h.similarity).toBeCloseTo(truth[i].sim, 4);
     });
 
     it('keeps its data across a restart', async () => {
@@ -285,7 +305,10 @@ export function describeVectorStoreContract(name: string, factory: () => Promise
     });
 
     it('rejects vectors of the wrong size, zero vectors and bad ids', async () => {
-      await rejectsWith(store.upsert([point({ vector: new Float32Array(DIM + 1).fill(1) })]), 'vector_dimension_mismatch');
+      await rejectsWith(
+        store.upsert([point({ vector: new Float32Array(DIM + 1).fill(1) })]),
+        'vector_dimension_mismatch',
+      );
       await rejectsWith(store.upsert([point({ vector: new Float32Array(DIM) })]), 'invalid_vector');
       await rejectsWith(store.search(new Float32Array(DIM - 1).fill(1), query()), 'vector_dimension_mismatch');
       await rejectsWith(store.upsert([point({ face: 'bad/id', vector: E0 })]), 'invalid_id', 400);

@@ -38,7 +38,16 @@ export interface FaceSearchConfig {
   maxRequestBytes: number;
   maxFacesPerUser: number;
   importConcurrency: number;
+  /** Index jobs a process holds at once; at least indexBatchSize, or batches never fill. */
+  indexConcurrency: number;
+  /** Index jobs written together (one vector upsert), and how long the first waits for company. */
+  indexBatchSize: number;
+  indexBatchWaitMs: number;
   jobAttempts: number;
+  /** How long a process may take to stop (finish running jobs and requests) before it exits anyway. */
+  shutdownTimeoutMs: number;
+  /** Prefix of every Redis key (library records and queues), so several deployments can share one Redis. */
+  redisPrefix: string;
   /** Requests per minute per API key; 0 turns the limit off. */
   rateLimitPerMinute: number;
   /** Secret for the gateway's own signed upload URLs; random per process when unset. */
@@ -120,9 +129,15 @@ const hostPortList = raw.transform((v, ctx) => {
     .split(',')
     .map((p) => p.trim())
     .filter(Boolean);
-  const bad = parts.filter((p) => !/^[A-Za-z0-9_.-]+:\d{1,5}$/.test(p) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(p));
+  // host:port, [v6]:port, or dns:///name:port (gRPC resolves every address of the name and round-robins).
+  const valid = (p: string) =>
+    /^(dns:\/\/\/)?[A-Za-z0-9_.-]+:\d{1,5}$/.test(p) || /^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(p);
+  const bad = parts.filter((p) => !valid(p));
   if (bad.length > 0) {
-    ctx.addIssue({ code: 'custom', message: `expected a comma-separated host:port list, got '${bad.join(',')}'` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a comma-separated list of host:port or dns:///host:port, got '${bad.join(',')}'`,
+    });
     return z.NEVER;
   }
   return parts;
@@ -174,7 +189,19 @@ const envSchema = z.object({
   MAX_REQUEST_BYTES: int(100 * MiB, 1024, 4096 * MiB),
   MAX_FACES_PER_USER: int(20, 1, 1000),
   IMPORT_CONCURRENCY: int(2, 1, 256),
+  INDEX_CONCURRENCY: int(64, 1, 4096),
+  INDEX_BATCH_SIZE: int(64, 1, 1024),
+  INDEX_BATCH_WAIT_MS: int(50, 0, 10_000),
   JOB_ATTEMPTS: int(3, 1, 100),
+  SHUTDOWN_TIMEOUT_MS: int(30_000, 100, 600_000),
+  REDIS_PREFIX: raw.transform((v, ctx) => {
+    if (v === undefined) return 'facesearch';
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(v)) {
+      ctx.addIssue({ code: 'custom', message: `expected 1-64 letters, digits, '_', '.' or '-', got '${v}'` });
+      return z.NEVER;
+    }
+    return v;
+  }),
   RATE_LIMIT_PER_MINUTE: int(0, 0, 1_000_000),
   UPLOAD_SIGNING_SECRET: secret(16),
   PUBLIC_URL: url(['http:', 'https:']),
@@ -232,7 +259,12 @@ export function loadConfig(
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     maxFacesPerUser: e.MAX_FACES_PER_USER,
     importConcurrency: e.IMPORT_CONCURRENCY,
+    indexConcurrency: e.INDEX_CONCURRENCY,
+    indexBatchSize: e.INDEX_BATCH_SIZE,
+    indexBatchWaitMs: e.INDEX_BATCH_WAIT_MS,
     jobAttempts: e.JOB_ATTEMPTS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    redisPrefix: e.REDIS_PREFIX,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     uploadSigningSecret: e.UPLOAD_SIGNING_SECRET,
     publicUrl: e.PUBLIC_URL,

@@ -1,28 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import {
   type BlobStore,
-  type FaceAnalyzer,
   FaceSearchError,
   type ImportItemRecord,
   type ImportItemStatus,
   type ImportRecord,
-  type JobContext,
   type JobQueue,
   type LibraryRepository,
   type Page,
   type PageRequest,
 } from '@facesearch/common';
 import { checkId, errors, nowIso } from './errors';
+import { ImportProgress, type ImportJob, importJobId, UNFINISHED_ITEM } from './import.pipeline';
 import type { LibraryService } from './library.service';
-import { assertQuality, type QualityControl } from './quality';
+import type { QualityControl } from './quality';
 import { isUploadKeyOf } from './upload.service';
-
-/** One queued job per import item; the item itself lives in the library repository. */
-export interface ImportJob {
-  app_id: string;
-  import_id: string;
-  index: number;
-}
 
 export type ImportSource = { kind: 'bytes'; data: Uint8Array } | { kind: 'object'; key: string };
 
@@ -56,30 +48,25 @@ export interface ImportOptionsConfig {
   maxFacesPerUser: number;
 }
 
-export const importJobId = (importId: string, index: number) => `${importId}_${index}`;
-/** Deterministic, so a job delivered twice writes the same face once. */
-export const importFaceId = (importId: string, index: number) => `${importId}_${index}`;
 const itemImageKey = (appId: string, importId: string, index: number) => `imports/${appId}/${importId}/${index}`;
 
-const UNFINISHED: readonly ImportItemStatus[] = ['pending', 'running'];
-
 /**
- * Bulk enrolment as an asynchronous job: create stores every item and queues one job per item;
- * `handleItem` / `handleItemFailed` run wherever the queue is consumed (the gateway in embedded mode,
- * worker processes in distributed mode), so they know nothing about HTTP.
+ * Bulk enrolment as an asynchronous job: create stores every item and queues one analysis job per item;
+ * the two stages in import.pipeline.ts run wherever the queues are consumed (the gateway in embedded mode,
+ * the detector and indexer workers in distributed mode), so they know nothing about HTTP.
  */
 export class ImportService {
-  /** Last attempt number per job, for the failure record (onFailed does not carry it). */
-  private readonly attempts = new Map<string, number>();
+  private readonly progress: ImportProgress;
 
   constructor(
     private readonly repo: LibraryRepository,
     private readonly blobs: BlobStore,
     private readonly queue: JobQueue<ImportJob>,
-    private readonly analyzer: FaceAnalyzer,
     private readonly library: LibraryService,
     private readonly options: ImportOptionsConfig,
-  ) {}
+  ) {
+    this.progress = new ImportProgress(repo, blobs);
+  }
 
   async create(
     appId: string,
@@ -174,10 +161,7 @@ export class ImportService {
     await this.repo.setImportStatus(importId, 'cancelled', now);
     for (const item of await this.unfinishedItems(importId)) {
       await this.queue.remove([importJobId(importId, item.index)]);
-      if (item.status === 'pending') {
-        await this.repo.finishImportItem(importId, item.index, { status: 'cancelled', attempts: item.attempts }, now);
-        await this.dropItemImage(item);
-      }
+      if (item.status === 'pending') await this.progress.cancel(item);
     }
     return this.get(appId, importId);
   }
@@ -189,7 +173,7 @@ export class ImportService {
     for (const job of imports) {
       const todo = await this.unfinishedItems(job.import_id);
       if (todo.length === 0) {
-        await this.completeIfDone(job.app_id, job.import_id);
+        await this.progress.completeIfDone(job.app_id, job.import_id);
         continue;
       }
       await this.queue.add(
@@ -203,94 +187,9 @@ export class ImportService {
     return { imports: imports.length, items };
   }
 
-  /** Consumes the import queue in this process. */
-  startWorker(concurrency: number): void {
-    this.queue.process((data, ctx) => this.handleItem(data, ctx), {
-      concurrency,
-      onFailed: (data, error) => this.handleItemFailed(data, error),
-    });
-  }
-
-  /** Processes one item; throws to fail the attempt (a non-retryable FaceSearchError is not retried). */
-  async handleItem(data: ImportJob, ctx: JobContext): Promise<void> {
-    const job = await this.repo.getImport(data.app_id, data.import_id);
-    const item = job ? await this.repo.getImportItem(data.import_id, data.index) : null;
-    if (!job || !item || !UNFINISHED.includes(item.status)) return; // gone, or a duplicate delivery
-    if (job.status === 'cancelled') {
-      await this.repo.finishImportItem(
-        job.import_id,
-        item.index,
-        { status: 'cancelled', attempts: item.attempts },
-        nowIso(),
-      );
-      await this.dropItemImage(item);
-      return;
-    }
-    this.attempts.set(importJobId(data.import_id, data.index), ctx.attempt);
-    if (job.status === 'queued') await this.repo.setImportStatus(job.import_id, 'running', nowIso());
-
-    const faceId = importFaceId(job.import_id, item.index);
-    // A previous attempt may have stored the face and died before recording the item.
-    let face = await this.repo.getFace(job.app_id, faceId);
-    if (!face) {
-      const image = await this.blobs.get(item.image_key);
-      const analysis = await this.analyzer.analyze(image, { maxFaces: 1 });
-      const detected = analysis.faces[0];
-      if (!detected) throw errors.noFace();
-      assertQuality(detected.quality.level, job.options.quality_control);
-      await this.library.ensureGroup(job.app_id, job.group_id);
-      const existing = await this.repo.listFaces(job.app_id, job.group_id, item.user_id);
-      if (existing.length >= this.options.maxFacesPerUser)
-        throw errors.tooManyFaces(item.user_id, this.options.maxFacesPerUser);
-      face = await this.library.indexFace(job.app_id, job.group_id, item.user_id, {
-        faceId,
-        image,
-        face: detected,
-        modelId: analysis.modelId,
-      });
-    }
-    this.attempts.delete(importJobId(data.import_id, data.index));
-    await this.repo.finishImportItem(
-      job.import_id,
-      item.index,
-      { status: 'succeeded', face_id: face.face_id, attempts: ctx.attempt },
-      nowIso(),
-    );
-    await this.dropItemImage(item);
-    await this.completeIfDone(job.app_id, job.import_id);
-  }
-
-  /** Records an item's final failure (after its last attempt). */
-  async handleItemFailed(data: ImportJob, error: unknown): Promise<void> {
-    const jobId = importJobId(data.import_id, data.index);
-    const attempts = this.attempts.get(jobId);
-    this.attempts.delete(jobId);
-    const item = await this.repo.getImportItem(data.import_id, data.index);
-    if (!item || !UNFINISHED.includes(item.status)) return;
-    const reason =
-      error instanceof FaceSearchError
-        ? { code: error.code, message: error.message }
-        : { code: 'internal', message: error instanceof Error ? error.message : String(error) };
-    await this.repo.finishImportItem(
-      data.import_id,
-      data.index,
-      { status: 'failed', error: reason, attempts: attempts ?? item.attempts + 1 },
-      nowIso(),
-    );
-    await this.dropItemImage(item);
-    await this.completeIfDone(data.app_id, data.import_id);
-  }
-
-  private async completeIfDone(appId: string, importId: string): Promise<void> {
-    const job = await this.repo.getImport(appId, importId);
-    if (!job || (job.status !== 'queued' && job.status !== 'running')) return;
-    if (job.succeeded + job.failed < job.total) return;
-    await this.repo.setImportStatus(importId, job.succeeded === 0 && job.total > 0 ? 'failed' : 'completed', nowIso());
-  }
-
   private async unfinishedItems(importId: string): Promise<ImportItemRecord[]> {
     const out: ImportItemRecord[] = [];
-    for (const status of UNFINISHED) {
+    for (const status of UNFINISHED_ITEM) {
       let cursor: string | null = null;
       do {
         const page: Page<ImportItemRecord> = await this.repo.listImportItems(
@@ -309,15 +208,6 @@ export class ImportService {
     const job = await this.repo.getImport(appId, checkId('import_id', importId));
     if (!job) throw errors.importNotFound(importId);
     return job;
-  }
-
-  /** The item's bytes are not needed once it is finished (the face keeps its own copy). */
-  private async dropItemImage(item: ImportItemRecord): Promise<void> {
-    try {
-      await this.blobs.delete(item.image_key);
-    } catch {
-      // best effort: a leftover upload is harmless
-    }
   }
 }
 

@@ -4,4 +4,6 @@ export * from './auth.service';
 export * from './library.service';
 export * from './recognition.service';
 export * from './import.service';
+export * from './import.pipeline';
+export * from './micro-batcher';
 export * from './upload.service';

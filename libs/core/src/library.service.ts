@@ -43,6 +43,21 @@ export const faceImageKey = (appId: string, groupId: string, userId: string, fac
 const userImagePrefix = (appId: string, groupId: string, userId: string) => `faces/${appId}/${groupId}/${userId}/`;
 const groupImagePrefix = (appId: string, groupId: string) => `faces/${appId}/${groupId}/`;
 
+/** Creates the group when missing; safe when several processes race to create it. */
+export async function ensureGroup(repo: LibraryRepository, appId: string, groupId: string): Promise<GroupRecord> {
+  const existing = await repo.getGroup(appId, checkId('group_id', groupId));
+  if (existing) return existing;
+  const group: GroupRecord = { app_id: appId, group_id: groupId, created_at: nowIso() };
+  try {
+    await repo.createGroup(group);
+    return group;
+  } catch (err) {
+    const raced = isConflict(err) ? await repo.getGroup(appId, groupId) : null;
+    if (raced) return raced;
+    throw err;
+  }
+}
+
 /** Groups, users and faces of an app's library; keeps records, vectors and images in step. */
 export class LibraryService {
   constructor(
@@ -67,16 +82,8 @@ export class LibraryService {
   }
 
   /** Creates the group when missing (enrolment and imports do, like Baidu's user/add). */
-  async ensureGroup(appId: string, groupId: string): Promise<GroupRecord> {
-    const existing = await this.repo.getGroup(appId, checkId('group_id', groupId));
-    if (existing) return existing;
-    try {
-      return await this.createGroup(appId, groupId);
-    } catch (err) {
-      const raced = isConflict(err) ? await this.repo.getGroup(appId, groupId) : null;
-      if (raced) return raced;
-      throw err;
-    }
+  ensureGroup(appId: string, groupId: string): Promise<GroupRecord> {
+    return ensureGroup(this.repo, appId, groupId);
   }
 
   async getGroup(appId: string, groupId: string): Promise<GroupRecord> {

@@ -144,28 +144,30 @@ export class RecognitionService {
         model_id: analysis.modelId,
         limit: Math.min(1000, topK * this.options.maxFacesPerUser),
       });
-      const best = new Map<string, Match>();
-      for (const hit of hits) {
+      // Best hit per user, best users first. A hit counts only if its face record exists and agrees: the
+      // record is the source of truth, so a vector whose delete failed, or whose record is not written yet
+      // (an import between its two writes), never shows up.
+      const matches: Match[] = [];
+      const matched = new Set<string>();
+      for (const hit of [...hits].sort((x, y) => y.similarity - x.similarity)) {
+        if (matches.length >= topK) break;
         const score = similarityToScore(hit.similarity, this.options.cosineThreshold);
-        if (score < threshold) continue;
+        if (score < threshold) break;
         const key = `${hit.group_id}\u0000${hit.user_id}`;
-        const seen = best.get(key);
-        if (seen && seen.similarity >= hit.similarity) continue;
-        best.set(key, {
+        if (matched.has(key)) continue;
+        const record = await this.repo.getFace(appId, hit.face_id);
+        if (!record || record.group_id !== hit.group_id || record.user_id !== hit.user_id) continue;
+        const info = await userInfo(hit.group_id, hit.user_id);
+        if (info === undefined) continue;
+        matched.add(key);
+        matches.push({
           group_id: hit.group_id,
           user_id: hit.user_id,
           face_id: hit.face_id,
           score,
           similarity: round(hit.similarity),
-          user_info: null,
+          user_info: info,
         });
-      }
-      const matches: Match[] = [];
-      for (const m of [...best.values()].sort((x, y) => y.similarity - x.similarity)) {
-        if (matches.length >= topK) break;
-        const info = await userInfo(m.group_id, m.user_id);
-        if (info === undefined) continue; // user deleted while its vectors were being removed
-        matches.push({ ...m, user_info: info });
       }
       results.push({ box: face.box, landmarks: face.landmarks, score: face.score, quality: face.quality, matches });
     }

@@ -4,8 +4,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AuthService,
   DEFAULT_APP_ID,
+  ImportAnalysisStage,
+  ImportIndexStage,
   type ImportJob,
   ImportService,
+  type IndexJob,
+  MicroBatcher,
   LibraryService,
   RecognitionService,
   UploadService,
@@ -35,8 +39,31 @@ function setup(opts: { maxFacesPerUser?: number } = {}) {
   const library = new LibraryService(repo, vectors, blobs, analyzer, { maxFacesPerUser });
   const recognition = new RecognitionService(repo, vectors, analyzer, { cosineThreshold: 0.45, maxFacesPerUser });
   const queue = new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 1, logger: silent });
-  const imports = new ImportService(repo, blobs, queue, analyzer, library, { maxItems: 100, maxFacesPerUser });
-  return { repo, vectors, blobs, analyzer, library, recognition, queue, imports };
+  const indexQueue = new MemoryJobQueue<IndexJob>('index', { attempts: 2, backoffMs: 1, logger: silent });
+  const imports = new ImportService(repo, blobs, queue, library, { maxItems: 100, maxFacesPerUser });
+  const batches: number[] = [];
+  const analysis = new ImportAnalysisStage(repo, blobs, analyzer, indexQueue, { maxFacesPerUser });
+  const indexing = new ImportIndexStage(repo, vectors, blobs, { maxWaitMs: 20, onBatch: (n) => batches.push(n) });
+  /** Both stages consume their queues in this process, as in the embedded gateway. */
+  const startWorkers = (concurrency: number) => {
+    analysis.start(queue, concurrency);
+    indexing.start(indexQueue, 64);
+  };
+  return {
+    repo,
+    vectors,
+    blobs,
+    analyzer,
+    library,
+    recognition,
+    queue,
+    indexQueue,
+    imports,
+    analysis,
+    indexing,
+    batches,
+    startWorkers,
+  };
 }
 
 type Setup = ReturnType<typeof setup>;
@@ -46,6 +73,8 @@ beforeEach(() => {
 });
 afterEach(async () => {
   await s.queue.close();
+  await s.indexQueue.close();
+  await s.indexing.close();
   await s.repo.close();
 });
 
@@ -89,10 +118,12 @@ describe('config', () => {
       S3_SECRET_KEY: 'b',
       QDRANT_URL: 'http://127.0.0.1:6333',
       DETECTOR_GRPC_URL: '127.0.0.1:50051, 127.0.0.1:50052',
-      EMBEDDER_GRPC_URL: 'localhost:50061',
+      EMBEDDER_GRPC_URL: 'dns:///embedder:50051',
     });
     expect(c.detectorGrpcUrls).toEqual(['127.0.0.1:50051', '127.0.0.1:50052']);
+    expect(c.embedderGrpcUrls).toEqual(['dns:///embedder:50051']);
     expect(c.queue).toBe('bullmq');
+    expect(() => loadConfig({ DETECTOR_GRPC_URL: 'http://detector' })).toThrow(/DETECTOR_GRPC_URL: expected a comma-separated/);
   });
 });
 
@@ -263,6 +294,17 @@ describe('RecognitionService', () => {
     expect(r.results.map((x) => x.matches[0]?.user_id ?? null)).toEqual(['alice', 'carol', null]);
   });
 
+  it('trusts the face records: a vector without its record is not a match', async () => {
+    const probe = () =>
+      s.recognition.search('a', { image: fakeImage({ person: 'alice', variant: 4 }), group_ids: ['staff'] });
+    expect((await probe()).results[0].matches[0]?.user_id).toBe('alice');
+    // A record deleted while its vector stayed (the vector delete failed), or not written yet (an import between
+    // its vector write and its record write).
+    for (const face of await s.library.listFaces('a', 'staff', 'alice')) await s.repo.deleteFace('a', face.face_id);
+    expect(s.vectors.points.size).toBeGreaterThan(0);
+    expect((await probe()).results[0].matches.map((m) => m.user_id)).not.toContain('alice');
+  });
+
   it('refuses unknown groups and another app', async () => {
     await expectError(
       s.recognition.search('a', { image: fakeImage({ person: 'bob' }), group_ids: ['nope'] }),
@@ -309,7 +351,7 @@ describe('RecognitionService', () => {
 
 describe('ImportService', () => {
   it('imports items in parallel with per-item results; bad items do not block the others', async () => {
-    s.imports.startWorker(2);
+    s.startWorkers(2);
     const job = await s.imports.create('a', {
       group_id: 'g',
       items: [
@@ -356,7 +398,7 @@ describe('ImportService', () => {
       }),
       'upload_not_found',
     );
-    s.imports.startWorker(1);
+    s.startWorkers(1);
     const job = await s.imports.create('a', {
       group_id: 'g',
       items: [{ user_id: 'u', source: { kind: 'object', key: ticket.object_key } }],
@@ -403,12 +445,10 @@ describe('ImportService', () => {
     await s.queue.close();
     // Second "process": same stores, a new queue.
     const queue = new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 1, logger: silent });
-    const imports = new ImportService(s.repo, s.blobs, queue, s.analyzer, s.library, {
-      maxItems: 100,
-      maxFacesPerUser: 20,
-    });
+    const imports = new ImportService(s.repo, s.blobs, queue, s.library, { maxItems: 100, maxFacesPerUser: 20 });
     s.queue = queue;
-    imports.startWorker(1);
+    s.analysis.start(queue, 1);
+    s.indexing.start(s.indexQueue, 8);
     expect(await imports.resume()).toEqual({ imports: 1, items: 2 });
     await waitFor(async () => (await imports.get('a', job.import_id)).status === 'completed');
     expect((await imports.get('a', job.import_id)).succeeded).toBe(2);
@@ -420,9 +460,74 @@ describe('ImportService', () => {
       items: [{ user_id: 'x', source: { kind: 'bytes', data: fakeImage({ person: 'x' }) } }],
     });
     const data = { app_id: 'a', import_id: job.import_id, index: 0 };
-    await s.imports.handleItem(data, { attempt: 1, maxAttempts: 2 });
-    await s.imports.handleItem(data, { attempt: 1, maxAttempts: 2 });
+    const ctx = { attempt: 1, maxAttempts: 2 };
+    // The analysis stage queues an index job; run it by hand, twice, and the analysis again after it.
+    await s.analysis.handle(data, ctx);
+    const [queued] = await drain(s.indexQueue);
+    await s.indexing.writeBatch([queued, queued]);
+    await s.indexing.writeBatch([queued]);
+    await s.analysis.handle(data, ctx);
+    expect(await drain(s.indexQueue)).toEqual([]);
     expect(await s.imports.get('a', job.import_id)).toMatchObject({ status: 'completed', succeeded: 1, total: 1 });
     expect(await s.library.listFaces('a', 'g', 'x')).toHaveLength(1);
+    expect(s.vectors.points.size).toBe(1);
+    expect(await s.repo.getFace('a', `${job.import_id}_0`)).not.toBeNull();
+  });
+
+  it('writes vectors in batches, and a failed batch falls back to one job at a time', async () => {
+    const upserts: number[] = [];
+    const upsert = s.vectors.upsert.bind(s.vectors);
+    s.vectors.upsert = async (points) => {
+      upserts.push(points.length);
+      if (points.some((p) => p.payload.user_id === 'poison')) throw new Error('vector store refused a point');
+      return upsert(points);
+    };
+    s.startWorkers(4);
+    const people = ['p1', 'p2', 'p3', 'poison', 'p5', 'p6'];
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: people.map((p) => ({ user_id: p, source: { kind: 'bytes' as const, data: fakeImage({ person: p }) } })),
+    });
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 5, failed: 1 });
+    const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
+    expect(failed.items.map((i) => [i.user_id, i.error?.code])).toEqual([['poison', 'internal']]);
+    expect(Math.max(...upserts)).toBeGreaterThan(1); // several jobs went in one upsert
+    expect(s.vectors.points.size).toBe(5);
+    // The poisoned item's face image was removed with it; the others keep theirs.
+    expect([...s.blobs.blobs.keys()].filter((k) => k.includes('/poison/'))).toEqual([]);
+    expect([...s.blobs.blobs.keys()].filter((k) => k.startsWith('faces/'))).toHaveLength(5);
   });
 });
+
+describe('MicroBatcher', () => {
+  it('flushes at the size limit or after the wait, and settles each item with its batch', async () => {
+    const flushed: number[][] = [];
+    const batcher = new MicroBatcher<number>(
+      async (items) => {
+        flushed.push(items);
+        if (items.includes(13)) throw new Error('unlucky');
+      },
+      { maxItems: 4, maxWaitMs: 30 },
+    );
+    const full = await Promise.allSettled([1, 2, 3, 4].map((n) => batcher.submit(n)));
+    expect(full.every((r) => r.status === 'fulfilled')).toBe(true);
+    expect(flushed).toEqual([[1, 2, 3, 4]]);
+    const started = Date.now();
+    const mixed = await Promise.allSettled([12, 13, 14].map((n) => batcher.submit(n)));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(25);
+    expect(mixed.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    // the failed batch, then each item alone
+    expect(flushed.slice(1)).toEqual([[12, 13, 14], [12], [13], [14]]);
+    await batcher.close();
+    await expect(batcher.submit(1)).rejects.toThrow(/closed/);
+  });
+});
+
+/** Takes every waiting job off a queue nobody consumes (a fake consumer that records and succeeds). */
+async function drain<T>(queue: MemoryJobQueue<T>): Promise<T[]> {
+  const waiting = (queue as unknown as { waiting: Map<string, { data: T }> }).waiting;
+  const out = [...waiting.values()].map((e) => e.data);
+  waiting.clear();
+  return out;
+}

@@ -9,16 +9,18 @@ import {
   Inject,
   Param,
   Post,
+  Query,
   Res,
   UploadedFiles,
   UseInterceptors,
 } from '@nestjs/common';
-import { ApiBody, ApiConsumes, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiConsumes, ApiOperation, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import type { z } from 'zod';
 import { AppId } from '../auth/auth';
 import { EnrolBody, openApiBody } from '../dtos/schemas';
-import { faceView, sniffImageType } from '../dtos/views';
+import { FaceImageService } from '../console/face-images';
+import { faceView } from '../dtos/views';
 import { imageFrom, requireImage, type UploadedFiles as Files } from '../http/images';
 import { Multipart } from '../http/multipart';
 import { ZodPipe } from '../http/zod.pipe';
@@ -30,6 +32,7 @@ import { CONFIG } from '../tokens';
 export class FacesController {
   constructor(
     private readonly library: LibraryService,
+    private readonly faceImages: FaceImageService,
     @Inject(CONFIG) private readonly config: FaceSearchConfig,
   ) {}
 
@@ -66,18 +69,20 @@ export class FacesController {
   }
 
   @Get(':face_id/image')
-  @ApiOperation({ summary: 'The image a face was enrolled from' })
+  @ApiOperation({ summary: 'The image a face was enrolled from; `crop=1`: a square JPEG thumbnail of the face' })
+  @ApiQuery({ name: 'crop', required: false, enum: ['0', '1'] })
   async image(
     @AppId() appId: string,
     @Param('group_id') groupId: string,
     @Param('user_id') userId: string,
     @Param('face_id') faceId: string,
+    @Query('crop') crop: string | undefined,
     @Res() res: Response,
   ): Promise<void> {
-    const bytes = await this.library.faceImage(appId, groupId, userId, faceId);
-    res.setHeader('content-type', sniffImageType(bytes));
+    const image = await this.faceImages.get(appId, groupId, userId, faceId, crop === '1' || crop === 'true');
+    res.setHeader('content-type', image.contentType);
     res.setHeader('cache-control', 'private, max-age=3600');
-    res.end(bytes);
+    res.end(image.bytes);
   }
 
   @Delete(':face_id')

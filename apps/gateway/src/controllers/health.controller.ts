@@ -4,7 +4,7 @@ import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs
 import type { Response } from 'express';
 import { Public } from '../auth/auth';
 import { Metrics } from '../metrics';
-import type { Ports } from '../ports';
+import { engineChecks, type Ports } from '@facesearch/runtime';
 import { PORTS } from '../tokens';
 
 const PING_TIMEOUT_MS = 3000;
@@ -40,24 +40,29 @@ export class HealthController {
   @HealthCheck()
   @ApiOperation({ summary: 'Readiness: every backing store, the queue and the engine answer' })
   ready() {
-    const analyzer = this.ports.analyzer as { ping?: () => Promise<void> };
+    // Distributed: library and queues are Redis, vectors Qdrant, blobs S3, and the engine is at least one
+    // detector and one embedder answering their gRPC health check.
     const checks: Record<string, () => Promise<unknown>> = {
       library: () => this.ports.library.ping(),
       vectors: () => this.ports.vectors.ping(),
       blobs: () => this.ports.blobs.ping(),
-      queue: () => this.ports.importQueue.counts(),
-      engine: async () => {
-        if (typeof analyzer.ping === 'function') await analyzer.ping();
-      },
+      queues: () => Promise.all([this.ports.queues.imports.counts(), this.ports.queues.index.counts()]),
+      ...engineChecks(this.ports.analyzer),
     };
     return this.health.check(
       Object.entries(checks).map(([name, ping]) => async () => {
         const indicator = this.indicator.check(name);
         try {
-          await withTimeout(ping(), PING_TIMEOUT_MS);
-          return indicator.up();
+          const result = await withTimeout(ping(), PING_TIMEOUT_MS);
+          return isWorkerHealth(result)
+            ? indicator.up({ serving: result.serving, total: result.total })
+            : indicator.up();
         } catch (err) {
-          return indicator.down({ message: err instanceof Error ? err.message : String(err) });
+          const code = (err as { code?: unknown }).code;
+          return indicator.down({
+            message: err instanceof Error ? err.message : String(err),
+            ...(typeof code === 'string' ? { code } : {}),
+          });
         }
       }),
     );
@@ -69,4 +74,8 @@ export class HealthController {
     res.setHeader('content-type', this.metrics.registry.contentType);
     res.end(await this.metrics.registry.metrics());
   }
+}
+
+function isWorkerHealth(value: unknown): value is { serving: number; total: number } {
+  return !!value && typeof value === 'object' && 'serving' in value && 'total' in value;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { type BlobStore, FaceSearchError } from '@facesearch/common';
 import { blobNotFound, checkBlobKey, checkBlobPrefix } from './keys';
@@ -91,8 +92,10 @@ export class FsBlobStore implements BlobStore {
     return null;
   }
 
+  /** The root exists (created if needed, so a store nobody wrote to yet is ready) and is writable. */
   async ping(): Promise<void> {
-    await stat(this.root);
+    await mkdir(this.root, { recursive: true });
+    await access(this.root, constants.W_OK);
   }
 
   async close(): Promise<void> {}

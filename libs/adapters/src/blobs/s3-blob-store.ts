@@ -57,7 +57,9 @@ export class S3BlobStore implements BlobStore {
   async put(key: string, data: Uint8Array, contentType = 'application/octet-stream'): Promise<void> {
     checkBlobKey(key);
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    await this.call('put', () => this.client.putObject(this.bucket, key, body, body.length, { 'Content-Type': contentType }));
+    await this.call('put', () =>
+      this.client.putObject(this.bucket, key, body, body.length, { 'Content-Type': contentType }),
+    );
   }
 
   async get(key: string): Promise<Buffer> {
@@ -72,8 +74,10 @@ export class S3BlobStore implements BlobStore {
   async exists(key: string): Promise<boolean> {
     checkBlobKey(key);
     try {
-      await this.call('exists', () => this.client.statObject(this.bucket, key), (code) =>
-        code === 'NoSuchKey' || code === 'NotFound' ? blobNotFound(key) : null,
+      await this.call(
+        'exists',
+        () => this.client.statObject(this.bucket, key),
+        (code) => (code === 'NoSuchKey' || code === 'NotFound' ? blobNotFound(key) : null),
       );
       return true;
     } catch (err) {
@@ -138,7 +142,9 @@ export class S3BlobStore implements BlobStore {
       const mapped = known(code);
       if (mapped) throw mapped;
       const message = err instanceof Error ? err.message : String(err);
-      const refused = ['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NoSuchBucket'].includes(code ?? '');
+      const refused = ['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NoSuchBucket'].includes(
+        code ?? '',
+      );
       throw new FaceSearchError(
         'blob_store_unavailable',
         `S3 ${operation} failed (${this.options.endpoint}, bucket ${this.bucket}): ${code ? `${code}: ` : ''}${message}`,

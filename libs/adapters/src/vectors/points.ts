@@ -26,12 +26,20 @@ export function checkId(field: string, value: string): void {
 export function normalizedVector(point: VectorPoint, dim: number): Float32Array {
   const { payload } = point;
   if (point.id !== payload.face_id) {
-    throw new FaceSearchError('invalid_vector_point', `Point id ${point.id} differs from its face_id ${payload.face_id}.`, 500);
+    throw new FaceSearchError(
+      'invalid_vector_point',
+      `Point id ${point.id} differs from its face_id ${payload.face_id}.`,
+      500,
+    );
   }
   for (const field of ['app_id', 'group_id', 'user_id', 'face_id'] as const) checkId(field, payload[field]);
   // Model ids come from the operator's model manifest (e.g. `fr_feature@faceplugin-0.0.1`), not from API callers.
   if (typeof payload.model_id !== 'string' || payload.model_id.length === 0 || payload.model_id.length > 200) {
-    throw new FaceSearchError('invalid_vector_point', 'model_id must be a non-empty string of at most 200 characters.', 500);
+    throw new FaceSearchError(
+      'invalid_vector_point',
+      'model_id must be a non-empty string of at most 200 characters.',
+      500,
+    );
   }
   return normalize(point.vector, dim);
 }

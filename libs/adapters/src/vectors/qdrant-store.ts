@@ -1,7 +1,21 @@
 import { createHash } from 'node:crypto';
-import { FaceSearchError, type VectorHit, type VectorPayload, type VectorPoint, type VectorQuery, type VectorStore } from '@facesearch/common';
-import type { QdrantClient } from '@qdrant/js-client-rest' with { 'resolution-mode': 'import' };
-import { MAX_SEARCH_LIMIT, checkId, dimensionMismatch, faceKey, normalize, normalizedVector, notInitialized } from './points';
+import {
+  FaceSearchError,
+  type VectorHit,
+  type VectorPayload,
+  type VectorPoint,
+  type VectorQuery,
+  type VectorStore,
+} from '@facesearch/common';
+import {
+  MAX_SEARCH_LIMIT,
+  checkId,
+  dimensionMismatch,
+  faceKey,
+  normalize,
+  normalizedVector,
+  notInitialized,
+} from './points';
 
 export interface QdrantVectorStoreOptions {
   /** e.g. http://127.0.0.1:6333 */
@@ -13,6 +27,11 @@ export interface QdrantVectorStoreOptions {
   batchSize?: number;
   /** Request timeout in ms. Default 30000. */
   timeoutMs?: number;
+  /**
+   * Search tuning: `hnsw_ef` (server default = the collection's ef_construct, 100) trades speed for recall;
+   * `exact: true` scans every matching point (recall 1, slower).
+   */
+  searchParams?: { hnsw_ef?: number; exact?: boolean };
 }
 
 /** Fixed namespace for point ids (a random v4 UUID chosen once; changing it orphans every stored point). */
@@ -36,10 +55,12 @@ export function qdrantPointId(appId: string, faceId: string): string {
  * The package's type declarations are ESM-only (it is `"type": "module"`) but it ships a CommonJS build under
  * `require`, which is what this CommonJS package loads.
  */
-const { QdrantClient: QdrantClientClass } = require('@qdrant/js-client-rest') as typeof import(
-  '@qdrant/js-client-rest',
-  { with: { 'resolution-mode': 'import' } }
-);
+const { QdrantClient: QdrantClientClass } =
+  require('@qdrant/js-client-rest') as typeof import('@qdrant/js-client-rest', { with: {
+    'resolution-mode': 'import',
+  }});
+
+type QdrantClient = InstanceType<typeof QdrantClientClass>;
 
 type Filter = { must: Array<Record<string, unknown>> };
 const keyword = (key: string, value: string) => ({ key, match: { value } });
@@ -98,7 +119,11 @@ export class QdrantVectorStore implements VectorStore {
       ];
       for (const [field, fieldSchema] of indexes) {
         if (schema[field]) continue;
-        await this.client.createPayloadIndex(this.collection, { field_name: field, field_schema: fieldSchema, wait: true });
+        await this.client.createPayloadIndex(this.collection, {
+          field_name: field,
+          field_schema: fieldSchema,
+          wait: true,
+        });
       }
     });
     this.dim = dim;
@@ -136,6 +161,7 @@ export class QdrantVectorStore implements VectorStore {
         limit: Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT),
         with_payload: true,
         with_vector: false,
+        params: this.options.searchParams,
       }),
     );
     return hits.map((hit) => ({ ...pickPayload(hit.payload as unknown as VectorPayload), similarity: hit.score }));
@@ -149,7 +175,10 @@ export class QdrantVectorStore implements VectorStore {
       this.client.retrieve(this.collection, { ids, with_payload: true, with_vector: true }),
     );
     return records
-      .map((r) => ({ ...pickPayload(r.payload as unknown as VectorPayload), vector: Float32Array.from(r.vector as number[]) }))
+      .map((r) => ({
+        ...pickPayload(r.payload as unknown as VectorPayload),
+        vector: Float32Array.from(r.vector as number[]),
+      }))
       .filter((r) => r.app_id === appId);
   }
 

@@ -1,7 +1,15 @@
 import type { VectorHit, VectorPayload, VectorPoint, VectorQuery, VectorStore } from '@facesearch/common';
 import Database from 'better-sqlite3';
 import * as sqliteVec from 'sqlite-vec';
-import { MAX_SEARCH_LIMIT, checkId, dimensionMismatch, faceKey, normalize, normalizedVector, notInitialized } from './points';
+import {
+  MAX_SEARCH_LIMIT,
+  checkId,
+  dimensionMismatch,
+  faceKey,
+  normalize,
+  normalizedVector,
+  notInitialized,
+} from './points';
 
 export interface SqliteVecVectorStoreOptions {
   /** A database file path, or an open better-sqlite3 connection shared with other stores (not closed by us). */
@@ -64,7 +72,11 @@ export class SqliteVecVectorStore implements VectorStore {
 
   async upsert(points: VectorPoint[]): Promise<void> {
     const dim = this.requireDim();
-    const rows = points.map((p) => ({ ...p.payload, key: faceKey(p.payload.app_id, p.id), vector: normalizedVector(p, dim) }));
+    const rows = points.map((p) => ({
+      ...p.payload,
+      key: faceKey(p.payload.app_id, p.id),
+      vector: normalizedVector(p, dim),
+    }));
     const remove = this.db.prepare(`DELETE FROM ${this.table} WHERE face_key = ?`);
     const insert = this.db.prepare(
       `INSERT INTO ${this.table} (face_key, app_id, group_id, user_id, model_id, embedding, face_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,

@@ -1,0 +1,10 @@
+import { createLogger, exitOnSignals, loadConfigOrExit, runMain } from '@facesearch/runtime';
+import { startDetector } from './detector';
+
+runMain('detector', async () => {
+  // Detection always runs here: the detector needs no engine addresses but the embedder's (EMBEDDER_GRPC_URL).
+  const config = loadConfigOrExit({ ...process.env, ENGINE: 'local' });
+  const logger = createLogger(config, 'detector');
+  const worker = await startDetector(config, logger);
+  exitOnSignals(logger, config.shutdownTimeoutMs, () => worker.close());
+});

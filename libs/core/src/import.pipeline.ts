@@ -1,0 +1,360 @@
+/**
+ * The two stages an import item goes through after ImportService.create queued it:
+ *   1. analysis (queue `imports`): load the item and its image, analyse, quality control, store the face image,
+ *      and queue an index job carrying the face record's fields and the vector;
+ *   2. indexing (queue `index`): many index jobs at once (see MicroBatcher): one vector upsert for the batch,
+ *      then the user and face records and the item's result.
+ * Both stages are idempotent: the face id is `{import_id}_{index}`, so a job delivered twice writes the same
+ * vector point, image and face record once, and an item is counted once (finishImportItem is a no-op the
+ * second time).
+ */
+import {
+  type BlobStore,
+  type Box,
+  type FaceAnalyzer,
+  type FaceQuality,
+  type FaceRecord,
+  FaceSearchError,
+  type ImportItemRecord,
+  type ImportItemStatus,
+  type JobContext,
+  type JobQueue,
+  type Landmarks,
+  type LibraryRepository,
+  type VectorPoint,
+  type VectorStore,
+} from '@facesearch/common';
+import { errors, isConflict, nowIso } from './errors';
+import { ensureGroup, faceImageKey } from './library.service';
+import { MicroBatcher, type MicroBatcherOptions } from './micro-batcher';
+import { assertQuality } from './quality';
+
+/** One analysis job per import item; the item itself lives in the library repository. */
+export interface ImportJob {
+  app_id: string;
+  import_id: string;
+  index: number;
+}
+
+/** An analysed item, ready to be written. JSON-serialisable (it travels through Redis in distributed mode). */
+export interface IndexJob extends ImportJob {
+  group_id: string;
+  user_id: string;
+  face_id: string;
+  /** Blob key of the face's image, already stored by the analysis stage. */
+  image_key: string;
+  /** Blob key of the item's upload, deleted once the item is finished. */
+  item_image_key: string;
+  box: Box;
+  landmarks: Landmarks;
+  quality: FaceQuality;
+  model_id: string;
+  vector: number[];
+  /** Analysis attempts the item took, for its result. */
+  attempts: number;
+}
+
+export const IMPORT_QUEUE = 'imports';
+export const INDEX_QUEUE = 'index';
+
+export const importJobId = (importId: string, index: number) => `${importId}_${index}`;
+/** Deterministic, so a job delivered twice writes the same face once. */
+export const importFaceId = (importId: string, index: number) => `${importId}_${index}`;
+
+export const UNFINISHED_ITEM: readonly ImportItemStatus[] = ['pending', 'running'];
+
+/** Item results and import completion, shared by the service and both stages. */
+export class ImportProgress {
+  constructor(
+    private readonly repo: LibraryRepository,
+    private readonly blobs: BlobStore,
+  ) {}
+
+  async succeed(item: { import_id: string; index: number; image_key: string }, faceId: string, attempts: number) {
+    const changed = await this.repo.finishImportItem(
+      item.import_id,
+      item.index,
+      { status: 'succeeded', face_id: faceId, attempts },
+      nowIso(),
+    );
+    if (changed) await this.dropBlob(item.image_key);
+    return changed;
+  }
+
+  /** Records an item's final failure (after its last attempt, in either stage). */
+  async fail(data: ImportJob, error: unknown, attempts: number | undefined): Promise<void> {
+    const item = await this.repo.getImportItem(data.import_id, data.index);
+    if (!item || !UNFINISHED_ITEM.includes(item.status)) return;
+    const reason =
+      error instanceof FaceSearchError
+        ? { code: error.code, message: error.message }
+        : { code: 'internal', message: error instanceof Error ? error.message : String(error) };
+    await this.repo.finishImportItem(
+      data.import_id,
+      data.index,
+      { status: 'failed', error: reason, attempts: attempts ?? item.attempts + 1 },
+      nowIso(),
+    );
+    await this.dropBlob(item.image_key);
+    await this.completeIfDone(data.app_id, data.import_id);
+  }
+
+  async cancel(item: ImportItemRecord): Promise<void> {
+    await this.repo.finishImportItem(
+      item.import_id,
+      item.index,
+      { status: 'cancelled', attempts: item.attempts },
+      nowIso(),
+    );
+    await this.dropBlob(item.image_key);
+  }
+
+  async completeIfDone(appId: string, importId: string): Promise<void> {
+    const job = await this.repo.getImport(appId, importId);
+    if (!job || (job.status !== 'queued' && job.status !== 'running')) return;
+    if (job.succeeded + job.failed < job.total) return;
+    await this.repo.setImportStatus(importId, job.succeeded === 0 && job.total > 0 ? 'failed' : 'completed', nowIso());
+  }
+
+  /** Best effort: a leftover upload or image is harmless. */
+  async dropBlob(key: string): Promise<void> {
+    try {
+      await this.blobs.delete(key);
+    } catch {
+      // ignored
+    }
+  }
+}
+
+export interface AnalysisStageOptions {
+  maxFacesPerUser: number;
+  /** Called once per item handed to the index stage (logs, metrics). */
+  onAnalysed?: (job: IndexJob) => void;
+}
+
+/** Stage 1: runs wherever the `imports` queue is consumed (embedded gateway, or the detector workers). */
+export class ImportAnalysisStage {
+  /** Last attempt number per job, for the failure record (onFailed does not carry it). */
+  private readonly attempts = new Map<string, number>();
+  private readonly progress: ImportProgress;
+
+  constructor(
+    private readonly repo: LibraryRepository,
+    private readonly blobs: BlobStore,
+    private readonly analyzer: FaceAnalyzer,
+    private readonly indexQueue: JobQueue<IndexJob>,
+    private readonly options: AnalysisStageOptions,
+  ) {
+    this.progress = new ImportProgress(repo, blobs);
+  }
+
+  /** Consumes the `imports` queue in this process. */
+  start(queue: JobQueue<ImportJob>, concurrency: number): void {
+    queue.process((data, ctx) => this.handle(data, ctx), {
+      concurrency,
+      onFailed: (data, error) => this.handleFailed(data, error),
+    });
+  }
+
+  /** Analyses one item; throws to fail the attempt (a non-retryable FaceSearchError is not retried). */
+  async handle(data: ImportJob, ctx: JobContext): Promise<void> {
+    const job = await this.repo.getImport(data.app_id, data.import_id);
+    const item = job ? await this.repo.getImportItem(data.import_id, data.index) : null;
+    if (!job || !item || !UNFINISHED_ITEM.includes(item.status)) return; // gone, or a duplicate delivery
+    if (job.status === 'cancelled') {
+      await this.progress.cancel(item);
+      return;
+    }
+    const jobId = importJobId(data.import_id, data.index);
+    this.attempts.set(jobId, ctx.attempt);
+    if (job.status === 'queued') await this.repo.setImportStatus(job.import_id, 'running', nowIso());
+
+    const faceId = importFaceId(job.import_id, item.index);
+    // A previous delivery got through indexing and died before recording the item: only that is left to do.
+    if (await this.repo.getFace(job.app_id, faceId)) {
+      this.attempts.delete(jobId);
+      await this.progress.succeed(item, faceId, ctx.attempt);
+      await this.progress.completeIfDone(job.app_id, job.import_id);
+      return;
+    }
+    const image = await this.blobs.get(item.image_key);
+    const analysis = await this.analyzer.analyze(image, { maxFaces: 1 });
+    const detected = analysis.faces[0];
+    if (!detected) throw errors.noFace();
+    assertQuality(detected.quality.level, job.options.quality_control);
+    await ensureGroup(this.repo, job.app_id, job.group_id);
+    const existing = await this.repo.listFaces(job.app_id, job.group_id, item.user_id);
+    if (existing.length >= this.options.maxFacesPerUser) {
+      throw errors.tooManyFaces(item.user_id, this.options.maxFacesPerUser);
+    }
+    const imageKey = faceImageKey(job.app_id, job.group_id, item.user_id, faceId);
+    await this.blobs.put(imageKey, image);
+    const indexJob: IndexJob = {
+      app_id: job.app_id,
+      import_id: job.import_id,
+      index: item.index,
+      group_id: job.group_id,
+      user_id: item.user_id,
+      face_id: faceId,
+      image_key: imageKey,
+      item_image_key: item.image_key,
+      box: detected.box,
+      landmarks: detected.landmarks,
+      quality: detected.quality,
+      model_id: analysis.modelId,
+      vector: Array.from(detected.embedding),
+      attempts: ctx.attempt,
+    };
+    await this.indexQueue.add([{ id: jobId, data: indexJob }]);
+    this.attempts.delete(jobId);
+    this.options.onAnalysed?.(indexJob);
+  }
+
+  async handleFailed(data: ImportJob, error: unknown): Promise<void> {
+    const jobId = importJobId(data.import_id, data.index);
+    const attempts = this.attempts.get(jobId);
+    this.attempts.delete(jobId);
+    await this.progress.fail(data, error, attempts);
+  }
+}
+
+export interface IndexStageOptions extends MicroBatcherOptions {
+  /** Called with the number of faces a batch newly indexed (metrics). */
+  onFacesIndexed?: (count: number) => void;
+  /** Called after each batch was written (logs). */
+  onBatch?: (size: number) => void;
+}
+
+/** Stage 2: runs wherever the `index` queue is consumed (embedded gateway, or the indexer workers). */
+export class ImportIndexStage {
+  private readonly progress: ImportProgress;
+  private readonly batcher: MicroBatcher<IndexJob>;
+  private vectorsReady?: Promise<void>;
+
+  constructor(
+    private readonly repo: LibraryRepository,
+    private readonly vectors: VectorStore,
+    blobs: BlobStore,
+    private readonly options: IndexStageOptions = {},
+  ) {
+    this.progress = new ImportProgress(repo, blobs);
+    this.batcher = new MicroBatcher((jobs) => this.writeBatch(jobs), options);
+  }
+
+  /**
+   * Consumes the `index` queue in this process. Concurrency bounds how many jobs can wait in one batch, so it
+   * should be at least the batch size.
+   */
+  start(queue: JobQueue<IndexJob>, concurrency: number): void {
+    queue.process((data) => this.batcher.submit(data), {
+      concurrency,
+      onFailed: (data, error) => this.handleFailed(data, error),
+    });
+  }
+
+  /** Index one job through the batcher (settles with its batch). */
+  handle(job: IndexJob): Promise<void> {
+    return this.batcher.submit(job);
+  }
+
+  /** Flushes what is waiting; call after the queue stopped handing out jobs. */
+  close(): Promise<void> {
+    return this.batcher.close();
+  }
+
+  /** Writes a batch: one vector upsert, then records and results. Throws to fail every job of the batch. */
+  async writeBatch(jobs: IndexJob[]): Promise<void> {
+    const todo: IndexJob[] = [];
+    const seen = new Set<string>();
+    for (const job of jobs) {
+      const key = `${job.app_id}/${job.face_id}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const item = await this.repo.getImportItem(job.import_id, job.index);
+      if (item && UNFINISHED_ITEM.includes(item.status)) todo.push(job);
+      // Cancelled (or its import deleted) while it was analysed: the stored face image has no owner.
+      else if (!item || item.status === 'cancelled') await this.progress.dropBlob(job.image_key);
+    }
+    if (todo.length === 0) return;
+    await this.ensureVectors(todo[0].vector.length);
+    // Vectors first, records after: a listed face is always searchable.
+    await this.vectors.upsert(todo.map(toPoint));
+    let added = 0;
+    for (const job of todo) {
+      if (await this.writeRecords(job)) added++;
+      await this.progress.succeed({ ...job, image_key: job.item_image_key }, job.face_id, job.attempts);
+    }
+    for (const key of new Set(todo.map((j) => `${j.app_id}\u0000${j.import_id}`))) {
+      const [appId, importId] = key.split('\u0000');
+      await this.progress.completeIfDone(appId, importId);
+    }
+    if (added > 0) this.options.onFacesIndexed?.(added);
+    this.options.onBatch?.(todo.length);
+  }
+
+  /** After the last attempt: the item fails; its face image goes unless a record points at it. */
+  async handleFailed(job: IndexJob, error: unknown): Promise<void> {
+    if (!(await this.repo.getFace(job.app_id, job.face_id).catch(() => null))) {
+      await this.progress.dropBlob(job.image_key);
+    }
+    await this.progress.fail(job, error, job.attempts);
+  }
+
+  /** The user and face records; false when the face was already there (a repeated delivery). */
+  private async writeRecords(job: IndexJob): Promise<boolean> {
+    const now = nowIso();
+    // Deleted after the import started: the import brings it back, as enrolment would.
+    await ensureGroup(this.repo, job.app_id, job.group_id);
+    const user = await this.repo.getUser(job.app_id, job.group_id, job.user_id);
+    await this.repo.upsertUser({
+      app_id: job.app_id,
+      group_id: job.group_id,
+      user_id: job.user_id,
+      user_info: user?.user_info ?? null,
+      created_at: user?.created_at ?? now,
+      updated_at: now,
+    });
+    const record: FaceRecord = {
+      app_id: job.app_id,
+      group_id: job.group_id,
+      user_id: job.user_id,
+      face_id: job.face_id,
+      image_key: job.image_key,
+      box: job.box,
+      landmarks: job.landmarks,
+      quality: job.quality,
+      model_id: job.model_id,
+      created_at: now,
+    };
+    try {
+      await this.repo.addFace(record);
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false;
+      throw err;
+    }
+  }
+
+  /** The indexer learns the dimension from the first vector it sees (it runs no model itself). */
+  private ensureVectors(dim: number): Promise<void> {
+    this.vectorsReady ??= this.vectors.init(dim).catch((err) => {
+      this.vectorsReady = undefined;
+      throw err;
+    });
+    return this.vectorsReady;
+  }
+}
+
+function toPoint(job: IndexJob): VectorPoint {
+  return {
+    id: job.face_id,
+    vector: Float32Array.from(job.vector),
+    payload: {
+      app_id: job.app_id,
+      group_id: job.group_id,
+      user_id: job.user_id,
+      face_id: job.face_id,
+      model_id: job.model_id,
+    },
+  };
+}

@@ -1,0 +1,6 @@
+export * from './analyzer';
+export * from './guarded-queue';
+export * from './health';
+export * from './lifecycle';
+export * from './logger';
+export * from './ports';
