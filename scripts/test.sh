@@ -25,4 +25,12 @@ if [ "${FACESEARCH_TEST_SERVICES:-on}" != "off" ]; then
   fi
 fi
 
-pnpm exec vitest run "$@"
+mkdir -p test-artifacts
+status=0
+pnpm exec vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json "$@" || status=$?
+# One plain closing line for CI: counts of the tests that really ran.
+node -e '
+  const r = require("./test-artifacts/vitest.json");
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' || true
+exit "$status"
