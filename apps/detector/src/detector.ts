@@ -1,7 +1,8 @@
 import { type FaceSearchConfig, FaceSearchError } from '@facesearch/common';
 import { ImportAnalysisStage } from '@facesearch/core';
-import { createDetectorServer } from '@facesearch/proto';
-import { buildPorts, closePorts, createLocalEngine, LocalDetectRemoteEmbedAnalyzer } from '@facesearch/runtime';
+import type { FaceEngine } from '@facesearch/face-engine';
+import { createDetectorServer, GrpcFaceAnalyzer } from '@facesearch/proto';
+import { buildPorts, closePorts, createLocalEngine, ENGINE_CONNECT_TIMEOUT_MS } from '@facesearch/runtime';
 import type { Logger } from 'pino';
 
 export interface DetectorWorker {
@@ -85,10 +86,15 @@ export async function startDetector(config: FaceSearchConfig, logger: Logger): P
 function buildImportPorts(
   config: FaceSearchConfig,
   logger: Logger,
-  engine: Parameters<typeof LocalDetectRemoteEmbedAnalyzer.connect>[0],
+  engine: FaceEngine,
 ) {
   return buildPorts(config, logger, {
     need: ['library', 'blobs', 'queues', 'analyzer'] as const,
-    analyzer: () => LocalDetectRemoteEmbedAnalyzer.connect(engine, config.embedderGrpcUrls.join(',')),
+    analyzer: () =>
+      GrpcFaceAnalyzer.connect({
+        detector: engine,
+        embedderAddresses: config.embedderGrpcUrls.join(','),
+        connectTimeoutMs: ENGINE_CONNECT_TIMEOUT_MS,
+      }),
   });
 }

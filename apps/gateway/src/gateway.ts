@@ -39,7 +39,14 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
   let indexStage: ImportIndexStage | null = null;
   try {
     const services = buildServices(config, ports);
-    await services.auth.bootstrap();
+    const { generatedKey } = await services.auth.bootstrap();
+    if (generatedKey) {
+      // Shown once: only its hash is stored. Printed plainly so a newcomer sees it among the JSON logs.
+      process.stdout.write(
+        `\nfacesearch: created the app 'default' with the API key ${generatedKey.key}\n` +
+          'facesearch: keep it now, it is not shown again (or set DEFAULT_APP_API_KEY)\n\n',
+      );
+    }
 
     const app = await NestFactory.create<NestExpressApplication>(
       GatewayModule.create(config, ports, services, logger),

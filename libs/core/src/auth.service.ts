@@ -46,24 +46,32 @@ export class AuthService {
   ) {}
 
   /** On first start (no apps), creates app `default`, with DEFAULT_APP_API_KEY as its key when set. */
-  async bootstrap(): Promise<void> {
+  /**
+   * Creates the app `default` when there is no app. Its key is DEFAULT_APP_API_KEY when configured; otherwise a
+   * key is generated once, at that first start, and returned so the caller can show it (a newcomer needs one).
+   */
+  async bootstrap(): Promise<{ generatedKey: IssuedKey | null }> {
+    let created = false;
     const apps = await this.repo.listApps({ limit: 1 });
     if (apps.items.length === 0) {
       try {
         await this.repo.createApp({ app_id: DEFAULT_APP_ID, name: 'Default app', created_at: nowIso() });
+        created = true;
       } catch (err) {
         if (!isConflict(err)) throw err; // another gateway bootstrapped at the same moment
       }
     }
     const key = this.options.defaultAppApiKey;
+    if (!key) return { generatedKey: created ? await this.createKey(DEFAULT_APP_ID) : null };
     // The configured key is (re)registered while the default app exists, unless it was revoked.
-    if (key && (await this.repo.getApp(DEFAULT_APP_ID)) && !(await this.repo.findKeyByHash(hashKey(key)))) {
+    if ((await this.repo.getApp(DEFAULT_APP_ID)) && !(await this.repo.findKeyByHash(hashKey(key)))) {
       try {
         await this.repo.createKey(this.keyRecord(DEFAULT_APP_ID, key));
       } catch (err) {
         if (!isConflict(err)) throw err;
       }
     }
+    return { generatedKey: null };
   }
 
   async authenticate(key: string | undefined | null): Promise<Principal> {

@@ -133,7 +133,7 @@ describe('AuthService', () => {
       adminApiKey: 'admin-key-0123456789',
       defaultAppApiKey: 'default-key-0123456789',
     });
-    await auth.bootstrap();
+    expect((await auth.bootstrap()).generatedKey).toBeNull();
     await auth.bootstrap();
     expect((await s.repo.listApps({ limit: 10 })).items.map((a) => a.app_id)).toEqual([DEFAULT_APP_ID]);
     expect(await s.repo.listKeys(DEFAULT_APP_ID)).toHaveLength(1);
@@ -141,6 +141,15 @@ describe('AuthService', () => {
     expect(await auth.authenticate('admin-key-0123456789')).toEqual({ kind: 'admin' });
     await expectError(auth.authenticate('nope'), 'unauthorized', 401);
     await expectError(auth.authenticate(undefined), 'unauthorized', 401);
+  });
+
+  it('generates a default-app key at the first start when none is configured, and only then', async () => {
+    const auth = new AuthService(s.repo, { adminApiKey: null, defaultAppApiKey: null });
+    const first = await auth.bootstrap();
+    expect(first.generatedKey?.key).toMatch(/^fsk_/);
+    expect(await auth.authenticate(first.generatedKey?.key)).toMatchObject({ kind: 'app', appId: DEFAULT_APP_ID });
+    expect((await auth.bootstrap()).generatedKey).toBeNull();
+    expect(await s.repo.listKeys(DEFAULT_APP_ID)).toHaveLength(1);
   });
 
   it('issues fsk_ keys stored as hashes, and revokes them', async () => {

@@ -1,10 +1,15 @@
 import type { AnalyzeResult, DetectOptions, DetectResult, FaceAnalyzer } from '@facesearch/common';
 import { FaceSearchError } from '@facesearch/common';
 import { DetectorClient, EmbedderClient, type GrpcClientOptions } from './client';
+import type { DetectorImplementation } from './server';
 
 export interface GrpcFaceAnalyzerOptions extends GrpcClientOptions {
-  /** DETECTOR_GRPC_URL: `host:port,host:port` or `dns:///name:port`. */
-  detectorAddresses: string;
+  /**
+   * DETECTOR_GRPC_URL (`host:port,host:port` or `dns:///name:port`), or a detector in this process: the
+   * detector worker detects and aligns itself, so only the 37 KB crops cross the network. A local detector
+   * belongs to the caller and is not closed with the analyzer.
+   */
+  detector: string | DetectorImplementation;
   /** EMBEDDER_GRPC_URL */
   embedderAddresses: string;
   /** How long connect() keeps asking the embedder for its model while it is unavailable. Default 30 s. */
@@ -13,10 +18,10 @@ export interface GrpcFaceAnalyzerOptions extends GrpcClientOptions {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** FaceAnalyzer over the detector and embedder services (the distributed mode). */
+/** FaceAnalyzer over the embedder service and the detector service (or a detector in process). */
 export class GrpcFaceAnalyzer implements FaceAnalyzer {
   private constructor(
-    readonly detector: DetectorClient,
+    readonly detector: DetectorImplementation,
     readonly embedder: EmbedderClient,
     readonly modelId: string,
     readonly embeddingDim: number,
@@ -24,7 +29,8 @@ export class GrpcFaceAnalyzer implements FaceAnalyzer {
 
   /** Learns the embedding model from the embedder (waiting for it to come up), then returns the analyzer. */
   static async connect(options: GrpcFaceAnalyzerOptions): Promise<GrpcFaceAnalyzer> {
-    const detector = new DetectorClient(options.detectorAddresses, options);
+    const detector =
+      typeof options.detector === 'string' ? new DetectorClient(options.detector, options) : options.detector;
     const embedder = new EmbedderClient(options.embedderAddresses, options);
     const giveUpAt = Date.now() + (options.connectTimeoutMs ?? 30_000);
     for (;;) {
@@ -36,18 +42,18 @@ export class GrpcFaceAnalyzer implements FaceAnalyzer {
           await sleep(500);
           continue;
         }
-        detector.close();
+        if (detector instanceof DetectorClient) detector.close();
         embedder.close();
         throw error;
       }
     }
   }
 
-  detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult> {
+  detect(image: Uint8Array, options: DetectOptions = {}): Promise<DetectResult> {
     return this.detector.detect(image, options);
   }
 
-  async analyze(image: Uint8Array, options?: DetectOptions): Promise<AnalyzeResult> {
+  async analyze(image: Uint8Array, options: DetectOptions = {}): Promise<AnalyzeResult> {
     const { image: info, faces } = await this.detector.detectAligned(image, options);
     if (faces.length === 0) return { image: info, faces: [], modelId: this.modelId };
     const { modelId, embeddings } = await this.embedder.embed(faces.map((f) => f.crop));
@@ -60,7 +66,7 @@ export class GrpcFaceAnalyzer implements FaceAnalyzer {
   }
 
   async close(): Promise<void> {
-    this.detector.close();
+    if (this.detector instanceof DetectorClient) this.detector.close();
     this.embedder.close();
   }
 }

@@ -310,7 +310,7 @@ describe('gRPC transport', () => {
 
   describe('GrpcFaceAnalyzer', () => {
     it('learns the model from the embedder and analyzes over both services', async () => {
-      const analyzer = await GrpcFaceAnalyzer.connect({ detectorAddresses: detectorAddress, embedderAddresses: embedderAddress });
+      const analyzer = await GrpcFaceAnalyzer.connect({ detector: detectorAddress, embedderAddresses: embedderAddress });
       clients.push({ close: () => void analyzer.close() });
       expect(analyzer.modelId).toBe('fake-arcface-v1');
       expect(analyzer.embeddingDim).toBe(4);
@@ -337,7 +337,7 @@ describe('gRPC transport', () => {
     it('connect gives up on an unreachable embedder after its timeout', async () => {
       const t0 = Date.now();
       const error = await GrpcFaceAnalyzer.connect({
-        detectorAddresses: detectorAddress,
+        detector: detectorAddress,
         embedderAddresses: await deadAddress(),
         connectTimeoutMs: 300,
       }).catch((e: unknown) => e);

@@ -1,13 +1,6 @@
-import {
-  type AnalyzeResult,
-  type DetectOptions,
-  type DetectResult,
-  type FaceAnalyzer,
-  type FaceSearchConfig,
-  FaceSearchError,
-} from '@facesearch/common';
+import type { FaceAnalyzer, FaceSearchConfig } from '@facesearch/common';
 import { createLocalFaceAnalyzer, type FaceEngine, loadManifest } from '@facesearch/face-engine';
-import { EmbedderClient, GrpcFaceAnalyzer } from '@facesearch/proto';
+import { GrpcFaceAnalyzer } from '@facesearch/proto';
 import type { Logger } from 'pino';
 
 /** How long a process waits at start for the embedder service to answer (it may start at the same time). */
@@ -17,7 +10,7 @@ export const ENGINE_CONNECT_TIMEOUT_MS = 60_000;
 export async function createAnalyzer(config: FaceSearchConfig, logger: Logger): Promise<FaceAnalyzer> {
   if (config.engine === 'local') return createLocalEngine(config);
   const analyzer = await GrpcFaceAnalyzer.connect({
-    detectorAddresses: config.detectorGrpcUrls.join(','),
+    detector: config.detectorGrpcUrls.join(','),
     embedderAddresses: config.embedderGrpcUrls.join(','),
     connectTimeoutMs: ENGINE_CONNECT_TIMEOUT_MS,
   });
@@ -54,55 +47,4 @@ function withCalibratedThreshold<A extends FaceAnalyzer>(analyzer: A, config: Fa
     );
   }
   return analyzer;
-}
-
-/**
- * The detector worker's analyzer: decode, detect and align with the local engine (the image never leaves the
- * process), embed the aligned crops on the embedder service. Only crops (37 KB each) cross the network.
- */
-export class LocalDetectRemoteEmbedAnalyzer implements FaceAnalyzer {
-  private constructor(
-    readonly engine: FaceEngine,
-    readonly embedder: EmbedderClient,
-    readonly modelId: string,
-    readonly embeddingDim: number,
-  ) {}
-
-  static async connect(engine: FaceEngine, embedderAddresses: string): Promise<LocalDetectRemoteEmbedAnalyzer> {
-    const embedder = new EmbedderClient(embedderAddresses);
-    const giveUpAt = Date.now() + ENGINE_CONNECT_TIMEOUT_MS;
-    for (;;) {
-      try {
-        const { modelId, dim } = await embedder.info();
-        return new LocalDetectRemoteEmbedAnalyzer(engine, embedder, modelId, dim);
-      } catch (error) {
-        if (error instanceof FaceSearchError && error.retryable && Date.now() < giveUpAt) {
-          await new Promise((r) => setTimeout(r, 500));
-          continue;
-        }
-        embedder.close();
-        throw error;
-      }
-    }
-  }
-
-  detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult> {
-    return this.engine.detect(image, options);
-  }
-
-  async analyze(image: Uint8Array, options?: DetectOptions): Promise<AnalyzeResult> {
-    const { image: info, faces } = await this.engine.detectAligned(image, options);
-    if (faces.length === 0) return { image: info, faces: [], modelId: this.modelId };
-    const { modelId, embeddings } = await this.embedder.embed(faces.map((f) => f.crop));
-    return {
-      image: info,
-      faces: faces.map(({ crop: _crop, ...face }, i) => ({ ...face, embedding: embeddings[i] })),
-      modelId,
-    };
-  }
-
-  /** The engine belongs to the caller (the detector's gRPC server uses it too). */
-  async close(): Promise<void> {
-    this.embedder.close();
-  }
 }

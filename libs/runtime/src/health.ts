@@ -1,5 +1,11 @@
 import type { FaceAnalyzer } from '@facesearch/common';
-import { type BalancedClient, DETECTOR_SERVICE, EMBEDDER_SERVICE, GrpcFaceAnalyzer } from '@facesearch/proto';
+import {
+  type BalancedClient,
+  DETECTOR_SERVICE,
+  DetectorClient,
+  EMBEDDER_SERVICE,
+  GrpcFaceAnalyzer,
+} from '@facesearch/proto';
 
 export interface WorkerHealth {
   serving: number;
@@ -25,8 +31,9 @@ export async function requireServing(client: BalancedClient, service: string, ti
  */
 export function engineChecks(analyzer: FaceAnalyzer): Record<string, () => Promise<unknown>> {
   if (analyzer instanceof GrpcFaceAnalyzer) {
+    const { detector } = analyzer;
     return {
-      detectors: () => requireServing(analyzer.detector, DETECTOR_SERVICE),
+      ...(detector instanceof DetectorClient ? { detectors: () => requireServing(detector, DETECTOR_SERVICE) } : {}),
       embedders: () => requireServing(analyzer.embedder, EMBEDDER_SERVICE),
     };
   }

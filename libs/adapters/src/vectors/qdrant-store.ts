@@ -28,8 +28,9 @@ export interface QdrantVectorStoreOptions {
   /** Request timeout in ms. Default 30000. */
   timeoutMs?: number;
   /**
-   * Search tuning: `hnsw_ef` (server default = the collection's ef_construct, 100) trades speed for recall;
-   * `exact: true` scans every matching point (recall 1, slower).
+   * Search tuning. Default `{ hnsw_ef: 256 }`: at 100k faces the server default (ef 100) missed a same-person
+   * match in a group-filtered search, 256 did not, at about twice the query time (~30 ms). `exact: true` scans
+   * every matching point (recall 1, ~110 ms at 100k).
    */
   searchParams?: { hnsw_ef?: number; exact?: boolean };
 }
@@ -161,7 +162,7 @@ export class QdrantVectorStore implements VectorStore {
         limit: Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT),
         with_payload: true,
         with_vector: false,
-        params: this.options.searchParams,
+        params: this.options.searchParams ?? { hnsw_ef: 256 },
       }),
     );
     return hits.map((hit) => ({ ...pickPayload(hit.payload as unknown as VectorPayload), similarity: hit.score }));
