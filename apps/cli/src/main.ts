@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { cosineSimilarity, FaceSearchError, isFaceSearchError, similarityToScore } from '@facesearch/common';
 import { evaluateFolder, FaceEngine } from '@facesearch/face-engine';
 import { importFolder, printSummary } from './import';
+import { reindexService } from './reindex';
 
 const USAGE = `Usage: pnpm facesearch <command> [options]
 
@@ -14,6 +15,8 @@ Commands:
   eval DIR                  verification and 1:N search accuracy over a folder of identity subfolders
   import DIR --group G      upload a folder to a running service as one bulk import (subfolder name = user id);
                             re-run to resume: only files not yet imported are sent again
+  reindex [--all]           re-embed stored faces with the service's running model (after a model change),
+                            following the run to the end; needs the admin key
 
 Options:
   --json                    the last line of output is one JSON object
@@ -24,6 +27,8 @@ Options:
   --key KEY                 import: an app API key (default FACESEARCH_API_KEY)
   --concurrency N           import: parallel uploads (default 4)
   --no-wait                 import: submit and exit; run again to follow the import
+  --all                     reindex: every face, not only those stored with another model
+                            (reindex takes --url and --key too; default key FACESEARCH_ADMIN_KEY)
   -h, --help
 
 Exit codes: 0 success; 1 a command failed (import: some files failed); 2 usage or connection errors (import).`;
@@ -37,6 +42,7 @@ const OPTIONS = {
   key: { type: 'string' },
   concurrency: { type: 'string' },
   'no-wait': { type: 'boolean', default: false },
+  all: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -72,6 +78,19 @@ async function main(argv: string[]): Promise<number> {
       }
       case 'import':
         return await runImport(requireArgs(args, 1, 'import DIR --group G')[0], values, json);
+      case 'reindex': {
+        requireArgs(args, 0, 'reindex [--all] [--url URL] [--key ADMIN_KEY]');
+        const { exitCode, summary } = await reindexService({
+          url: values.url ?? process.env.FACESEARCH_URL ?? 'http://127.0.0.1:3000',
+          key: values.key ?? process.env.FACESEARCH_ADMIN_KEY ?? '',
+          all: values.all ?? false,
+          json,
+          pollMs: 1000,
+          stdout: process.stdout,
+        });
+        if (json) console.log(JSON.stringify(summary));
+        return exitCode;
+      }
       case 'eval':
         return await evaluate(
           requireArgs(args, 1, 'eval DIR')[0],
@@ -88,7 +107,7 @@ async function main(argv: string[]): Promise<number> {
     if (json) console.log(JSON.stringify({ error }));
     else console.error(`error ${error.code}: ${error.message}`);
     // import: any error that stops the run (usage, connection, the service refusing) is 2; failed files are 1.
-    return command === 'import' ? 2 : 1;
+    return command === 'import' || command === 'reindex' ? 2 : 1;
   }
 }
 

@@ -70,11 +70,14 @@ export async function startDetector(config: FaceSearchConfig, logger: Logger): P
     consumesImports,
     close() {
       closing ??= (async () => {
-        // Stop taking jobs and calls together; running ones finish (within the shutdown timeout).
-        await Promise.all([
-          ports ? Promise.all([ports.queues.imports.close(), ports.queues.index.close()]) : undefined,
-          server.close(config.shutdownTimeoutMs * 0.7),
-        ]);
+        // Stop taking jobs and calls together; running ones finish (within the shutdown timeout). The index
+        // queue closes only after the import jobs: a job finishing during shutdown still hands its face on.
+        const stopImports = async () => {
+          if (!ports) return;
+          await ports.queues.imports.close();
+          await ports.queues.index.close();
+        };
+        await Promise.all([stopImports(), server.close(config.shutdownTimeoutMs * 0.7)]);
         if (ports) await closePorts(ports, logger);
         await engine.close();
       })();
@@ -83,11 +86,7 @@ export async function startDetector(config: FaceSearchConfig, logger: Logger): P
   };
 }
 
-function buildImportPorts(
-  config: FaceSearchConfig,
-  logger: Logger,
-  engine: FaceEngine,
-) {
+function buildImportPorts(config: FaceSearchConfig, logger: Logger, engine: FaceEngine) {
   return buildPorts(config, logger, {
     need: ['library', 'blobs', 'queues', 'analyzer'] as const,
     analyzer: () =>

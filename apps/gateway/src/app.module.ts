@@ -1,5 +1,13 @@
 import { type FaceSearchConfig, FALLBACK_MATCH_COSINE_THRESHOLD } from '@facesearch/common';
-import { AuthService, ImportService, LibraryService, RecognitionService, UploadService } from '@facesearch/core';
+import {
+  AdmissionLimitedAnalyzer,
+  AuthService,
+  ImportService,
+  LibraryService,
+  RecognitionService,
+  ReindexService,
+  UploadService,
+} from '@facesearch/core';
 import { cosineThreshold, type Ports } from '@facesearch/runtime';
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
@@ -9,6 +17,7 @@ import type { Logger } from 'pino';
 import { AuthGuard } from './auth/auth';
 import { ConsoleController } from './console/console.controller';
 import { FaceImageService } from './console/face-images';
+import { AdminController } from './controllers/admin.controller';
 import { AppsController } from './controllers/apps.controller';
 import { FacesController } from './controllers/faces.controller';
 import { GroupsController } from './controllers/groups.controller';
@@ -27,6 +36,7 @@ export interface Services {
   recognition: RecognitionService;
   imports: ImportService;
   uploads: UploadService;
+  reindex: ReindexService;
   metrics: Metrics;
 }
 
@@ -34,7 +44,9 @@ export interface Services {
 export function buildServices(config: FaceSearchConfig, ports: Ports): Services {
   const metrics = new Metrics([ports.queues.imports, ports.queues.index] as never[]);
   const threshold = cosineThreshold(config, ports.analyzer, FALLBACK_MATCH_COSINE_THRESHOLD);
-  const library = new LibraryService(ports.library, ports.vectors, ports.blobs, ports.analyzer, {
+  // Synchronous requests share one admission limit (503 engine_busy beyond it); import items do not count.
+  const analyzer = new AdmissionLimitedAnalyzer(ports.analyzer, config.maxConcurrentAnalyses);
+  const library = new LibraryService(ports.library, ports.vectors, ports.blobs, analyzer, {
     maxFacesPerUser: config.maxFacesPerUser,
     onFacesIndexed: (n) => metrics.facesIndexed.inc(n),
   });
@@ -44,15 +56,18 @@ export function buildServices(config: FaceSearchConfig, ports: Ports): Services 
       defaultAppApiKey: config.defaultAppApiKey,
     }),
     library,
-    recognition: new RecognitionService(ports.library, ports.vectors, ports.analyzer, {
+    recognition: new RecognitionService(ports.library, ports.vectors, analyzer, {
       cosineThreshold: threshold,
       maxFacesPerUser: config.maxFacesPerUser,
     }),
     imports: new ImportService(ports.library, ports.blobs, ports.queues.imports, library, {
       maxItems: MAX_IMPORT_ITEMS,
       maxFacesPerUser: config.maxFacesPerUser,
+      maxQueuedItems: config.maxQueuedItems,
     }),
     uploads: new UploadService(ports.blobs, { signingSecret: config.uploadSigningSecret }),
+    // The engine directly, not the admission-limited one: a reindex must not take 503s, nor starve requests.
+    reindex: new ReindexService(ports.library, ports.vectors, ports.blobs, ports.analyzer, { concurrency: 1 }),
     metrics,
   };
 }
@@ -75,6 +90,7 @@ export class GatewayModule {
       ],
       controllers: [
         AppsController,
+        AdminController,
         GroupsController,
         FacesController,
         RecognitionController,
@@ -91,6 +107,7 @@ export class GatewayModule {
         { provide: RecognitionService, useValue: services.recognition },
         { provide: ImportService, useValue: services.imports },
         { provide: UploadService, useValue: services.uploads },
+        { provide: ReindexService, useValue: services.reindex },
         { provide: Metrics, useValue: services.metrics },
         FaceImageService,
         { provide: APP_GUARD, useClass: AuthGuard },

@@ -8,6 +8,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { buildServices, GatewayModule, type Services } from './app.module';
+import { requireBodyContentType } from './http/content-type';
 import { ErrorFilter } from './http/error.filter';
 import { fromBodyParserError, toErrorResponse } from './http/errors';
 
@@ -59,12 +60,22 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
     app.disable('x-powered-by');
     app.use(requestMetrics(services));
     // The gateway's own upload URL takes raw bytes; everything else is JSON or multipart.
+    const isRawUpload = (req: Request) => req.method === 'PUT' && req.path.startsWith('/v1/uploads/');
+    app.use(requireBodyContentType(isRawUpload));
     app.use(
       '/v1/uploads',
-      guardParser(express.raw({ type: () => true, limit: config.maxImageBytes }), (req) => req.method === 'PUT'),
+      guardParser(
+        express.raw({ type: () => true, limit: config.maxImageBytes }),
+        config.maxImageBytes,
+        (req) => req.method === 'PUT',
+      ),
     );
     app.use(
-      guardParser(express.json({ limit: config.maxRequestBytes, type: ['application/json', 'application/*+json'] })),
+      guardParser(
+        express.json({ limit: config.maxRequestBytes, type: JSON_TYPES }),
+        config.maxRequestBytes,
+        (req) => !!req.is(JSON_TYPES),
+      ),
     );
     app.useGlobalFilters(new ErrorFilter(logger));
     setupOpenApi(app);
@@ -95,6 +106,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
       async close() {
         if (closed) return;
         closed = true;
+        await services.reindex.stop();
         await app.close();
         await stopWorkers();
         await closePorts(ports, logger);
@@ -109,7 +121,9 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
   /** Queues first (they wait for running jobs, whose index writes wait for their batch), then the batcher. */
   async function stopWorkers(): Promise<void> {
     if (!indexStage) return;
-    await Promise.allSettled([ports.queues.imports.close(), ports.queues.index.close()]);
+    // In order: analysis jobs finishing now still add their index jobs, and index jobs their batch.
+    await ports.queues.imports.close().catch(() => undefined);
+    await ports.queues.index.close().catch(() => undefined);
     await indexStage.close();
   }
 }
@@ -130,17 +144,42 @@ export function setupOpenApi(app: NestExpressApplication): void {
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });
 }
 
-/** Runs a body parser and answers its errors (too large, bad JSON) in the API's error shape. */
-function guardParser(parser: RequestHandler, when: (req: Request) => boolean = () => true): RequestHandler {
+const JSON_TYPES = ['application/json', 'application/*+json'];
+
+/**
+ * Runs a body parser and answers its errors (too large, bad JSON) in the API's error shape. Bodies past `limit`
+ * are refused as soon as that is known (announced Content-Length, or counted while a chunked body arrives):
+ * body-parser alone would read the whole oversized body before answering.
+ */
+function guardParser(parser: RequestHandler, limit: number, applies: (req: Request) => boolean): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
-    if (!when(req)) return next();
-    parser(req, res, (err?: unknown) => {
-      if (!err) return next();
+    if (!applies(req)) return next();
+    const answer = (err: unknown) => {
+      if (res.headersSent) return;
       const known = fromBodyParserError(err);
       const { status, body } = known ? { status: known.status, body: { error: known.toJSON() } } : toErrorResponse(err);
       // The rest of an oversized body is not read: close the connection after answering.
       if (status === 413) res.setHeader('connection', 'close');
       res.status(status).json(body);
+    };
+    const tooLarge = { type: 'entity.too.large', limit };
+    if (Number(req.headers['content-length'] ?? 0) > limit) return answer(tooLarge);
+    let received = 0;
+    let refused = false;
+    // Attached in the same tick as the parser's own listeners, so both see every chunk.
+    const count = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limit && !refused) {
+        refused = true;
+        answer(tooLarge);
+      }
+    };
+    req.on('data', count);
+    parser(req, res, (err?: unknown) => {
+      req.off('data', count);
+      if (refused) return;
+      if (!err) return next();
+      answer(err);
     });
   };
 }

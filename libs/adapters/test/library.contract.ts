@@ -456,6 +456,31 @@ export function describeLibraryRepositoryContract(
         // Deleted faces no longer count in cascades.
         expect([...(await repo.deleteGroup('a', 'g'))].sort()).toEqual(['f0', 'f2', 'f3']);
       });
+
+      it('updateFace rewrites box, landmarks, quality and model id only, and not a missing face', async () => {
+        const face = faceRecord('a', 'g', 'u', 'rf');
+        await repo.addFace(face);
+        const updated = {
+          ...face,
+          image_key: 'ignored',
+          created_at: '2000-01-01T00:00:00.000Z',
+          box: { x: 1, y: 2, width: 3, height: 4 },
+          quality: { ...face.quality, level: 'LOW' as const },
+          model_id: 'model-2',
+        };
+        expect(await repo.updateFace(updated)).toBe(true);
+        expect(await repo.getFace('a', 'rf')).toEqual({
+          ...face,
+          box: updated.box,
+          quality: updated.quality,
+          model_id: 'model-2',
+        });
+        expect(await repo.updateFace({ ...updated, app_id: 'b' })).toBe(false);
+        expect(await repo.getFace('b', 'rf')).toBeNull();
+        await repo.deleteFace('a', 'rf');
+        expect(await repo.updateFace(updated)).toBe(false);
+        expect(await repo.getFace('a', 'rf')).toBeNull();
+      });
     });
 
     describe('imports', () => {

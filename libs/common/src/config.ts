@@ -46,6 +46,15 @@ export interface FaceSearchConfig {
   jobAttempts: number;
   /** How long a process may take to stop (finish running jobs and requests) before it exits anyway. */
   shutdownTimeoutMs: number;
+  /**
+   * BullMQ job lock: a job whose worker died (its lock not renewed for this long) goes back to the queue;
+   * the stalled-job check runs every half of it. Long enough that a busy worker still renews its locks.
+   */
+  jobLockMs: number;
+  /** Import items waiting in the queue above which a new import is refused (429 queue_full); 0: no limit. */
+  maxQueuedItems: number;
+  /** Analyses (detect, enrol, search, compare) the gateway runs at once; more get 503 engine_busy. 0: no limit. */
+  maxConcurrentAnalyses: number;
   /** Prefix of every Redis key (library records and queues), so several deployments can share one Redis. */
   redisPrefix: string;
   /** Requests per minute per API key; 0 turns the limit off. */
@@ -194,6 +203,9 @@ const envSchema = z.object({
   INDEX_BATCH_WAIT_MS: int(50, 0, 10_000),
   JOB_ATTEMPTS: int(3, 1, 100),
   SHUTDOWN_TIMEOUT_MS: int(30_000, 100, 600_000),
+  JOB_LOCK_MS: int(30_000, 1000, 600_000),
+  MAX_QUEUED_ITEMS: int(100_000, 0, 100_000_000),
+  MAX_CONCURRENT_ANALYSES: int(32, 0, 10_000),
   REDIS_PREFIX: raw.transform((v, ctx) => {
     if (v === undefined) return 'facesearch';
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(v)) {
@@ -264,6 +276,9 @@ export function loadConfig(
     indexBatchWaitMs: e.INDEX_BATCH_WAIT_MS,
     jobAttempts: e.JOB_ATTEMPTS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    jobLockMs: e.JOB_LOCK_MS,
+    maxQueuedItems: e.MAX_QUEUED_ITEMS,
+    maxConcurrentAnalyses: e.MAX_CONCURRENT_ANALYSES,
     redisPrefix: e.REDIS_PREFIX,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     uploadSigningSecret: e.UPLOAD_SIGNING_SECRET,

@@ -14,6 +14,15 @@ export class FaceSearchError extends Error {
     this.name = 'FaceSearchError';
   }
 
+  /** For 429 and 503: when to try again, in seconds (the gateway's Retry-After header); unset: a default. */
+  retryAfterSeconds?: number;
+
+  /** Sets retryAfterSeconds and returns the error (for `throw err.retryAfter(5)`). */
+  retryAfter(seconds: number): this {
+    this.retryAfterSeconds = seconds;
+    return this;
+  }
+
   toJSON(): { code: string; message: string } {
     return { code: this.code, message: this.message };
   }

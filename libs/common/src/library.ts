@@ -137,6 +137,11 @@ export interface LibraryRepository {
   getFace(appId: string, faceId: string): Promise<FaceRecord | null>;
   listFaces(appId: string, groupId: string, userId: string): Promise<FaceRecord[]>;
   deleteFace(appId: string, faceId: string): Promise<boolean>;
+  /**
+   * Rewrites an existing face's box, landmarks, quality and model_id (its ids, image and creation time stay):
+   * re-embedding with another model. Returns false, writing nothing, when the face does not exist.
+   */
+  updateFace(face: FaceRecord): Promise<boolean>;
 
   createImport(job: ImportRecord, items: ImportItemRecord[]): Promise<void>;
   getImport(appId: string, importId: string): Promise<ImportRecord | null>;

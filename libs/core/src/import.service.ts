@@ -10,7 +10,8 @@ import {
   type Page,
   type PageRequest,
 } from '@facesearch/common';
-import { checkId, errors, nowIso } from './errors';
+import { checkId, errors, isConflict, nowIso } from './errors';
+import { idempotencyKeyReused, idempotentId } from './idempotency';
 import { ImportProgress, type ImportJob, importJobId, UNFINISHED_ITEM } from './import.pipeline';
 import type { LibraryService } from './library.service';
 import type { QualityControl } from './quality';
@@ -46,9 +47,27 @@ export interface ImportOptionsConfig {
   maxItems: number;
   /** Faces per user, as in LibraryService. */
   maxFacesPerUser: number;
+  /**
+   * Back-pressure: a new import is refused (429 queue_full) while the analysis queue holds this many items
+   * waiting or more than this with the new ones (a single import into an empty queue is always taken). 0: off.
+   */
+  maxQueuedItems?: number;
 }
 
-const itemImageKey = (appId: string, importId: string, index: number) => `imports/${appId}/${importId}/${index}`;
+/** Seconds a client refused with queue_full is told to wait. */
+export const QUEUE_FULL_RETRY_AFTER_SECONDS = 30;
+
+export const queueFull = (queued: number, limit: number) =>
+  new FaceSearchError(
+    'queue_full',
+    `${queued} import items are waiting (the limit is ${limit}); retry later or send fewer items.`,
+    429,
+    true,
+  ).retryAfter(QUEUE_FULL_RETRY_AFTER_SECONDS);
+
+/** `attempt` tells apart the uploads of two racing requests with the same Idempotency-Key. */
+const itemImageKey = (appId: string, importId: string, index: number, attempt?: string) =>
+  `imports/${appId}/${importId}/${attempt ? `${attempt}-` : ''}${index}`;
 
 /**
  * Bulk enrolment as an asynchronous job: create stores every item and queues one analysis job per item;
@@ -70,13 +89,26 @@ export class ImportService {
 
   async create(
     appId: string,
-    input: { group_id: string; quality_control?: QualityControl; items: ImportItemInput[] },
+    input: {
+      group_id: string;
+      quality_control?: QualityControl;
+      items: ImportItemInput[];
+      /** Same key, same app: the first import is returned (and its unqueued items queued again), none is added. */
+      idempotency_key?: string;
+    },
   ): Promise<ImportView> {
     const groupId = checkId('group_id', input.group_id);
     if (input.items.length === 0) throw errors.invalidRequest('items: at least one item is required');
     if (input.items.length > this.options.maxItems) {
       throw errors.invalidRequest(`items: at most ${this.options.maxItems} items per import`);
     }
+    const key = input.idempotency_key;
+    const importId = key ? idempotentId(appId, 'import', key) : randomUUID();
+    if (key) {
+      const earlier = await this.repo.getImport(appId, importId);
+      if (earlier) return this.replay(earlier, groupId, input.items.length);
+    }
+    await this.admit(input.items.length);
     // Bad images are not refused here: they fail as items, with their code, without harming the import.
     for (const [i, item] of input.items.entries()) checkId(`items[${i}].user_id`, item.user_id);
     for (const [i, item] of input.items.entries()) {
@@ -91,22 +123,24 @@ export class ImportService {
     }
     await this.library.ensureGroup(appId, groupId);
 
-    const importId = randomUUID();
     const now = nowIso();
+    const attempt = key ? randomUUID().slice(0, 8) : undefined;
     const items: ImportItemRecord[] = [];
+    const stored: string[] = [];
     for (const [index, item] of input.items.entries()) {
-      let key: string;
+      let imageKey: string;
       if (item.source.kind === 'bytes') {
-        key = itemImageKey(appId, importId, index);
-        await this.blobs.put(key, item.source.data);
+        imageKey = itemImageKey(appId, importId, index, attempt);
+        await this.blobs.put(imageKey, item.source.data);
+        stored.push(imageKey);
       } else {
-        key = item.source.key;
+        imageKey = item.source.key;
       }
       items.push({
         import_id: importId,
         index,
         user_id: item.user_id,
-        image_key: key,
+        image_key: imageKey,
         name: item.name ?? null,
         status: 'pending',
         attempts: 0,
@@ -127,7 +161,15 @@ export class ImportService {
       created_at: now,
       updated_at: now,
     };
-    await this.repo.createImport(record, items);
+    try {
+      await this.repo.createImport(record, items);
+    } catch (err) {
+      const raced = key && isConflict(err) ? await this.repo.getImport(appId, importId) : null;
+      if (!raced) throw err;
+      // Another request with the same key won the race: its import stands, this one's uploads go.
+      for (const k of stored) await this.progress.dropBlob(k);
+      return this.replay(raced, groupId, input.items.length);
+    }
     await this.queue.add(
       items.map((it) => ({
         id: importJobId(importId, it.index),
@@ -135,6 +177,38 @@ export class ImportService {
       })),
     );
     return view(record);
+  }
+
+  /** Refuses a new import while the analysis queue is too long (back-pressure instead of an endless backlog). */
+  private async admit(newItems: number): Promise<void> {
+    const limit = this.options.maxQueuedItems ?? 0;
+    if (limit <= 0) return;
+    const counts = await this.queue.counts();
+    const queued = counts.waiting + counts.delayed;
+    if (queued >= limit || (queued > 0 && queued + newItems > limit)) throw queueFull(queued, limit);
+  }
+
+  /**
+   * The answer to a repeated request: the import the key made first. Its items that are not finished are queued
+   * again (the queue ignores those already queued or running), which also repairs a first request that stored
+   * the import but died before queueing its items.
+   */
+  private async replay(earlier: ImportRecord, groupId: string, total: number): Promise<ImportView> {
+    if (earlier.group_id !== groupId || earlier.total !== total) {
+      throw idempotencyKeyReused(
+        `it started import ${earlier.import_id} of ${earlier.total} items into '${earlier.group_id}'`,
+      );
+    }
+    if (earlier.status === 'queued' || earlier.status === 'running') {
+      const todo = (await this.unfinishedItems(earlier.import_id)).filter((it) => it.status === 'pending');
+      await this.queue.add(
+        todo.map((it) => ({
+          id: importJobId(earlier.import_id, it.index),
+          data: { app_id: earlier.app_id, import_id: earlier.import_id, index: it.index },
+        })),
+      );
+    }
+    return view((await this.repo.getImport(earlier.app_id, earlier.import_id)) ?? earlier);
   }
 
   async get(appId: string, importId: string): Promise<ImportView> {

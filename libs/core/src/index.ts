@@ -7,3 +7,6 @@ export * from './import.service';
 export * from './import.pipeline';
 export * from './micro-batcher';
 export * from './upload.service';
+export * from './idempotency';
+export * from './admission';
+export * from './reindex.service';

@@ -13,6 +13,7 @@ import type {
   VectorStore,
 } from '@facesearch/common';
 import { checkId, errors, isConflict, nowIso } from './errors';
+import { idempotencyKeyReused, idempotentId } from './idempotency';
 import { assertQuality, type QualityControl } from './quality';
 
 export type EnrolMode = 'APPEND' | 'REPLACE';
@@ -28,6 +29,11 @@ export interface EnrolInput {
   user_info?: string | null;
   quality_control?: QualityControl;
   mode?: EnrolMode;
+  /**
+   * The request's Idempotency-Key: the face id is derived from it, so a retry of the same request returns the
+   * face the first one stored (and repairs its vector and image if that one died half-way) instead of adding one.
+   */
+  idempotency_key?: string;
 }
 
 export interface EnrolResult {
@@ -205,17 +211,23 @@ export class LibraryService {
     assertQuality(face.quality.level, input.quality_control ?? 'NONE');
 
     const mode = input.mode ?? 'APPEND';
+    const faceId = input.idempotency_key ? idempotentId(appId, 'face', input.idempotency_key) : randomUUID();
+    const earlier = input.idempotency_key ? await this.repo.getFace(appId, faceId) : null;
+    if (earlier && (earlier.group_id !== groupId || earlier.user_id !== userId)) {
+      throw idempotencyKeyReused(`it enrolled face ${faceId} of user '${earlier.user_id}' in '${earlier.group_id}'`);
+    }
     await this.ensureGroup(appId, groupId);
-    const previous = await this.repo.listFaces(appId, groupId, userId);
-    if (mode === 'APPEND' && previous.length >= this.options.maxFacesPerUser) {
+    const previous = (await this.repo.listFaces(appId, groupId, userId)).filter((f) => f.face_id !== faceId);
+    if (!earlier && mode === 'APPEND' && previous.length >= this.options.maxFacesPerUser) {
       throw errors.tooManyFaces(userId, this.options.maxFacesPerUser);
     }
     const record = await this.indexFace(appId, groupId, userId, {
-      faceId: randomUUID(),
+      faceId,
       image: input.image,
       face,
       modelId: analysis.modelId,
       userInfo: input.user_info,
+      recordExists: earlier !== null,
     });
     // REPLACE removes the old faces only once the new one is stored: a failure never leaves the user empty.
     const replaced: string[] = [];
@@ -236,10 +248,23 @@ export class LibraryService {
     appId: string,
     groupId: string,
     userId: string,
-    input: { faceId: string; image: Uint8Array; face: EmbeddedFace; modelId: string; userInfo?: string | null },
+    input: {
+      faceId: string;
+      image: Uint8Array;
+      face: EmbeddedFace;
+      modelId: string;
+      userInfo?: string | null;
+      /** The face record exists already (a retry): a failure must not take its image and vector back. */
+      recordExists?: boolean;
+    },
   ): Promise<FaceRecord> {
     const now = nowIso();
     const imageKey = faceImageKey(appId, groupId, userId, input.faceId);
+    const takeBack = async (what: 'vector' | 'image') => {
+      if (input.recordExists) return;
+      if (what === 'vector') await this.vectors.deleteFaces(appId, [input.faceId]).catch(() => undefined);
+      await this.blobs.delete(imageKey).catch(() => undefined);
+    };
     await this.blobs.put(imageKey, input.image);
     try {
       await this.vectors.upsert([
@@ -256,9 +281,32 @@ export class LibraryService {
         },
       ]);
     } catch (err) {
-      await this.blobs.delete(imageKey).catch(() => undefined); // no orphan image
+      await takeBack('image'); // no orphan image
       throw err;
     }
+    let created: boolean;
+    let record: FaceRecord;
+    try {
+      ({ created, record } = await this.writeFaceRecords(appId, groupId, userId, imageKey, input, now));
+    } catch (err) {
+      // Image and vector without a record: nobody could see or delete them. Take them back (best effort; a
+      // retry with the same Idempotency-Key writes all three again).
+      await takeBack('vector');
+      throw err;
+    }
+    if (created) this.options.onFacesIndexed?.(1);
+    return record;
+  }
+
+  /** The user (created or touched) and the face record; created is false when the record was already there. */
+  private async writeFaceRecords(
+    appId: string,
+    groupId: string,
+    userId: string,
+    imageKey: string,
+    input: { faceId: string; face: EmbeddedFace; modelId: string; userInfo?: string | null },
+    now: string,
+  ): Promise<{ created: boolean; record: FaceRecord }> {
     const existing = await this.repo.getUser(appId, groupId, userId);
     await this.repo.upsertUser({
       app_id: appId,
@@ -283,12 +331,11 @@ export class LibraryService {
     };
     try {
       await this.repo.addFace(record);
+      return { created: true, record };
     } catch (err) {
       if (!isConflict(err)) throw err;
-      return (await this.repo.getFace(appId, input.faceId)) ?? record;
+      return { created: false, record: (await this.repo.getFace(appId, input.faceId)) ?? record };
     }
-    this.options.onFacesIndexed?.(1);
-    return record;
   }
 
   async listFaces(appId: string, groupId: string, userId: string): Promise<FaceRecord[]> {

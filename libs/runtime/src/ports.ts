@@ -126,6 +126,7 @@ function createQueue<T>(name: string, config: FaceSearchConfig, logger: Logger):
       prefix: `${config.redisPrefix}:queue`,
       attempts: config.jobAttempts,
       closeTimeoutMs,
+      lockDurationMs: config.jobLockMs,
       logger: queueLogger,
     }),
   );
@@ -142,8 +143,11 @@ function dataDir(config: FaceSearchConfig): string {
  * the vectors and the stores. Errors are logged, not thrown: the others still close.
  */
 export async function closePorts(ports: Partial<Ports>, logger?: Logger): Promise<void> {
-  const queues = ports.queues ? [ports.queues.imports, ports.queues.index] : [];
-  await Promise.all(queues.map((q) => closeQuietly(q, logger)));
+  // The imports queue first: its running jobs may still add to the index queue.
+  if (ports.queues) {
+    await closeQuietly(ports.queues.imports, logger);
+    await closeQuietly(ports.queues.index, logger);
+  }
   for (const item of [ports.analyzer, ports.vectors, ports.blobs, ports.library]) {
     if (item) await closeQuietly(item, logger);
   }

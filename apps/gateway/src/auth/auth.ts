@@ -56,6 +56,11 @@ export class RateLimiter {
     this.counts.set(key, n);
     return n <= this.perMinute;
   }
+
+  /** Whole seconds until the current window ends (when a limited key may call again); at least 1. */
+  retryAfterSeconds(now = Date.now()): number {
+    return Math.max(1, Math.ceil((60_000 - (now % 60_000)) / 1000));
+  }
 }
 
 @Injectable()
@@ -83,7 +88,7 @@ export class AuthGuard implements CanActivate {
     }
     const limit = this.limiter;
     if (!limit.hit(principal.kind === 'app' ? principal.keyId : 'admin')) {
-      throw errors.rateLimited(limit.perMinute);
+      throw errors.rateLimited(limit.perMinute).retryAfter(limit.retryAfterSeconds());
     }
     req.principal = principal;
     return true;

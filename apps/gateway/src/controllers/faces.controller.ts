@@ -1,10 +1,11 @@
 import type { FaceSearchConfig } from '@facesearch/common';
-import { LibraryService } from '@facesearch/core';
+import { checkIdempotencyKey, LibraryService } from '@facesearch/core';
 import {
   Body,
   Controller,
   Delete,
   Get,
+  Headers,
   HttpCode,
   Inject,
   Param,
@@ -14,7 +15,7 @@ import {
   UploadedFiles,
   UseInterceptors,
 } from '@nestjs/common';
-import { ApiBody, ApiConsumes, ApiOperation, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiHeader, ApiConsumes, ApiOperation, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import type { z } from 'zod';
 import { AppId } from '../auth/auth';
@@ -39,6 +40,11 @@ export class FacesController {
   @Post()
   @UseInterceptors(Multipart([{ name: 'image', maxCount: 1 }]))
   @ApiOperation({ summary: 'Enrol a face (the largest in the image); creates the group and user if needed' })
+  @ApiHeader({
+    name: 'Idempotency-Key',
+    required: false,
+    description: 'Retrying with the same key (same app) returns the first result instead of creating another.',
+  })
   @ApiConsumes('multipart/form-data', 'application/json')
   @ApiBody({ schema: openApiBody(EnrolBody, ['image']) })
   async enrol(
@@ -47,6 +53,7 @@ export class FacesController {
     @Param('user_id') userId: string,
     @UploadedFiles() files: Files | undefined,
     @Body(new ZodPipe(EnrolBody)) body: z.output<typeof EnrolBody>,
+    @Headers('idempotency-key') idempotencyKey: string | undefined,
   ) {
     const image = requireImage(
       imageFrom(files, body, 'image', 'image_base64', this.config.maxImageBytes),
@@ -58,6 +65,7 @@ export class FacesController {
       user_info: body.user_info,
       quality_control: body.quality_control,
       mode: body.mode,
+      idempotency_key: checkIdempotencyKey(idempotencyKey),
     });
     return { ...faceView(result.face), image: result.image, replaced_face_ids: result.replaced_face_ids };
   }

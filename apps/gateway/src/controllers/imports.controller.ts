@@ -1,10 +1,11 @@
 import { type FaceSearchConfig, FaceSearchError } from '@facesearch/common';
-import { type ImportItemInput, ImportService } from '@facesearch/core';
+import { checkIdempotencyKey, type ImportItemInput, ImportService } from '@facesearch/core';
 import {
   Body,
   Controller,
   Delete,
   Get,
+  Headers,
   HttpCode,
   Inject,
   Param,
@@ -13,7 +14,7 @@ import {
   UploadedFiles,
   UseInterceptors,
 } from '@nestjs/common';
-import { ApiBody, ApiConsumes, ApiOperation, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiHeader, ApiConsumes, ApiOperation, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { z } from 'zod';
 import { AppId } from '../auth/auth';
 import { CreateImportBody, ImportItemsQuery, openApiBody } from '../dtos/schemas';
@@ -43,12 +44,18 @@ export class ImportsController {
       '`object_key` (uploaded before through POST /v1/uploads) or `image_base64`. In multipart requests `items` ' +
       'is a JSON text field. Answers 202 with the import; poll GET /v1/imports/{import_id}.',
   })
+  @ApiHeader({
+    name: 'Idempotency-Key',
+    required: false,
+    description: 'Retrying with the same key (same app) returns the first result instead of creating another.',
+  })
   @ApiConsumes('multipart/form-data', 'application/json')
   @ApiBody({ schema: openApiBody(CreateImportBody, [], ['files']) })
   create(
     @AppId() appId: string,
     @UploadedFiles() files: Files | undefined,
     @Body(new ZodPipe(CreateImportBody)) body: z.output<typeof CreateImportBody>,
+    @Headers('idempotency-key') idempotencyKey: string | undefined,
   ) {
     const byName = new Map<string, Express.Multer.File>();
     for (const f of files?.files ?? []) {
@@ -82,7 +89,12 @@ export class ImportsController {
       );
       return { user_id: item.user_id, name: item.name ?? null, source: { kind: 'bytes', data } };
     });
-    return this.imports.create(appId, { group_id: body.group_id, quality_control: body.quality_control, items });
+    return this.imports.create(appId, {
+      group_id: body.group_id,
+      quality_control: body.quality_control,
+      items,
+      idempotency_key: checkIdempotencyKey(idempotencyKey),
+    });
   }
 
   @Get(':import_id')

@@ -128,3 +128,7 @@ export function openApiQuery(
     schema: s,
   }));
 }
+
+export const ReindexBody = z.object({
+  all: z.boolean().default(false).describe('Re-embed every face, not only those stored with another model.'),
+});

@@ -1,7 +1,7 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, ServiceUnavailableException } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Logger } from 'pino';
-import { toErrorResponse } from './errors';
+import { retryAfterFor, toErrorResponse } from './errors';
 
 /** Every error leaves as `{"error":{"code","message"}}` with its status; stacks go to the log only. */
 @Catch()
@@ -20,6 +20,9 @@ export class ErrorFilter implements ExceptionFilter {
     const { status, body, unexpected } = toErrorResponse(err);
     if (unexpected) this.logger.error({ err, method: req.method, url: req.originalUrl }, 'request failed');
     if (res.headersSent) return;
+    // Overload and outages: tell clients when to come back rather than let them hammer or time out.
+    const retryAfter = retryAfterFor(err, status);
+    if (retryAfter !== null && !res.getHeader('retry-after')) res.setHeader('retry-after', String(retryAfter));
     res.status(status).json(body);
   }
 }

@@ -48,20 +48,41 @@ export function Multipart(fields: FileField[]): Type<NestInterceptor> {
       const declared = Number(req.headers['content-length'] ?? 0);
       // multer has no total-size limit; the whole request is bounded like a JSON body.
       if (req.is('multipart/form-data') && declared > this.maxRequestBytes) {
-        throw new FaceSearchError(
-          'payload_too_large',
-          `The request body is larger than the limit of ${this.maxRequestBytes} bytes.`,
-          413,
-        );
+        res.setHeader('connection', 'close');
+        throw tooLarge(this.maxRequestBytes);
       }
-      await new Promise<void>((resolve, reject) =>
-        this.upload(req, res, (err: unknown) => (err ? reject(multerError(err, this.maxImageBytes)) : resolve())),
-      );
+      await new Promise<void>((resolve, reject) => {
+        // A chunked body announces no length: count what arrives and stop reading past the limit.
+        let received = 0;
+        let settled = false;
+        const settle = (err?: unknown) => {
+          if (settled) return;
+          settled = true;
+          req.off('data', count);
+          if (err) {
+            res.setHeader('connection', 'close'); // the rest of the body is not read
+            reject(err);
+          } else resolve();
+        };
+        const count = (chunk: Buffer) => {
+          received += chunk.length;
+          if (received > this.maxRequestBytes) {
+            req.unpipe();
+            req.pause();
+            settle(tooLarge(this.maxRequestBytes));
+          }
+        };
+        req.on('data', count);
+        this.upload(req, res, (err: unknown) => settle(err ? multerError(err, this.maxImageBytes) : undefined));
+      });
       return next.handle();
     }
   }
   return mixin(MultipartInterceptor);
 }
+
+const tooLarge = (limit: number) =>
+  new FaceSearchError('payload_too_large', `The request body is larger than the limit of ${limit} bytes.`, 413);
 
 function multerError(err: unknown, maxImageBytes: number): unknown {
   if (err instanceof multer.MulterError) {

@@ -301,6 +301,23 @@ export class RedisLibraryRepository implements LibraryRepository {
     });
   }
 
+  async updateFace(face: FaceRecord): Promise<boolean> {
+    return this.guard(async () => {
+      const key = this.k.face(face.app_id, face.face_id);
+      const stored = await this.getJson<FaceRecord>(key);
+      if (!stored) return false;
+      const updated: FaceRecord = {
+        ...stored,
+        box: face.box,
+        landmarks: face.landmarks,
+        quality: face.quality,
+        model_id: face.model_id,
+      };
+      // XX: only if the face still exists (a delete in between wins).
+      return (await this.redis.set(key, JSON.stringify(updated), 'XX')) === 'OK';
+    });
+  }
+
   async deleteFace(appId: string, faceId: string): Promise<boolean> {
     const deleted = await this.guard(() =>
       scripts.deleteFace.run(this.redis, [this.k.face(appId, faceId)], [this.keyPrefix, appId]),

@@ -238,6 +238,10 @@ function prepareStatements(db: Db) {
       'SELECT * FROM lib_faces WHERE app_id = ? AND group_id = ? AND user_id = ? ORDER BY face_id',
     ),
     deleteFace: db.prepare<[string, string], never>('DELETE FROM lib_faces WHERE app_id = ? AND face_id = ?'),
+    updateFace: db.prepare<[Pick<FaceRow, 'app_id' | 'face_id' | 'box' | 'landmarks' | 'quality' | 'model_id'>], never>(
+      `UPDATE lib_faces SET box = @box, landmarks = @landmarks, quality = @quality, model_id = @model_id
+       WHERE app_id = @app_id AND face_id = @face_id`,
+    ),
 
     insertImport: db.prepare<[ImportRow], never>(
       `INSERT OR IGNORE INTO lib_imports
@@ -465,6 +469,18 @@ export class SqliteLibraryRepository implements LibraryRepository {
 
   async deleteFace(appId: string, faceId: string): Promise<boolean> {
     return this.s.deleteFace.run(appId, faceId).changes > 0;
+  }
+
+  async updateFace(face: FaceRecord): Promise<boolean> {
+    const { changes } = this.s.updateFace.run({
+      app_id: face.app_id,
+      face_id: face.face_id,
+      box: JSON.stringify(face.box),
+      landmarks: JSON.stringify(face.landmarks),
+      quality: JSON.stringify(face.quality),
+      model_id: face.model_id,
+    });
+    return changes > 0;
   }
 
   async createImport(job: ImportRecord, items: ImportItemRecord[]): Promise<void> {

@@ -1,4 +1,4 @@
-import type { JobContext, JobQueue, QueueCounts, QueueJob } from '@facesearch/common';
+import { FaceSearchError, type JobContext, type JobQueue, type QueueCounts, type QueueJob } from '@facesearch/common';
 import { type Job, type KeepJobs, Queue, UnrecoverableError, Worker } from 'bullmq';
 import IORedis, { type Redis } from 'ioredis';
 import {
@@ -26,6 +26,13 @@ export interface BullMqJobQueueOptions extends RetryOptions {
   removeOnFail?: KeepJobs;
   /** How long close() waits for running jobs before closing the worker by force. Default 30 s. */
   closeTimeoutMs?: number;
+  /**
+   * Job lock: a job whose worker stopped renewing it (the process died) is moved back to waiting by the stalled
+   * check, which runs every lockDurationMs / 2. Default 30 s.
+   */
+  lockDurationMs?: number;
+  /** Times a job may stall (its worker die) before it fails for good. Default: attempts. */
+  maxStalledCount?: number;
   logger?: QueueLogger;
 }
 
@@ -34,6 +41,8 @@ const ADD_CHUNK = 500;
 /** States in which a job has not started (or waits for its next try) and may be removed. */
 const REMOVABLE_STATES = new Set(['waiting', 'delayed', 'prioritized', 'paused', 'waiting-children']);
 const FINISHED_STATES = new Set(['completed', 'failed']);
+/** BullMQ's reasons for failing a job without running our handler (it stalled or started too often). */
+const NOT_RUN_FAILURE = /allowable limit/;
 
 /**
  * BullMQ ids may not be plain integers nor contain ':'; ours are free-form strings, so encode them.
@@ -101,7 +110,11 @@ export class BullMqJobQueue<T> implements JobQueue<T> {
         chunk.filter((_, k) => FINISHED_STATES.has(states[k])).map((job) => this.queue.remove(bullJobId(job.id))),
       );
       await this.queue.addBulk(
-        chunk.map((job) => ({ name: this.name, data: job.data, opts: { ...this.jobOptions(), jobId: bullJobId(job.id) } })),
+        chunk.map((job) => ({
+          name: this.name,
+          data: job.data,
+          opts: { ...this.jobOptions(), jobId: bullJobId(job.id) },
+        })),
       );
     }
   }
@@ -129,17 +142,39 @@ export class BullMqJobQueue<T> implements JobQueue<T> {
     // BullMQ requires maxRetriesPerRequest null on the worker's (blocking) connection.
     this.workerConnection = new IORedis(this.options.redisUrl, { maxRetriesPerRequest: null });
     this.workerConnection.on('error', (err) => this.logger.error({ queue: this.name, err }, 'redis connection error'));
+    const lockDuration = Math.max(1000, this.options.lockDurationMs ?? 30_000);
     this.worker = new Worker(this.name, (job: Job) => this.runAttempt(job, handler, options.onFailed), {
       connection: this.workerConnection,
       prefix: this.options.prefix ?? 'facesearch',
       concurrency,
+      lockDuration,
+      stalledInterval: Math.max(500, Math.floor(lockDuration / 2)),
+      maxStalledCount: this.options.maxStalledCount ?? this.attempts,
     });
     this.worker.on('error', (err) => this.logger.error({ queue: this.name, err }, 'worker error'));
+    this.worker.on('stalled', (jobId) =>
+      this.logger.warn({ queue: this.name, jobId }, 'job stalled; back in the queue'),
+    );
+    // A job that stalled too often is failed by BullMQ without reaching runAttempt: its owner must still learn it.
+    this.worker.on('failed', (job, err) => {
+      if (!job || !NOT_RUN_FAILURE.test(err.message)) return;
+      this.logger.warn({ queue: this.name, jobId: job.id, err }, 'job failed without running (its workers died)');
+      const reason = new FaceSearchError('job_stalled', `Its workers stopped while running it (${err.message}).`, 503);
+      void this.notifyFailed(job, reason, options.onFailed);
+    });
   }
 
   /** completed and failed count the finished jobs BullMQ still keeps (see removeOnComplete/removeOnFail). */
   async counts(): Promise<QueueCounts> {
-    const c = await this.queue.getJobCounts('waiting', 'prioritized', 'paused', 'active', 'delayed', 'failed', 'completed');
+    const c = await this.queue.getJobCounts(
+      'waiting',
+      'prioritized',
+      'paused',
+      'active',
+      'delayed',
+      'failed',
+      'completed',
+    );
     return {
       waiting: (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.paused ?? 0),
       active: c.active ?? 0,

@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+// pnpm bench:import [--mode embedded|distributed|both] [--images N] [--topologies 2x2,1x1] [--chunk 50]
+//
+// Bulk import of real photos (../shared/testdata faces/ + multi/, else .fixtures/) repeated to N items (default 200),
+// through the public API (multipart POST /v1/imports of --chunk files each, then polling GET /v1/imports/{id}),
+// timed from the first request until every import is finished:
+//   - embedded: the gateway as a child process (FACESEARCH_MODE=embedded, temp DATA_DIR);
+//   - distributed: scripts/stack/up.sh in a temp STACK_DIR on free ports, once per topology DxE
+//     (D detectors + E embedders + 1 indexer; default 2x2 and 1x1).
+// Before them, the raw compute rate on the same N items: FaceEngine.analyze (decode+detect+align+embed, maxFaces 1
+// as the import does, one ONNX thread) in a tight loop, one process per core; then service/raw ratios.
+// Memory: RSS of every process at idle (after start) and its peak during the import.
+// Prints readable lines, then one JSON object as the last line. Everything binds to 127.0.0.1; processes and temp
+// folders are removed at the end (also on Ctrl-C).
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import {
+  ensureGroup,
+  formatRss,
+  identityOf,
+  listPhotos,
+  loadNow,
+  log,
+  machine,
+  rawComputeRate,
+  RssSampler,
+  round,
+  runImport,
+  sleep,
+  snapshotRss,
+  startEmbedded,
+  startStack,
+  stopOnSignals,
+} from './lib.mjs';
+
+const { values } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'both' },
+    images: { type: 'string', default: '200' },
+    topologies: { type: 'string', default: '2x2,1x1' },
+    chunk: { type: 'string', default: '50' },
+  },
+});
+const modes = values.mode === 'both' ? ['embedded', 'distributed'] : [values.mode];
+if (!modes.every((m) => m === 'embedded' || m === 'distributed')) {
+  console.error('--mode must be embedded, distributed or both');
+  process.exit(2);
+}
+const N = Number(values.images);
+const topologies = values.topologies.split(',').map((t) => {
+  const m = /^(\d+)x(\d+)$/.exec(t.trim());
+  if (!m) {
+    console.error(`--topologies: expected DxE like 2x2, got '${t}'`);
+    process.exit(2);
+  }
+  return { detectors: Number(m[1]), embedders: Number(m[2]) };
+});
+
+const { source, files } = listPhotos();
+const listed = Array.from({ length: N }, (_, i) => files[i % files.length]);
+const bytes = new Map(files.map((f) => [f, readFileSync(f)]));
+const items = listed.map((path, i) => ({
+  // One user per item: a user holds at most MAX_FACES_PER_USER faces.
+  user_id: `u${i}-${identityOf(path)}`.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 128),
+  name: `${i}-${path.split('/').at(-1)}`,
+  data: bytes.get(path),
+}));
+
+const report = { benchmark: 'import', machine: machine(), source, unique_photos: files.length, images: N, runs: [] };
+log(
+  `bench:import: ${N} items from ${files.length} photos (${source}); ${report.machine.cores} cores, load ${report.machine.loadavg.join(' ')}`,
+);
+
+let current = null;
+stopOnSignals(async () => current?.stop());
+
+log('raw compute: FaceEngine.analyze (maxFaces 1) on the same items, one process per core ...');
+const rawLoad = loadNow();
+report.raw = { ...(await rawComputeRate(listed, { maxFaces: 1 })), loadavg_before: rawLoad };
+log(
+  `raw compute:  ${report.raw.images_per_s} images/s, ${report.raw.faces_per_s} faces/s (${report.raw.cores} processes, ${report.raw.seconds} s, load before ${rawLoad.join(' ')})`,
+);
+
+const targets = [];
+if (modes.includes('embedded')) targets.push({ kind: 'embedded' });
+if (modes.includes('distributed')) for (const t of topologies) targets.push({ kind: 'distributed', ...t });
+
+for (const target of targets) {
+  const label = target.kind === 'embedded' ? 'embedded' : `distributed ${target.detectors}d+${target.embedders}e+1i`;
+  log(`${label}: starting ...`);
+  const startedAt = performance.now();
+  current = target.kind === 'embedded' ? await startEmbedded() : await startStack(target);
+  const startSeconds = round((performance.now() - startedAt) / 1000, 1);
+  try {
+    await sleep(3000); // let start-up work settle before the idle reading
+    const idle = snapshotRss(current.pids());
+    log(`${label}: up in ${startSeconds} s; idle RSS MiB: ${formatRss(idle)}`);
+    const group = 'bench_import';
+    await ensureGroup(current.api, group);
+    const loadBefore = loadNow();
+    const sampler = new RssSampler(current.pids());
+    const result = await runImport(current.api, group, items, { chunk: Number(values.chunk) });
+    const peak = sampler.stop();
+    const run = {
+      target: label,
+      start_seconds: startSeconds,
+      loadavg_before: loadBefore,
+      loadavg_after: loadNow(),
+      seconds: round(result.seconds, 2),
+      upload_seconds: round(result.submittedSeconds, 2),
+      succeeded: result.succeeded,
+      failed: result.failed,
+      failures: result.failures,
+      images_per_s: round(N / result.seconds, 2),
+      faces_per_s: round(result.succeeded / result.seconds, 2),
+      ratio_to_raw: round(N / result.seconds / report.raw.images_per_s, 3),
+      rss_idle_mib: idle,
+      rss_peak_mib: peak,
+    };
+    report.runs.push(run);
+    log(
+      `${label}: ${run.images_per_s} images/s, ${run.faces_per_s} faces/s (${N} items in ${run.seconds} s, uploads ${run.upload_seconds} s; ` +
+        `${run.succeeded} ok, ${run.failed} failed${run.failed ? ` ${JSON.stringify(run.failures)}` : ''}); service/raw ${run.ratio_to_raw}`,
+    );
+    log(
+      `${label}: peak RSS MiB under import: ${formatRss(peak)}; load ${run.loadavg_before.join(' ')} -> ${run.loadavg_after.join(' ')}`,
+    );
+  } finally {
+    await current.stop();
+    current = null;
+  }
+}
+
+const dist = report.runs.filter((r) => r.target.startsWith('distributed'));
+if (dist.length > 1) {
+  const best = dist.reduce((a, b) => (b.images_per_s > a.images_per_s ? b : a));
+  report.best_distributed = best.target;
+  log(`best distributed topology here: ${best.target} (${best.images_per_s} images/s)`);
+}
+console.log(JSON.stringify(report));

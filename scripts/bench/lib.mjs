@@ -1,0 +1,496 @@
+// Shared helpers of the bench:* scripts (not run by itself): photos, percentiles, process memory, the machine,
+// an API client, the embedded gateway and the distributed stack as child processes, the raw compute rate.
+import { execFileSync, fork, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { availableParallelism, cpus, freemem, loadavg, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const require = createRequire(join(ROOT, 'package.json'));
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const round = (x, digits = 1) => (x == null ? null : Math.round(x * 10 ** digits) / 10 ** digits);
+
+export function log(line) {
+  process.stdout.write(`${line}\n`);
+}
+
+// ---------------------------------------------------------------- photos
+
+/** The real photos: ../shared/testdata faces/ and multi/, else the npm group photos in .fixtures/. */
+export function listPhotos() {
+  const testdata = resolve(ROOT, '..', 'shared', 'testdata');
+  const files = [];
+  const walk = (dir) => {
+    for (const name of readdirSync(dir).sort()) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else if (/\.(jpe?g|png|webp)$/i.test(name)) files.push(path);
+    }
+  };
+  if (existsSync(join(testdata, 'faces'))) {
+    walk(join(testdata, 'faces'));
+    walk(join(testdata, 'multi'));
+    return { source: '../shared/testdata faces/ + multi/', files };
+  }
+  walk(join(ROOT, '.fixtures'));
+  if (files.length === 0) throw new Error('no photos: neither ../shared/testdata nor .fixtures/ (run pnpm install)');
+  return { source: '.fixtures (npm group photos)', files };
+}
+
+/** Identity of a photo: its folder under faces/, else its file name. */
+export function identityOf(path) {
+  const parts = path.split('/');
+  return parts.at(-2) === 'multi' || parts.at(-2) === '.fixtures' ? parts.at(-1).replace(/\.\w+$/, '') : parts.at(-2);
+}
+
+// ---------------------------------------------------------------- statistics
+
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+
+/** p50/p95/p99/mean/max of a list of milliseconds, rounded to 0.1 ms. */
+export function latencyStats(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const mean = s.reduce((a, b) => a + b, 0) / Math.max(1, s.length);
+  return {
+    n: s.length,
+    p50: round(percentile(s, 50)),
+    p95: round(percentile(s, 95)),
+    p99: round(percentile(s, 99)),
+    mean: round(mean),
+    max: round(s.at(-1)),
+  };
+}
+
+export const median = (values) =>
+  percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
+
+// ---------------------------------------------------------------- machine and memory
+
+export function machine() {
+  return {
+    date: new Date().toISOString(),
+    cores: availableParallelism(),
+    cpu: cpus()[0]?.model ?? 'unknown',
+    mem_total_gb: round(totalmem() / 2 ** 30),
+    mem_free_gb: round(freemem() / 2 ** 30),
+    node: process.version,
+    loadavg: loadavg().map((x) => round(x, 2)),
+  };
+}
+
+export const loadNow = () => loadavg().map((x) => round(x, 2));
+
+/** Resident memory of a process in MiB (VmRSS from /proc), or null when it is gone. */
+export function rssMiB(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? round(Number(m[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Samples the RSS of named processes every `everyMs` and keeps each one's peak. */
+export class RssSampler {
+  constructor(pids, everyMs = 250) {
+    this.pids = pids;
+    this.peak = {};
+    this.timer = setInterval(() => this.sample(), everyMs);
+    this.sample();
+  }
+  sample() {
+    for (const [name, pid] of Object.entries(this.pids)) {
+      const v = rssMiB(pid);
+      if (v != null && !(this.peak[name] >= v)) this.peak[name] = v;
+    }
+  }
+  stop() {
+    clearInterval(this.timer);
+    this.sample();
+    return this.peak;
+  }
+}
+
+export function snapshotRss(pids) {
+  return Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, rssMiB(pid)]));
+}
+
+export function formatRss(rss) {
+  return Object.entries(rss)
+    .map(([name, mib]) => `${name} ${mib ?? '-'}`)
+    .join(', ');
+}
+
+// ---------------------------------------------------------------- ports
+
+export async function freePort() {
+  const server = createServer();
+  await new Promise((r, j) => server.once('error', j).listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function portFree(port) {
+  const server = createServer();
+  try {
+    await new Promise((r, j) => server.once('error', j).listen(port, '127.0.0.1', r));
+    await new Promise((r) => server.close(r));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A base port with `count` consecutive free ports after it, in 20000-29999 (random start). */
+export async function freePortBlock(count) {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 9000);
+    let ok = true;
+    for (let p = base; p < base + count && ok; p++) ok = await portFree(p);
+    if (ok) return base;
+  }
+  throw new Error(`no block of ${count} free ports found`);
+}
+
+// ---------------------------------------------------------------- HTTP API
+
+export class Api {
+  constructor(base, key) {
+    this.base = base;
+    this.key = key;
+  }
+  async request(method, path, body) {
+    const headers = { authorization: `Bearer ${this.key}` };
+    let payload = body;
+    if (body !== undefined && !(body instanceof FormData)) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    const res = await fetch(`${this.base}${path}`, { method, headers, body: payload });
+    const text = await res.text();
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = { raw: text };
+    }
+    if (!res.ok) {
+      const err = new Error(
+        `${method} ${path}: HTTP ${res.status} ${json?.error?.code ?? ''} ${json?.error?.message ?? text.slice(0, 200)}`,
+      );
+      err.status = res.status;
+      err.body = json;
+      throw err;
+    }
+    return json;
+  }
+}
+
+export function imageBlob(data, name) {
+  const type = /\.png$/i.test(name) ? 'image/png' : 'image/jpeg';
+  return new Blob([data], { type });
+}
+
+/** Creates the group, ignoring "already exists". */
+export async function ensureGroup(api, groupId) {
+  try {
+    await api.request('POST', '/v1/groups', { group_id: groupId });
+  } catch (err) {
+    if (err.status !== 409) throw err;
+  }
+}
+
+/**
+ * Submits items (`{ user_id, name, data }`) as multipart imports of `chunk` files each, then polls until every
+ * import is finished. Returns { seconds, succeeded, failed, failures: {code: n}, importIds }.
+ */
+export async function runImport(api, groupId, items, { chunk = 50, pollMs = 200, timeoutMs = 30 * 60_000 } = {}) {
+  const start = performance.now();
+  const importIds = [];
+  for (let i = 0; i < items.length; i += chunk) {
+    const part = items.slice(i, i + chunk);
+    const form = new FormData();
+    form.append('group_id', groupId);
+    form.append('items', JSON.stringify(part.map((it) => ({ user_id: it.user_id, file: it.name }))));
+    for (const it of part) form.append('files', imageBlob(it.data, it.name), it.name);
+    const job = await api.request('POST', '/v1/imports', form);
+    importIds.push(job.import_id);
+  }
+  const submittedSeconds = (performance.now() - start) / 1000;
+  const deadline = Date.now() + timeoutMs;
+  const done = new Map();
+  while (done.size < importIds.length) {
+    if (Date.now() > deadline) throw new Error(`imports not finished after ${timeoutMs / 1000} s`);
+    for (const id of importIds) {
+      if (done.has(id)) continue;
+      const job = await api.request('GET', `/v1/imports/${id}`);
+      if (!['queued', 'running'].includes(job.status)) done.set(id, job);
+    }
+    if (done.size < importIds.length) await sleep(pollMs);
+  }
+  const seconds = (performance.now() - start) / 1000;
+  let succeeded = 0;
+  let failed = 0;
+  const failures = {};
+  for (const [id, job] of done) {
+    succeeded += job.succeeded;
+    failed += job.failed;
+    if (job.failed > 0) {
+      const page = await api.request('GET', `/v1/imports/${id}/items?status=failed&limit=1000`);
+      for (const item of page.items) failures[item.error?.code ?? '?'] = (failures[item.error?.code ?? '?'] ?? 0) + 1;
+    }
+  }
+  return { seconds, submittedSeconds, succeeded, failed, failures, importIds };
+}
+
+// ---------------------------------------------------------------- services as child processes
+
+const ADMIN_KEY = 'bench-admin-key-0123456789';
+const APP_KEY = 'bench-default-app-key-0123456789';
+
+async function waitReady(url, isAlive, timeoutMs, describe) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(3000) });
+      if (res.ok) return;
+    } catch {
+      // not yet
+    }
+    if (!isAlive()) throw new Error(`${describe} exited during start-up`);
+    if (Date.now() > deadline) throw new Error(`${describe} not ready after ${timeoutMs / 1000} s`);
+    await sleep(300);
+  }
+}
+
+/**
+ * The embedded default: the gateway as a child process on a free port, with a temp DATA_DIR (removed by stop()).
+ */
+export async function startEmbedded({ env = {}, label = 'embedded' } = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-'));
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(ROOT, 'apps/gateway/dist/main.js')], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      FACESEARCH_MODE: 'embedded',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DATA_DIR: dataDir,
+      ADMIN_API_KEY: ADMIN_KEY,
+      DEFAULT_APP_API_KEY: APP_KEY,
+      // The product's default log level unless the caller sets one (logs go to /dev/null here).
+      ...(process.env.LOG_LEVEL ? { LOG_LEVEL: process.env.LOG_LEVEL } : {}),
+      ...env,
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  const stop = async () => {
+    if (alive()) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      await new Promise((r) => child.once('exit', r));
+      clearTimeout(timer);
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  try {
+    await waitReady(url, alive, 120_000, `${label} gateway`);
+  } catch (err) {
+    await stop();
+    throw new Error(`${err.message}\n${stderr}`);
+  }
+  return {
+    mode: 'embedded',
+    url,
+    api: new Api(url, APP_KEY),
+    dataDir,
+    pids: () => ({ gateway: child.pid }),
+    stop,
+  };
+}
+
+function parseEnvFile(path) {
+  const env = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^export (\w+)=(.*)$/.exec(line);
+    if (m) env[m[1]] = m[2].replace(/^'(.*)'$/, '$1');
+  }
+  return env;
+}
+
+function readPid(file) {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && existsSync(`/proc/${pid}`) ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The local distributed stack through scripts/stack/up.sh, in its own STACK_DIR (a temp folder) and on free
+ * ports, with `detectors` detector and `embedders` embedder workers and one indexer. stop() runs stack/down.sh
+ * (apps, then Redis/Qdrant/S3, whose data it removes) and deletes the folder.
+ */
+export async function startStack({ detectors = 2, embedders = 2, env = {} } = {}) {
+  const stackDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-stack-'));
+  const base = await freePortBlock(8 + detectors + embedders);
+  const stackEnv = {
+    ...process.env,
+    STACK_DIR: stackDir,
+    PORT: String(base),
+    REDIS_PORT: String(base + 1),
+    QDRANT_HTTP_PORT: String(base + 2),
+    QDRANT_GRPC_PORT: String(base + 3),
+    S3_PORT: String(base + 4),
+    CEPH_MON_PORT: String(base + 5),
+    GRPC_BASE_PORT: String(base + 8),
+    DETECTORS: String(detectors),
+    EMBEDDERS: String(embedders),
+    SKIP_BUILD: '1',
+    ADMIN_API_KEY: ADMIN_KEY,
+    DEFAULT_APP_API_KEY: APP_KEY,
+    ...env,
+  };
+  const stop = async () => {
+    try {
+      execFileSync('bash', [join(ROOT, 'scripts/stack/down.sh')], { env: stackEnv, stdio: 'ignore', timeout: 120_000 });
+    } catch (err) {
+      log(`warning: stack/down.sh failed: ${err.message}`);
+    }
+    rmSync(stackDir, { recursive: true, force: true });
+  };
+  try {
+    execFileSync('bash', [join(ROOT, 'scripts/stack/up.sh')], {
+      env: stackEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 300_000,
+    });
+  } catch (err) {
+    const out = `${err.stdout ?? ''}${err.stderr ?? ''}`.slice(-3000);
+    await stop();
+    throw new Error(`stack/up.sh failed: ${err.message}\n${out}`);
+  }
+  const services = parseEnvFile(join(stackDir, 'services.env'));
+  const url = `http://127.0.0.1:${base}`;
+  const pids = () => {
+    const out = {};
+    const apps = join(stackDir, 'apps');
+    for (const f of readdirSync(apps)
+      .filter((f) => f.endsWith('.pid'))
+      .sort()) {
+      const pid = readPid(join(apps, f));
+      if (pid) out[f.replace(/\.pid$/, '')] = pid;
+    }
+    for (const [name, file] of [
+      ['redis', 'redis/redis.pid'],
+      ['qdrant', 'qdrant/qdrant.pid'],
+      ['radosgw', 'ceph/run/client.rgw.a.pid'],
+      ['ceph-osd', 'ceph/run/osd.0.pid'],
+      ['ceph-mon', 'ceph/run/mon.a.pid'],
+    ]) {
+      const pid = readPid(join(stackDir, file));
+      if (pid) out[name] = pid;
+    }
+    return out;
+  };
+  return {
+    mode: `distributed ${detectors}d+${embedders}e+1i`,
+    url,
+    api: new Api(url, APP_KEY),
+    stackDir,
+    services,
+    qdrantCollection: env.QDRANT_COLLECTION ?? 'faces',
+    pids,
+    stop,
+  };
+}
+
+/** Runs `stop` on SIGINT/SIGTERM and exits, so an interrupted run leaves no process behind. */
+export function stopOnSignals(stop) {
+  let stopping = false;
+  const handler = async (signal) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: cleaning up`);
+    try {
+      await stop();
+    } finally {
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
+// ---------------------------------------------------------------- raw compute
+
+export function loadEngine() {
+  const engine = require(join(ROOT, 'libs/face-engine/dist/index.js'));
+  return engine;
+}
+
+/**
+ * The raw compute rate: decode + detect + align + embed (FaceEngine.analyze, one ONNX thread) in a tight loop,
+ * one process per core, each taking every `cores`-th image of `files` (repeated as listed). Returns images/s and
+ * faces/s over the wall time of the slowest worker.
+ */
+export async function rawComputeRate(files, { cores = availableParallelism(), maxFaces = 1 } = {}) {
+  const worker = join(ROOT, 'scripts/bench/raw-worker.mjs');
+  const children = Array.from({ length: cores }, () =>
+    fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+  );
+  try {
+    const ready = children.map(
+      (c) =>
+        new Promise((ok, fail) => {
+          c.once('message', ok);
+          c.once('exit', (code) => fail(new Error(`raw worker exited with ${code}`)));
+        }),
+    );
+    for (const [i, c] of children.entries()) c.send({ files: files.filter((_, j) => j % cores === i), maxFaces });
+    await Promise.all(ready);
+    const start = performance.now();
+    const results = await Promise.all(
+      children.map(
+        (c) =>
+          new Promise((ok) => {
+            c.once('message', ok);
+            c.send('go');
+          }),
+      ),
+    );
+    const seconds = (performance.now() - start) / 1000;
+    const images = results.reduce((s, r) => s + r.images, 0);
+    const faces = results.reduce((s, r) => s + r.faces, 0);
+    return {
+      cores,
+      images,
+      faces,
+      seconds: round(seconds, 2),
+      images_per_s: round(images / seconds, 2),
+      faces_per_s: round(faces / seconds, 2),
+    };
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  }
+}

@@ -1,0 +1,327 @@
+#!/usr/bin/env node
+// pnpm bench:search [--mode embedded|distributed|both] [--faces 100000] [--real 1000] [--requests 100]
+//                   [--levels 1,4,16] [--topology 2x2]
+//
+// Latency p50/p95/p99 and throughput of POST /v1/detect, /v1/compare (two images) and /v1/search at each
+// concurrency level (--requests requests per level, bounded), through the public API, on the embedded default
+// (gateway child process, temp DATA_DIR) and the local distributed stack (scripts/stack/up.sh, temp STACK_DIR, free
+// ports, --topology DxE workers). Beside them, the raw model time per request: FaceEngine in this process (one ONNX
+// thread), median over the same probes: detect = engine.detect(probe), search = engine.analyze(probe, maxFaces 1),
+// compare = analyze(a) + analyze(b).
+// The searched library (one group) holds --faces faces:
+//   - --real real-photo faces enrolled through POST /v1/imports: variants of the photos (mirrored, rescaled to
+//     40-90 %, brightness 0.8-1.2, made here with sharp; the unmodified photo is never enrolled, it is the probe),
+//     one user per variant;
+//   - the rest synthetic vectors (scripts/bench/synthetic.mjs) written straight into the vector store with the
+//     project's adapter: SqliteVecVectorStore on DATA_DIR/facesearch.db (embedded) or QdrantVectorStore on the
+//     stack's collection (distributed), same app ('default'), group and model id, no face records (they score far
+//     below the match threshold, so the service never looks them up). Qdrant is waited on until green.
+// Memory: RSS of every process after loading and after the load levels. Prints readable lines, then one JSON object.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  ensureGroup,
+  formatRss,
+  identityOf,
+  imageBlob,
+  latencyStats,
+  listPhotos,
+  loadEngine,
+  loadNow,
+  log,
+  machine,
+  median,
+  require,
+  ROOT,
+  round,
+  RssSampler,
+  runImport,
+  sleep,
+  snapshotRss,
+  startEmbedded,
+  startStack,
+  stopOnSignals,
+} from './lib.mjs';
+import { DIM, SyntheticFaces } from './synthetic.mjs';
+
+const { values } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'both' },
+    faces: { type: 'string', default: '100000' },
+    real: { type: 'string', default: '1000' },
+    requests: { type: 'string', default: '100' },
+    levels: { type: 'string', default: '1,4,16' },
+    topology: { type: 'string', default: '2x2' },
+  },
+});
+const modes = values.mode === 'both' ? ['embedded', 'distributed'] : [values.mode];
+const FACES = Number(values.faces);
+const REAL = Number(values.real);
+const REQUESTS = Number(values.requests);
+const LEVELS = values.levels.split(',').map(Number);
+const [DETECTORS, EMBEDDERS] = values.topology.split('x').map(Number);
+const GROUP = 'bench_search';
+const APP = 'default';
+
+const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
+const sharp = createRequire(join(ROOT, 'libs/face-engine/package.json'))('sharp');
+
+const { source, files } = listPhotos();
+const photos = files.map((path) => ({ path, identity: identityOf(path), data: readFileSync(path) }));
+const report = {
+  benchmark: 'search',
+  machine: machine(),
+  source,
+  faces: FACES,
+  real: REAL,
+  requests: REQUESTS,
+  runs: [],
+};
+log(
+  `bench:search: library ${FACES} faces (${REAL} real-photo variants), ${REQUESTS} requests per level ${LEVELS.join('/')}; ${report.machine.cores} cores, load ${report.machine.loadavg.join(' ')}`,
+);
+
+// ---------------------------------------------------------------- probes and raw model time
+
+const { FaceEngine } = loadEngine();
+const engine = await FaceEngine.create({ threads: 1 });
+const probes = [];
+for (const p of photos) {
+  try {
+    if ((await engine.analyze(p.data, { maxFaces: 1 })).faces.length > 0) probes.push(p);
+  } catch {
+    // not usable as a probe
+  }
+}
+// Compare pairs: two photos of one identity (same), and neighbours in the list otherwise.
+const byIdentity = new Map();
+for (const p of probes) byIdentity.set(p.identity, [...(byIdentity.get(p.identity) ?? []), p]);
+const pairs = probes.map((p, i) => {
+  const mates = byIdentity.get(p.identity).filter((q) => q !== p);
+  return [p, mates[0] ?? probes[(i + 1) % probes.length]];
+});
+const timeIt = async (fn) => {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+};
+const rawMs = { detect: [], search: [], compare: [] };
+for (const p of probes) rawMs.detect.push(await timeIt(() => engine.detect(p.data)));
+for (const p of probes) rawMs.search.push(await timeIt(() => engine.analyze(p.data, { maxFaces: 1 })));
+for (const [a, b] of pairs) {
+  rawMs.compare.push(
+    await timeIt(async () => {
+      await engine.analyze(a.data, { maxFaces: 1 });
+      await engine.analyze(b.data, { maxFaces: 1 });
+    }),
+  );
+}
+const modelId = engine.modelId;
+await engine.close();
+report.raw_model_ms = Object.fromEntries(Object.entries(rawMs).map(([k, v]) => [k, round(median(v))]));
+report.probes = probes.length;
+log(
+  `raw model time per request (median, 1 ONNX thread, ${probes.length} probes): detect ${report.raw_model_ms.detect} ms, search ${report.raw_model_ms.search} ms, compare ${report.raw_model_ms.compare} ms`,
+);
+
+// ---------------------------------------------------------------- library
+
+/** Variant k (>= 1) of a photo: mirrored on odd k, rescaled, brightness changed; JPEG. */
+async function variant(photo, k) {
+  const meta = await sharp(photo.data).metadata();
+  const scale = 0.9 - ((k * 0.13) % 0.5);
+  const width = Math.max(160, Math.round((meta.width ?? 800) * scale));
+  let img = sharp(photo.data).rotate().resize({ width });
+  if (k % 2 === 1) img = img.flop();
+  img = img.modulate({ brightness: 0.8 + ((k * 0.07) % 0.4) });
+  return img.jpeg({ quality: 88 }).toBuffer();
+}
+
+async function enrolmentItems() {
+  const items = [];
+  for (let k = 1; items.length < REAL; k++) {
+    for (const p of probes) {
+      if (items.length >= REAL) break;
+      items.push({
+        user_id: `${p.identity}_v${k}`.replace(/[^A-Za-z0-9_-]/g, '_'),
+        name: `${p.identity}_${items.length}.jpg`,
+        data: await variant(p, k),
+      });
+    }
+  }
+  return items;
+}
+
+async function fillSynthetic(target, count) {
+  if (count <= 0) return 0;
+  const store =
+    target.mode === 'embedded'
+      ? new adapters.SqliteVecVectorStore({ database: join(target.dataDir, 'facesearch.db') })
+      : new adapters.QdrantVectorStore({ url: target.services.QDRANT_URL, collection: target.qdrantCollection });
+  await store.init(DIM);
+  const gen = new SyntheticFaces(7, 1);
+  const start = performance.now();
+  try {
+    for (let i = 0; i < count; i += 2000) {
+      const points = [];
+      for (let j = i; j < Math.min(count, i + 2000); j++) {
+        const id = `syn${j}`;
+        points.push({
+          id,
+          vector: gen.point(j).vector,
+          payload: {
+            app_id: APP,
+            group_id: GROUP,
+            user_id: `synu${Math.floor(j / 5)}`,
+            face_id: id,
+            model_id: modelId,
+          },
+        });
+      }
+      await store.upsert(points);
+    }
+  } finally {
+    await store.close();
+  }
+  if (target.mode !== 'embedded') await waitQdrantGreen(target.services.QDRANT_URL, target.qdrantCollection);
+  return (performance.now() - start) / 1000;
+}
+
+async function waitQdrantGreen(url, collection) {
+  let last = -1;
+  let stable = 0;
+  const deadline = Date.now() + 30 * 60_000;
+  while (stable < 2) {
+    if (Date.now() > deadline) throw new Error('Qdrant collection not green after 30 min');
+    await sleep(1000);
+    const info = (await (await fetch(`${url}/collections/${collection}`)).json()).result;
+    stable = info.status === 'green' && info.indexed_vectors_count === last ? stable + 1 : 0;
+    last = info.indexed_vectors_count;
+  }
+}
+
+// ---------------------------------------------------------------- load
+
+function requestFor(endpoint, i) {
+  const form = new FormData();
+  if (endpoint === 'detect') {
+    const p = probes[i % probes.length];
+    form.append('image', imageBlob(p.data, p.path), 'probe.jpg');
+  } else if (endpoint === 'compare') {
+    const [a, b] = pairs[i % pairs.length];
+    form.append('image_a', imageBlob(a.data, a.path), 'a.jpg');
+    form.append('image_b', imageBlob(b.data, b.path), 'b.jpg');
+  } else {
+    const p = probes[i % probes.length];
+    form.append('image', imageBlob(p.data, p.path), 'probe.jpg');
+    form.append('group_ids', GROUP);
+    form.append('top_k', '5');
+  }
+  return form;
+}
+
+async function level(api, endpoint, concurrency) {
+  const latencies = [];
+  const errors = {};
+  let top1 = 0;
+  let searched = 0;
+  let next = 0;
+  const start = performance.now();
+  const worker = async () => {
+    while (next < REQUESTS) {
+      const i = next++;
+      const form = requestFor(endpoint, i);
+      const t = performance.now();
+      try {
+        const body = await api.request('POST', `/v1/${endpoint}`, form);
+        latencies.push(performance.now() - t);
+        if (endpoint === 'search') {
+          searched++;
+          const best = body.results?.[0]?.matches?.[0]?.user_id ?? '';
+          const want = probes[i % probes.length].identity.replace(/[^A-Za-z0-9_-]/g, '_');
+          if (best.startsWith(`${want}_v`)) top1++;
+        }
+      } catch (err) {
+        const code = err.body?.error?.code ?? String(err.status ?? err.message);
+        errors[code] = (errors[code] ?? 0) + 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - start) / 1000;
+  return {
+    concurrency,
+    latency_ms: latencyStats(latencies),
+    throughput_per_s: round(latencies.length / seconds, 2),
+    errors,
+    ...(endpoint === 'search' ? { top1_same_identity: round(top1 / Math.max(1, searched), 3) } : {}),
+  };
+}
+
+// ---------------------------------------------------------------- run
+
+let current = null;
+stopOnSignals(async () => current?.stop());
+const enrolment = await enrolmentItems();
+log(`enrolment set: ${enrolment.length} variants of ${probes.length} photos`);
+
+for (const mode of modes) {
+  const label = mode === 'embedded' ? 'embedded' : `distributed ${DETECTORS}d+${EMBEDDERS}e+1i`;
+  log(`${label}: starting ...`);
+  current =
+    mode === 'embedded' ? await startEmbedded() : await startStack({ detectors: DETECTORS, embedders: EMBEDDERS });
+  try {
+    const api = current.api;
+    await ensureGroup(api, GROUP);
+    const imported = await runImport(api, GROUP, enrolment, { chunk: 50 });
+    log(
+      `${label}: enrolled ${imported.succeeded} real-photo faces in ${round(imported.seconds, 1)} s (${imported.failed} failed ${JSON.stringify(imported.failures)})`,
+    );
+    const synthetic = FACES - imported.succeeded;
+    const fillSeconds = await fillSynthetic(current, synthetic);
+    log(
+      `${label}: wrote ${Math.max(0, synthetic)} synthetic vectors straight into the vector store in ${round(fillSeconds, 1)} s`,
+    );
+    const rssLoaded = snapshotRss(current.pids());
+    log(`${label}: RSS MiB with the library loaded: ${formatRss(rssLoaded)}`);
+    // Warm-up: a few requests of each kind.
+    for (const endpoint of ['detect', 'compare', 'search'])
+      for (let i = 0; i < 3; i++) await api.request('POST', `/v1/${endpoint}`, requestFor(endpoint, i));
+    const sampler = new RssSampler(current.pids());
+    const run = {
+      target: label,
+      enrolled_real: imported.succeeded,
+      synthetic: Math.max(0, synthetic),
+      enrol_seconds: round(imported.seconds, 1),
+      synthetic_fill_seconds: round(fillSeconds, 1),
+      loadavg_before: loadNow(),
+      endpoints: {},
+    };
+    for (const endpoint of ['detect', 'compare', 'search']) {
+      run.endpoints[endpoint] = [];
+      for (const c of LEVELS) {
+        const r = await level(api, endpoint, c);
+        run.endpoints[endpoint].push(r);
+        const err = Object.keys(r.errors).length ? ` errors ${JSON.stringify(r.errors)}` : '';
+        const acc = r.top1_same_identity != null ? `, top-1 same identity ${r.top1_same_identity}` : '';
+        log(
+          `${label}: ${endpoint.padEnd(7)} c=${String(c).padEnd(2)} p50 ${r.latency_ms.p50} p95 ${r.latency_ms.p95} p99 ${r.latency_ms.p99} ms, ${r.throughput_per_s} req/s` +
+            ` (raw model ${report.raw_model_ms[endpoint]} ms)${acc}${err}`,
+        );
+      }
+    }
+    run.loadavg_after = loadNow();
+    run.rss_loaded_mib = rssLoaded;
+    run.rss_peak_mib = sampler.stop();
+    log(
+      `${label}: peak RSS MiB under the load levels: ${formatRss(run.rss_peak_mib)}; load ${run.loadavg_before.join(' ')} -> ${run.loadavg_after.join(' ')}`,
+    );
+    report.runs.push(run);
+  } finally {
+    await current.stop();
+    current = null;
+  }
+}
+console.log(JSON.stringify(report));

@@ -1,0 +1,303 @@
+// A child of bench:vectors (vectors.mjs), one per store and size, so its RSS is the store's (the vectors are generated
+// in chunks, never held). Gets { store, size, seed, groups, queries, maxQuerySeconds, qdrant } over IPC, loads the
+// synthetic set through the project's adapter, runs the search configurations and answers with latencies, the
+// first 10 face ids per query, memory and timings. Not run by itself.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { latencyStats, require, ROOT, round, rssMiB, sleep } from './lib.mjs';
+import { DIM, SyntheticFaces } from './synthetic.mjs';
+
+const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
+const APP = 'bench';
+const MODEL = 'bench-model';
+const CHUNK = 2000;
+
+const faceId = (index) => `f${index}`;
+
+function pointsOf(gen, from, to) {
+  const points = [];
+  for (let i = from; i < to; i++) {
+    const p = gen.point(i);
+    points.push({
+      id: faceId(i),
+      vector: p.vector,
+      payload: { app_id: APP, group_id: p.group, user_id: `i${p.identity}`, face_id: faceId(i), model_id: MODEL },
+    });
+  }
+  return points;
+}
+
+/**
+ * Runs `search(vector, groupIds, limit)` over the queries, one at a time, for every filter; stops a filter after
+ * maxSeconds (at least 20 queries). Returns per filter the latency stats and the first 10 ids of each answer.
+ */
+async function runQueries(queries, groupsAll, search, { limit, maxSeconds }) {
+  const out = {};
+  for (const filter of ['one_group', 'all_groups']) {
+    // warm-up (first connection, caches)
+    for (let q = 0; q < 3; q++)
+      await search(queries[q].vector, filter === 'one_group' ? [queries[q].group] : groupsAll, limit);
+    const latencies = [];
+    const ids = [];
+    const until = performance.now() + maxSeconds * 1000;
+    for (let q = 0; q < queries.length; q++) {
+      if (q >= 20 && performance.now() > until) break;
+      const groupIds = filter === 'one_group' ? [queries[q].group] : groupsAll;
+      const start = performance.now();
+      const hits = await search(queries[q].vector, groupIds, limit);
+      latencies.push(performance.now() - start);
+      ids.push(hits.slice(0, 10).map((h) => h.face_id));
+    }
+    out[filter] = { latency_ms: latencyStats(latencies), ids };
+  }
+  return out;
+}
+
+async function sqliteRun(msg, gen, queries, groupsAll) {
+  const dir = mkdtempSync(join(tmpdir(), 'facesearch-bench-vec-'));
+  const file = join(dir, 'vectors.db');
+  const rssStart = rssMiB(process.pid);
+  const store = new adapters.SqliteVecVectorStore({ database: file });
+  try {
+    await store.init(DIM);
+    let start = performance.now();
+    for (let i = 0; i < msg.size; i += CHUNK) await store.upsert(pointsOf(gen, i, Math.min(msg.size, i + CHUNK)));
+    const loadSeconds = (performance.now() - start) / 1000;
+    const rssLoaded = rssMiB(process.pid);
+    const search = (vector, groupIds, limit) =>
+      store.search(vector, { app_id: APP, group_ids: groupIds, model_id: MODEL, limit });
+    const configs = [];
+    for (const limit of [10, 100]) {
+      start = performance.now();
+      const results = await runQueries(queries, groupsAll, search, { limit, maxSeconds: msg.maxQuerySeconds });
+      configs.push({ name: `vec0 exact KNN, k=${limit}`, limit, results });
+    }
+    return {
+      load_seconds: round(loadSeconds, 1),
+      db_file_mib: round(statSync(file).size / 2 ** 20),
+      rss_mib: { node_start: rssStart, after_load: rssLoaded, after_queries: rssMiB(process.pid) },
+      configs,
+    };
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function qdrantFetch(url, method, path, body) {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: body ? { 'content-type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const json = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(`Qdrant ${method} ${path}: HTTP ${res.status} ${JSON.stringify(json).slice(0, 300)}`);
+  return json.result;
+}
+
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 4 });
+
+/** POST JSON with node:http (keep-alive, body in one write): the transport the REST configs are timed with. */
+function httpPost(url, path, body) {
+  const data = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${url}${path}`,
+      {
+        method: 'POST',
+        agent: keepAlive,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200)
+            reject(new Error(`Qdrant POST ${path}: HTTP ${res.statusCode} ${text.slice(0, 300)}`));
+          else resolve(JSON.parse(text).result);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/** Waits until the collection is green and its indexed vector count stopped changing; returns the info. */
+async function waitIndexed(url, collection, timeoutSeconds) {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  let last = -1;
+  let stable = 0;
+  for (;;) {
+    const info = await qdrantFetch(url, 'GET', `/collections/${collection}`);
+    const indexed = info.indexed_vectors_count ?? 0;
+    if (info.status === 'green' && indexed === last) stable++;
+    else stable = 0;
+    last = indexed;
+    if (stable >= 2) return info;
+    if (Date.now() > deadline) throw new Error(`collection not indexed after ${timeoutSeconds} s: ${info.status}`);
+    await sleep(1000);
+  }
+}
+
+async function qdrantRun(msg, gen, queries, groupsAll) {
+  const { url, pid } = msg.qdrant;
+  const collection = `bench_vectors_${msg.size}`;
+  const hnsw = { m: 16, ef_construct: 100 }; // Qdrant's defaults, stated so the report can name them
+  await qdrantFetch(url, 'DELETE', `/collections/${collection}`).catch(() => undefined);
+  await qdrantFetch(url, 'PUT', `/collections/${collection}`, {
+    vectors: { size: DIM, distance: 'Cosine', on_disk: false },
+    hnsw_config: hnsw,
+  });
+  // The adapter finds the collection and adds its payload indexes (app_id as tenant, group_id, user_id, model_id).
+  const store = new adapters.QdrantVectorStore({ url, collection });
+  await store.init(DIM);
+  const rssBefore = rssMiB(pid);
+  try {
+    let start = performance.now();
+    // Upload straight through the REST API, 2 requests in flight, without waiting for each to be applied.
+    let next = 0;
+    const uploader = async () => {
+      while (next < msg.size) {
+        const from = next;
+        next = Math.min(msg.size, next + 1000);
+        const points = pointsOf(gen, from, next).map((p) => ({
+          id: adapters.qdrantPointId(APP, p.id),
+          vector: Array.from(p.vector),
+          payload: p.payload,
+        }));
+        await qdrantFetch(url, 'PUT', `/collections/${collection}/points?wait=false`, { points });
+      }
+    };
+    await Promise.all([uploader(), uploader()]);
+    const uploadSeconds = (performance.now() - start) / 1000;
+    const info = await waitIndexed(url, collection, msg.indexTimeoutSeconds);
+    const indexSeconds = (performance.now() - start) / 1000;
+    const rssIndexed = rssMiB(pid);
+
+    const filterOf = (groupIds) => ({
+      must: [
+        { key: 'app_id', match: { value: APP } },
+        { key: 'model_id', match: { value: MODEL } },
+        { key: 'group_id', match: { any: groupIds } },
+      ],
+    });
+    const rest =
+      (params, transport = 'http') =>
+      async (vector, groupIds, limit) => {
+        const post = transport === 'http' ? (p, b) => httpPost(url, p, b) : (p, b) => qdrantFetch(url, 'POST', p, b);
+        const r = await post(`/collections/${collection}/points/query`, {
+          query: Array.from(vector),
+          filter: filterOf(groupIds),
+          limit,
+          with_payload: ['face_id'],
+          params,
+        });
+        return r.points.map((p) => ({ face_id: p.payload.face_id }));
+      };
+    const shipped = (vector, groupIds, limit) =>
+      store.search(vector, { app_id: APP, group_ids: groupIds, model_id: MODEL, limit });
+
+    const configs = [];
+    const measure = async (name, search, limit, extra = {}) => {
+      const results = await runQueries(queries, groupsAll, search, { limit, maxSeconds: msg.maxQuerySeconds });
+      configs.push({ name, limit, ...extra, results });
+    };
+    await measure('adapter as shipped (hnsw_ef 256), k=10', shipped, 10, { hnsw_ef: 256 });
+    await measure('adapter as shipped (hnsw_ef 256), k=100 (the service asks top_k*20)', shipped, 100, {
+      hnsw_ef: 256,
+    });
+    // The same query over two HTTP clients: fetch (undici, as the Qdrant JS client) and node:http.
+    await measure('REST via fetch, hnsw_ef 256, k=100, with_payload [face_id]', rest({ hnsw_ef: 256 }, 'fetch'), 100, {
+      hnsw_ef: 256,
+    });
+    await measure('REST via node:http, hnsw_ef 256, k=100, with_payload [face_id]', rest({ hnsw_ef: 256 }), 100, {
+      hnsw_ef: 256,
+    });
+    for (const ef of [64, 128, 256, 512])
+      await measure(`REST hnsw_ef ${ef}, k=10`, rest({ hnsw_ef: ef }), 10, { hnsw_ef: ef });
+    await measure('REST exact (full scan), k=10', rest({ exact: true }), 10, { exact: true });
+    const rssQueried = rssMiB(pid);
+
+    // Scalar int8 quantisation kept in RAM, originals in RAM too; searched with rescoring on the originals.
+    start = performance.now();
+    await qdrantFetch(url, 'PATCH', `/collections/${collection}`, {
+      quantization_config: { scalar: { type: 'int8', quantile: 0.99, always_ram: true } },
+    });
+    await sleep(1500);
+    await waitIndexed(url, collection, msg.indexTimeoutSeconds);
+    const quantizeSeconds = (performance.now() - start) / 1000;
+    for (const ef of [128, 256]) {
+      await measure(
+        `REST int8 quantised, hnsw_ef ${ef}, rescore, oversampling 2, k=10`,
+        rest({ hnsw_ef: ef, quantization: { rescore: true, oversampling: 2 } }),
+        10,
+        { hnsw_ef: ef, quantization: 'int8 rescore x2' },
+      );
+    }
+    const rssQuantized = rssMiB(pid);
+    // A denser graph: m 32, ef_construct 256 (Qdrant rebuilds the index), still int8 with rescoring.
+    start = performance.now();
+    await qdrantFetch(url, 'PATCH', `/collections/${collection}`, { hnsw_config: { m: 32, ef_construct: 256 } });
+    await sleep(1500);
+    await waitIndexed(url, collection, msg.indexTimeoutSeconds);
+    const rebuildSeconds = (performance.now() - start) / 1000;
+    for (const ef of [128, 256]) {
+      await measure(
+        `REST m 32, ef_construct 256, int8 quantised, hnsw_ef ${ef}, rescore, oversampling 2, k=10`,
+        rest({ hnsw_ef: ef, quantization: { rescore: true, oversampling: 2 } }),
+        10,
+        { m: 32, ef_construct: 256, hnsw_ef: ef, quantization: 'int8 rescore x2' },
+      );
+    }
+    await measure(
+      'REST m 32, ef_construct 256, float vectors, hnsw_ef 256, k=10',
+      rest({ hnsw_ef: 256, quantization: { ignore: true } }),
+      10,
+      {
+        m: 32,
+        ef_construct: 256,
+        hnsw_ef: 256,
+      },
+    );
+    return {
+      rebuild_m32_seconds: round(rebuildSeconds, 1),
+      hnsw_config: { ...hnsw, on_disk: false, full_scan_threshold_kb: info.config?.hnsw_config?.full_scan_threshold },
+      points: info.points_count,
+      indexed_vectors: info.indexed_vectors_count,
+      segments: info.segments_count,
+      upload_seconds: round(uploadSeconds, 1),
+      upload_and_index_seconds: round(indexSeconds, 1),
+      quantize_seconds: round(quantizeSeconds, 1),
+      rss_mib: {
+        qdrant_before: rssBefore,
+        qdrant_indexed: rssIndexed,
+        qdrant_after_queries: rssQueried,
+        qdrant_quantized: rssQuantized,
+        qdrant_quantized_m32: rssMiB(pid),
+      },
+      configs,
+    };
+  } finally {
+    await qdrantFetch(url, 'DELETE', `/collections/${collection}`).catch(() => undefined);
+  }
+}
+
+process.once('message', async (msg) => {
+  try {
+    const gen = new SyntheticFaces(msg.seed, msg.groups);
+    const queries = Array.from({ length: msg.queries }, (_, q) => gen.query(q, msg.size));
+    const groupsAll = Array.from({ length: msg.groups }, (_, g) => `g${g}`);
+    const result =
+      msg.store === 'sqlite'
+        ? await sqliteRun(msg, gen, queries, groupsAll)
+        : await qdrantRun(msg, gen, queries, groupsAll);
+    process.send({ ok: true, result });
+  } catch (err) {
+    process.send({ ok: false, error: err.stack ?? String(err) });
+  }
+  process.exit(0);
+});

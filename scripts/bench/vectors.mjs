@@ -1,0 +1,252 @@
+#!/usr/bin/env node
+// pnpm bench:vectors [--sizes 10000,100000,1000000] [--stores sqlite,qdrant] [--queries 200] [--groups 10]
+//                    [--query-seconds 30] [--budget-minutes 20]
+//
+// Vector search alone, through the project's adapters (libs/adapters): latency p50/p95/p99 (one query at a time)
+// and recall@10 against exact search, for the embedded store (sqlite-vec vec0, brute force) and Qdrant (HNSW),
+// at each size, with two group filters: `one_group` (the probe's group, 1 of --groups, ~10 % of the points) and
+// `all_groups` (every group listed, as an app searching all its groups). Memory: VmRSS of the child process that
+// holds the sqlite-vec store, and of the qdrant server, from /proc/<pid>/status.
+// Data: synthetic 512-d unit vectors with face-like structure (scripts/bench/synthetic.mjs: 5 faces per identity;
+// same identity cosine ~0.53-0.76, different ~0.0-0.2), probes are unseen faces of stored identities; exact top-10
+// computed here by brute force. Qdrant: scripts/services/up.sh qdrant in a temp STACK_DIR on free ports; HNSW
+// m 16, ef_construct 100, vectors in RAM; searched at hnsw_ef 64/128/256/512, exact, then with int8 scalar
+// quantisation and rescoring. Sizes whose estimated time would pass --budget-minutes are skipped (and said so).
+// Prints readable lines, then one JSON object as the last line.
+import { execFileSync, fork } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePortBlock, loadNow, log, machine, ROOT, round, stopOnSignals } from './lib.mjs';
+import { DIM, SyntheticFaces, similarityProfile } from './synthetic.mjs';
+
+const { values } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '10000,100000' },
+    stores: { type: 'string', default: 'sqlite,qdrant' },
+    queries: { type: 'string', default: '200' },
+    groups: { type: 'string', default: '10' },
+    'query-seconds': { type: 'string', default: '30' },
+    'budget-minutes': { type: 'string', default: '20' },
+    seed: { type: 'string', default: '1' },
+  },
+});
+const sizes = values.sizes.split(',').map(Number);
+const stores = values.stores.split(',');
+const Q = Number(values.queries);
+const GROUPS = Number(values.groups);
+const SEED = Number(values.seed);
+const budgetMs = Number(values['budget-minutes']) * 60_000;
+const began = Date.now();
+
+const report = {
+  benchmark: 'vectors',
+  machine: machine(),
+  dim: DIM,
+  groups: GROUPS,
+  queries: Q,
+  similarity: similarityProfile(new SyntheticFaces(SEED, GROUPS), 100_000),
+  sizes: [],
+  skipped: [],
+};
+log(
+  `bench:vectors: sizes ${sizes.join(', ')}; stores ${stores.join(', ')}; ${report.machine.cores} cores, load ${report.machine.loadavg.join(' ')}`,
+);
+log(
+  `synthetic set: cosine same identity p1/p50/p99 ${Object.values(report.similarity.same).join('/')}, different ${Object.values(report.similarity.different).join('/')}`,
+);
+
+// ---------------------------------------------------------------- Qdrant server
+
+let qdrant = null;
+const stackDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-qdrant-'));
+const stopQdrant = () => {
+  if (!qdrant) return;
+  try {
+    execFileSync('bash', [join(ROOT, 'scripts/services/down.sh'), 'qdrant'], { env: qdrant.env, stdio: 'ignore' });
+  } catch {
+    // best effort
+  }
+  rmSync(stackDir, { recursive: true, force: true });
+  qdrant = null;
+};
+stopOnSignals(async () => stopQdrant());
+
+if (stores.includes('qdrant')) {
+  const base = await freePortBlock(2);
+  const env = {
+    ...process.env,
+    STACK_DIR: stackDir,
+    QDRANT_HTTP_PORT: String(base),
+    QDRANT_GRPC_PORT: String(base + 1),
+  };
+  execFileSync('bash', [join(ROOT, 'scripts/services/up.sh'), 'qdrant'], { env, stdio: 'ignore', timeout: 120_000 });
+  const pid = Number(readFileSync(join(stackDir, 'qdrant/qdrant.pid'), 'utf8').trim());
+  qdrant = { env, url: `http://127.0.0.1:${base}`, pid };
+  log(`qdrant: ${qdrant.url} (pid ${pid})`);
+}
+
+// ---------------------------------------------------------------- exact answers
+
+/** Exact top-10 face ids per query for both filters, streaming over the set. */
+function exactTop10(size) {
+  const gen = new SyntheticFaces(SEED, GROUPS);
+  const queries = Array.from({ length: Q }, (_, q) => gen.query(q, size));
+  const tops = { one_group: queries.map(() => []), all_groups: queries.map(() => []) };
+  const push = (list, index, score) => {
+    if (list.length === 10 && score <= list[9].score) return;
+    list.push({ index, score });
+    list.sort((a, b) => b.score - a.score);
+    if (list.length > 10) list.pop();
+  };
+  for (let i = 0; i < size; i++) {
+    const p = gen.point(i);
+    const v = p.vector;
+    for (let q = 0; q < Q; q++) {
+      const qv = queries[q].vector;
+      let s = 0;
+      for (let d = 0; d < DIM; d++) s += v[d] * qv[d];
+      push(tops.all_groups[q], i, s);
+      if (queries[q].group === p.group) push(tops.one_group[q], i, s);
+    }
+  }
+  const ids = (list) => list.map((t) => `f${t.index}`);
+  return {
+    one_group: tops.one_group.map(ids),
+    all_groups: tops.all_groups.map(ids),
+    same_identity_in_top10: round(
+      queries.reduce(
+        (s, q, i) => s + tops.one_group[i].filter((t) => Math.floor(t.index / 5) === q.identity).length,
+        0,
+      ) / Q,
+      2,
+    ),
+  };
+}
+
+function recall(found, exact) {
+  let hits = 0;
+  let total = 0;
+  for (let q = 0; q < found.length; q++) {
+    const want = new Set(exact[q]);
+    hits += found[q].filter((id) => want.has(id)).length;
+    total += want.size;
+  }
+  return total ? round(hits / total, 4) : null;
+}
+
+/** Runs one store and size in a child; kills it (and rejects) after timeoutMs. */
+function runWorker(message, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const child = fork(join(ROOT, 'scripts/bench/vectors-worker.mjs'), [], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const timer = setTimeout(
+      () => {
+        child.kill('SIGKILL');
+        reject(new Error(`stopped: over the ${values['budget-minutes']} min budget`));
+      },
+      Math.max(1000, timeoutMs),
+    );
+    child.once('message', (m) => {
+      clearTimeout(timer);
+      m.ok ? resolve(m.result) : reject(new Error(m.error));
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`vectors worker exited with ${code}`));
+    });
+    child.send(message);
+  });
+}
+
+// ---------------------------------------------------------------- run
+
+// Sizes up to 100k always run; a larger one runs only if its estimate (the previous size's wall time scaled by the
+// size ratio: loading, indexing and the exact answers grow linearly) fits in what is left of --budget-minutes.
+let previous = null;
+try {
+  for (const size of sizes) {
+    const elapsed = Date.now() - began;
+    if (size > 100_000 && previous !== null) {
+      const estimate = (previous.ms * size) / previous.size;
+      if (elapsed + estimate > budgetMs) {
+        const reason = `estimated ${round(estimate / 60_000, 1)} min (from the previous size), over the ${values['budget-minutes']} min budget (${round(elapsed / 60_000, 1)} min used)`;
+        report.skipped.push({ size, reason });
+        log(`size ${size}: skipped: ${reason}`);
+        continue;
+      }
+    }
+    const sizeStart = Date.now();
+    const entry = { size, loadavg_before: loadNow(), stores: {} };
+    log(`size ${size}: exact top-10 of ${Q} probes (brute force in this process) ...`);
+    let t = performance.now();
+    const exact = exactTop10(size);
+    entry.exact_seconds = round((performance.now() - t) / 1000, 1);
+    entry.same_identity_in_exact_top10 = exact.same_identity_in_top10;
+    for (const store of stores) {
+      log(`size ${size}: ${store}: loading and searching ...`);
+      t = performance.now();
+      // Sizes above 100k are bounded by the budget; the others always finish.
+      const timeoutMs = size > 100_000 ? budgetMs - (Date.now() - began) : 6 * 3600_000;
+      let result;
+      try {
+        result = await runWorker(
+          {
+            store,
+            size,
+            seed: SEED,
+            groups: GROUPS,
+            queries: Q,
+            maxQuerySeconds: Number(values['query-seconds']),
+            indexTimeoutSeconds: 1800,
+            qdrant: qdrant ? { url: qdrant.url, pid: qdrant.pid } : null,
+          },
+          timeoutMs,
+        );
+      } catch (err) {
+        log(`size ${size}: ${store}: ${err.message.split('\n')[0]}`);
+        entry.stores[store] = { error: err.message.split('\n')[0], seconds: round((performance.now() - t) / 1000, 1) };
+        continue;
+      }
+      result.seconds = round((performance.now() - t) / 1000, 1);
+      for (const c of result.configs) {
+        for (const [filter, r] of Object.entries(c.results)) {
+          r.recall_at_10 = recall(r.ids, exact[filter]);
+          r.queries = r.ids.length;
+          delete r.ids;
+        }
+        const line = Object.entries(c.results)
+          .map(
+            ([f, r]) =>
+              `${f}: p50 ${r.latency_ms.p50} p99 ${r.latency_ms.p99} ms, recall@10 ${r.recall_at_10} (${r.queries} q)`,
+          )
+          .join(' | ');
+        log(`  ${store} ${c.name}: ${line}`);
+      }
+      const { configs: _c, ...facts } = result;
+      log(`  ${store}: ${JSON.stringify(facts)}`);
+      entry.stores[store] = result;
+    }
+    entry.seconds = round((Date.now() - sizeStart) / 1000, 1);
+    entry.loadavg_after = loadNow();
+    report.sizes.push(entry);
+    previous = { size, ms: Date.now() - sizeStart };
+  }
+} finally {
+  stopQdrant();
+}
+
+// The largest size at which the embedded store's one-query p99 (k=100, as the service asks, all groups) stays under 100 ms.
+const embeddedOk = report.sizes
+  .filter((s) => s.stores.sqlite?.configs)
+  .map((s) => ({
+    size: s.size,
+    p99: s.stores.sqlite.configs.find((c) => c.limit === 100)?.results.all_groups.latency_ms.p99,
+  }))
+  .filter((s) => s.p99 != null);
+report.embedded_p99_k100_all_groups = embeddedOk;
+report.total_minutes = round((Date.now() - began) / 60_000, 1);
+log(`done in ${report.total_minutes} min`);
+console.log(JSON.stringify(report));
