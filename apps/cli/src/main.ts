@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cosineSimilarity, FaceSearchError, isFaceSearchError, similarityToScore } from '@facesearch/common';
-import { evaluateFolder, FaceEngine } from '@facesearch/face-engine';
+import { evaluateFolder, FaceEngine, type FaceEngineOptions } from '@facesearch/face-engine';
 import { importFolder, printSummary } from './import';
 import { reindexService } from './reindex';
 
@@ -145,6 +145,17 @@ function optionalNumber(value: string | undefined, name: string): number | undef
   return n;
 }
 
+/** The same model settings as the service: MODEL_DIR, DETECTOR_MANIFEST, EMBEDDER_MANIFEST. */
+function engineOptions(extra: FaceEngineOptions = {}): FaceEngineOptions {
+  const env = (name: string) => process.env[name]?.trim() || undefined;
+  return {
+    modelDir: env('MODEL_DIR'),
+    detectorManifest: env('DETECTOR_MANIFEST'),
+    embedderManifest: env('EMBEDDER_MANIFEST'),
+    ...extra,
+  };
+}
+
 /** Paths are relative to where the user ran `pnpm`, not to the repository root pnpm runs scripts in. */
 function readInput(path: string): Buffer {
   const full = resolve(process.env.INIT_CWD ?? process.cwd(), path);
@@ -161,7 +172,7 @@ function readDir(path: string): string {
 }
 
 async function detect(path: string, json: boolean, maxFaces?: number): Promise<number> {
-  const engine = await FaceEngine.create();
+  const engine = await FaceEngine.create(engineOptions());
   try {
     const result = await engine.detect(readInput(path), { maxFaces });
     if (json) {
@@ -187,7 +198,7 @@ async function detect(path: string, json: boolean, maxFaces?: number): Promise<n
 }
 
 async function compare(pathA: string, pathB: string, json: boolean, threshold?: number): Promise<number> {
-  const engine = await FaceEngine.create({ matchThreshold: threshold });
+  const engine = await FaceEngine.create(engineOptions({ matchThreshold: threshold }));
   try {
     const [a, b] = [
       await engine.analyze(readInput(pathA), { maxFaces: 1 }),
@@ -221,7 +232,7 @@ async function compare(pathA: string, pathB: string, json: boolean, threshold?: 
 }
 
 async function evaluate(dir: string, json: boolean, threshold?: number): Promise<number> {
-  const engine = await FaceEngine.create({ matchThreshold: threshold });
+  const engine = await FaceEngine.create(engineOptions({ matchThreshold: threshold }));
   try {
     const r = await evaluateFolder(engine, readDir(dir));
     if (!json) {

@@ -27,6 +27,9 @@ export interface FaceSearchConfig {
   adminApiKey: string | null;
   defaultAppApiKey: string | null;
   modelDir: string | null;
+  /** JSON manifests describing another detector / embedder (see models/manifest.json); null = the pinned defaults. */
+  detectorManifest: string | null;
+  embedderManifest: string | null;
   maxImageBytes: number;
   maxImagePixels: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -191,6 +194,8 @@ const envSchema = z.object({
   ADMIN_API_KEY: secret(16),
   DEFAULT_APP_API_KEY: secret(16),
   MODEL_DIR: optionalString,
+  DETECTOR_MANIFEST: optionalString,
+  EMBEDDER_MANIFEST: optionalString,
   MAX_IMAGE_BYTES: int(20 * MiB, 1024, 1024 * MiB),
   MAX_IMAGE_PIXELS: int(50_000_000, 10_000, 1_000_000_000),
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
@@ -264,6 +269,8 @@ export function loadConfig(
     adminApiKey: e.ADMIN_API_KEY,
     defaultAppApiKey: e.DEFAULT_APP_API_KEY,
     modelDir: e.MODEL_DIR,
+    detectorManifest: e.DETECTOR_MANIFEST,
+    embedderManifest: e.EMBEDDER_MANIFEST,
     maxImageBytes: e.MAX_IMAGE_BYTES,
     maxImagePixels: e.MAX_IMAGE_PIXELS,
     logLevel: e.LOG_LEVEL ?? 'info',

@@ -20,6 +20,8 @@ export async function createAnalyzer(config: FaceSearchConfig, logger: Logger): 
 export function createLocalEngine(config: FaceSearchConfig): Promise<FaceEngine> {
   return createLocalFaceAnalyzer({
     modelDir: config.modelDir ?? undefined,
+    detectorManifest: config.detectorManifest ?? undefined,
+    embedderManifest: config.embedderManifest ?? undefined,
     maxImageBytes: config.maxImageBytes,
     maxImagePixels: config.maxImagePixels,
   });
@@ -32,7 +34,10 @@ export function createLocalEngine(config: FaceSearchConfig): Promise<FaceEngine>
  */
 function withCalibratedThreshold<A extends FaceAnalyzer>(analyzer: A, config: FaceSearchConfig, logger: Logger): A {
   try {
-    const { manifest } = loadManifest('embedder', { modelDir: config.modelDir ?? undefined });
+    const { manifest } = loadManifest('embedder', {
+      modelDir: config.modelDir ?? undefined,
+      manifestPath: config.embedderManifest ?? undefined,
+    });
     const threshold = (manifest as { matchThreshold?: number }).matchThreshold;
     if (manifest.id === analyzer.modelId && typeof threshold === 'number') {
       return Object.assign(analyzer, { matchThreshold: threshold });
