@@ -1,8 +1,7 @@
-import { type FaceSearchConfig, FaceSearchError } from '@facesearch/common';
-import { ImportAnalysisStage } from '@facesearch/core';
-import type { FaceEngine } from '@facesearch/face-engine';
-import { createDetectorServer, GrpcFaceAnalyzer } from '@facesearch/proto';
-import { buildPorts, closePorts, createLocalEngine, ENGINE_CONNECT_TIMEOUT_MS } from '@facesearch/runtime';
+import type { FaceSearchConfig } from '@facesearch/common';
+import { ImportDetectStage } from '@facesearch/core';
+import { createDetectorServer } from '@facesearch/proto';
+import { buildPorts, closePorts, createLocalEngine, type Ports } from '@facesearch/runtime';
 import type { Logger } from 'pino';
 
 export interface DetectorWorker {
@@ -15,14 +14,11 @@ export interface DetectorWorker {
 
 /**
  * The detector: serves the Detector gRPC service (decode, detect, quality, aligned crops) for the gateway's
- * synchronous requests, and consumes the `imports` queue: each item is detected and aligned here, its crop is
- * embedded by the embedder service, and the result goes to the `index` queue.
+ * synchronous requests, and consumes the `imports` queue: each item is detected and aligned here, its crop goes
+ * to the blob store and an `embed` job with the crop's key to the embedder workers. It calls no other service.
  */
 export async function startDetector(config: FaceSearchConfig, logger: Logger): Promise<DetectorWorker> {
   const consumesImports = config.queue === 'bullmq';
-  if (consumesImports && config.embedderGrpcUrls.length === 0) {
-    throw new FaceSearchError('invalid_config', 'EMBEDDER_GRPC_URL is required: import items are embedded there', 500);
-  }
   const engine = await createLocalEngine(config);
   const server = createDetectorServer(engine, {
     maxMessageBytes: Math.max(config.maxImageBytes + 1024 * 1024, 64 * 1024 * 1024),
@@ -37,13 +33,13 @@ export async function startDetector(config: FaceSearchConfig, logger: Logger): P
   }
   logger.info({ grpcPort, model: engine.detectorModelId }, `detector gRPC service on ${config.host}:${grpcPort}`);
 
-  let ports: Awaited<ReturnType<typeof buildImportPorts>> | null = null;
+  let ports: Pick<Ports, 'library' | 'blobs' | 'queues'> | null = null;
   try {
     if (consumesImports) {
-      ports = await buildImportPorts(config, logger, engine);
-      const stage = new ImportAnalysisStage(ports.library, ports.blobs, ports.analyzer, ports.queues.index, {
+      ports = await buildPorts(config, logger, { need: ['library', 'blobs', 'queues'] as const });
+      const stage = new ImportDetectStage(ports.library, ports.blobs, engine, ports.queues.embed, {
         maxFacesPerUser: config.maxFacesPerUser,
-        onAnalysed: (job) => logger.info({ import_id: job.import_id, index: job.index }, 'import item analysed'),
+        onDetected: (job) => logger.info({ import_id: job.import_id, index: job.index }, 'import item analysed'),
       });
       const queue = ports.queues.imports;
       queue.process((data, ctx) => stage.handle(data, ctx), {
@@ -70,12 +66,12 @@ export async function startDetector(config: FaceSearchConfig, logger: Logger): P
     consumesImports,
     close() {
       closing ??= (async () => {
-        // Stop taking jobs and calls together; running ones finish (within the shutdown timeout). The index
+        // Stop taking jobs and calls together; running ones finish (within the shutdown timeout). The embed
         // queue closes only after the import jobs: a job finishing during shutdown still hands its face on.
         const stopImports = async () => {
           if (!ports) return;
           await ports.queues.imports.close();
-          await ports.queues.index.close();
+          await ports.queues.embed.close();
         };
         await Promise.all([stopImports(), server.close(config.shutdownTimeoutMs * 0.7)]);
         if (ports) await closePorts(ports, logger);
@@ -84,16 +80,4 @@ export async function startDetector(config: FaceSearchConfig, logger: Logger): P
       return closing;
     },
   };
-}
-
-function buildImportPorts(config: FaceSearchConfig, logger: Logger, engine: FaceEngine) {
-  return buildPorts(config, logger, {
-    need: ['library', 'blobs', 'queues', 'analyzer'] as const,
-    analyzer: () =>
-      GrpcFaceAnalyzer.connect({
-        detector: engine,
-        embedderAddresses: config.embedderGrpcUrls.join(','),
-        connectTimeoutMs: ENGINE_CONNECT_TIMEOUT_MS,
-      }),
-  });
 }

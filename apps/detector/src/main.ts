@@ -2,7 +2,7 @@ import { createLogger, exitOnSignals, loadConfigOrExit, runMain } from '@facesea
 import { startDetector } from './detector';
 
 runMain('detector', async () => {
-  // Detection always runs here: the detector needs no engine addresses but the embedder's (EMBEDDER_GRPC_URL).
+  // Detection always runs here: the detector calls no other engine service (crops go to the embed queue).
   const config = loadConfigOrExit({ ...process.env, ENGINE: 'local' });
   const logger = createLogger(config, 'detector');
   const worker = await startDetector(config, logger);

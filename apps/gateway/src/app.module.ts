@@ -8,7 +8,7 @@ import {
   ReindexService,
   UploadService,
 } from '@facesearch/core';
-import { cosineThreshold, type Ports } from '@facesearch/runtime';
+import { cosineThreshold, type Ports, QUEUE_ORDER } from '@facesearch/runtime';
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
@@ -42,11 +42,11 @@ export interface Services {
 
 /** Plain construction of the core services on the ports; Nest only hands them to controllers. */
 export function buildServices(config: FaceSearchConfig, ports: Ports): Services {
-  const metrics = new Metrics([ports.queues.imports, ports.queues.index] as never[]);
+  const metrics = new Metrics(QUEUE_ORDER.map((name) => ports.queues[name]) as never[]);
   const threshold = cosineThreshold(config, ports.analyzer, FALLBACK_MATCH_COSINE_THRESHOLD);
   // Synchronous requests share one admission limit (503 engine_busy beyond it); import items do not count.
   const analyzer = new AdmissionLimitedAnalyzer(ports.analyzer, config.maxConcurrentAnalyses);
-  const library = new LibraryService(ports.library, ports.vectors, ports.blobs, analyzer, {
+  const library = new LibraryService(ports.library, ports.vectors, ports.blobs, analyzer, ports.queues.deletes, {
     maxFacesPerUser: config.maxFacesPerUser,
     onFacesIndexed: (n) => metrics.facesIndexed.inc(n),
   });

@@ -1,6 +1,14 @@
 import type { FaceSearchConfig } from '@facesearch/common';
-import { ImportAnalysisStage, ImportIndexStage } from '@facesearch/core';
-import { ALL_PORTS, buildPorts, closePorts, createLogger, type Ports } from '@facesearch/runtime';
+import { DeleteStage, ImportDetectStage, ImportEmbedStage, ImportIndexStage } from '@facesearch/core';
+import {
+  ALL_PORTS,
+  buildPorts,
+  closePorts,
+  createLogger,
+  importEngines,
+  type Ports,
+  QUEUE_ORDER,
+} from '@facesearch/runtime';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -17,8 +25,8 @@ export interface GatewayOptions {
   ports?: Ports;
   logger?: Logger;
   /**
-   * Run both import stages (analysis and indexing) in this process. Default: when the queues are in-process
-   * (embedded); in distributed mode the detector and indexer workers do.
+   * Run the three import stages (detection, embedding, indexing) and the deletes in this process. Default: when
+   * the queues are in-process (embedded); in distributed mode the detector, embedder and indexer workers do.
    */
   runImportWorker?: boolean;
 }
@@ -38,6 +46,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
   const logger = options.logger ?? createLogger(config);
   const ports = options.ports ?? (await buildPorts(config, logger, { need: ALL_PORTS }));
   let indexStage: ImportIndexStage | null = null;
+  let deleteStage: DeleteStage | null = null;
   try {
     const services = buildServices(config, ports);
     const { generatedKey } = await services.auth.bootstrap();
@@ -82,16 +91,24 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
 
     const runWorker = options.runImportWorker ?? config.queue === 'memory';
     if (runWorker) {
-      const analysis = new ImportAnalysisStage(ports.library, ports.blobs, ports.analyzer, ports.queues.index, {
+      const { aligner, embedder } = importEngines(ports.analyzer);
+      const detection = new ImportDetectStage(ports.library, ports.blobs, aligner, ports.queues.embed, {
         maxFacesPerUser: config.maxFacesPerUser,
       });
+      const embedding = new ImportEmbedStage(ports.library, ports.blobs, embedder, ports.queues.index);
       indexStage = new ImportIndexStage(ports.library, ports.vectors, ports.blobs, {
         maxItems: config.indexBatchSize,
         maxWaitMs: config.indexBatchWaitMs,
         onFacesIndexed: (n) => services.metrics.facesIndexed.inc(n),
       });
-      analysis.start(ports.queues.imports, config.importConcurrency);
+      deleteStage = new DeleteStage(ports.library, ports.vectors, ports.blobs, ports.queues.deletes, {
+        onRetry: (job, err) => logger.warn({ kind: job.kind, round: job.round, err }, 'delete job retried'),
+        onLost: (job, err) => logger.error({ job, err }, 'delete job could not be queued again'),
+      });
+      detection.start(ports.queues.imports, config.importConcurrency);
+      embedding.start(ports.queues.embed, config.embedConcurrency);
       indexStage.start(ports.queues.index, config.indexConcurrency);
+      deleteStage.start(4);
       const resumed = await services.imports.resume();
       if (resumed.items > 0) logger.info(resumed, 'resumed unfinished imports');
     }
@@ -121,9 +138,9 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
   /** Queues first (they wait for running jobs, whose index writes wait for their batch), then the batcher. */
   async function stopWorkers(): Promise<void> {
     if (!indexStage) return;
-    // In order: analysis jobs finishing now still add their index jobs, and index jobs their batch.
-    await ports.queues.imports.close().catch(() => undefined);
-    await ports.queues.index.close().catch(() => undefined);
+    deleteStage?.close();
+    // In pipeline order: jobs finishing now still add to the next stage's queue, and index jobs their batch.
+    for (const name of QUEUE_ORDER) await ports.queues[name].close().catch(() => undefined);
     await indexStage.close();
   }
 }

@@ -5,7 +5,6 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,6 +16,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeAnalyzer, fakeImage } from '../../../libs/core/test/fakes';
 import { createGateway, type Gateway } from '../src/gateway';
+import { dropIsolated } from './distributed';
 import { ADMIN_KEY, DEFAULT_KEY, embeddedPorts } from './helpers';
 
 const ROOT = resolve(__dirname, '../../..');
@@ -212,29 +212,7 @@ describe.skipIf(!built || !services)('backup and restore (distributed: Redis, Qd
     // Leave the servers as we found them: our keys, collection and bucket go.
     await gw?.close().catch(() => undefined);
     gw = null;
-    const e = env();
-    const fromAdapters = createRequire(join(ROOT, 'libs/adapters/package.json'));
-    const { Redis } = fromAdapters('ioredis') as typeof import('ioredis');
-    const redis = new Redis(e.REDIS_URL);
-    const keys = await redis.keys(`${suffix}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-    await fetch(`${e.QDRANT_URL}/collections/${e.QDRANT_COLLECTION}`, { method: 'DELETE' }).catch(() => undefined);
-    const Minio = fromAdapters('minio') as typeof import('minio');
-    const u = new URL(e.S3_ENDPOINT);
-    const s3 = new Minio.Client({
-      endPoint: u.hostname,
-      port: Number(u.port),
-      useSSL: false,
-      accessKey: e.S3_ACCESS_KEY,
-      secretKey: e.S3_SECRET_KEY,
-      pathStyle: true,
-      region: e.S3_REGION ?? 'us-east-1',
-    });
-    const names: string[] = [];
-    for await (const o of s3.listObjectsV2(e.S3_BUCKET, '', true)) if (o.name) names.push(o.name);
-    if (names.length) await s3.removeObjects(e.S3_BUCKET, names);
-    await s3.removeBucket(e.S3_BUCKET).catch(() => undefined);
+    await dropIsolated(env());
     rmSync(resolve(dest, '..'), { recursive: true, force: true });
   });
 

@@ -47,7 +47,10 @@ export function isolatedEnv(runId: string): Record<string, string> {
   };
 }
 
-/** Deletes what a run left on the servers (best effort). */
+/**
+ * Deletes what a run left on the servers (best effort): the Redis keys under REDIS_PREFIX, the Qdrant collection,
+ * every object in the S3 bucket and the bucket.
+ */
 export async function dropIsolated(env: Record<string, string>): Promise<void> {
   const repo = new RedisLibraryRepository(env.REDIS_URL);
   try {
@@ -68,16 +71,24 @@ export async function dropIsolated(env: Record<string, string>): Promise<void> {
     accessKey: env.S3_ACCESS_KEY,
     secretKey: env.S3_SECRET_KEY,
     bucket: env.S3_BUCKET,
-    region: env.S3_REGION,
+    region: env.S3_REGION ?? 'us-east-1',
   });
+  const { client } = blobs as unknown as { client: S3Client };
   try {
-    for (const prefix of ['faces/', 'imports/', 'uploads/']) await blobs.deletePrefix(prefix);
-    await (blobs as unknown as { client: { removeBucket(b: string): Promise<void> } }).client.removeBucket(
-      env.S3_BUCKET,
-    );
+    const names: string[] = [];
+    for await (const o of client.listObjectsV2(env.S3_BUCKET, '', true)) if (o.name) names.push(o.name);
+    for (let i = 0; i < names.length; i += 1000) await client.removeObjects(env.S3_BUCKET, names.slice(i, i + 1000));
+    await client.removeBucket(env.S3_BUCKET);
   } catch {
     // ignored
   }
+}
+
+/** The part of the minio client that dropIsolated uses (the S3BlobStore's own client). */
+interface S3Client {
+  listObjectsV2(bucket: string, prefix: string, recursive: boolean): AsyncIterable<{ name?: string }>;
+  removeObjects(bucket: string, names: string[]): Promise<unknown>;
+  removeBucket(bucket: string): Promise<void>;
 }
 
 /** Compiles the apps (incremental: quick when nothing changed) so the processes run the current code. */
@@ -96,11 +107,16 @@ export interface AppProcess {
   exited: Promise<number | null>;
 }
 
+export type AppName = 'gateway' | 'detector' | 'embedder' | 'indexer';
+
 export class ProcessGroup {
   readonly dir = mkdtempSync(join(tmpdir(), 'facesearch-stack-'));
   readonly apps: AppProcess[] = [];
+  private readonly settings = new Map<string, { app: AppName; env: Record<string, string> }>();
+  private restarts = 0;
 
-  start(name: string, app: 'gateway' | 'detector' | 'embedder' | 'indexer', env: Record<string, string>): AppProcess {
+  start(name: string, app: AppName, env: Record<string, string>): AppProcess {
+    if (!this.settings.has(name)) this.settings.set(name, { app, env });
     const logFile = join(this.dir, `${name}.log`);
     const out = createWriteStream(logFile);
     const child = spawn(process.execPath, [join(REPO, 'apps', app, 'dist', 'main.js')], {
@@ -114,6 +130,14 @@ export class ProcessGroup {
     const proc: AppProcess = { name, child, logFile, exited, log: () => readFileSync(logFile, 'utf8') };
     this.apps.push(proc);
     return proc;
+  }
+
+  /** Starts a process again with the settings it first started with (same gRPC port), under a new log name. */
+  restart(name: string): AppProcess {
+    const first = this.settings.get(name);
+    if (!first) throw new Error(`${name} was never started`);
+    this.restarts++;
+    return this.start(`${name}~${this.restarts}`, first.app, first.env);
   }
 
   /** The apps' log lines (JSON) whose msg is `msg`. */
@@ -170,6 +194,35 @@ export async function waitReady(url: string, group: ProcessGroup, timeoutMs: num
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error(`not ready after ${timeoutMs} ms: ${last}\n${group.tails()}`);
+}
+
+/**
+ * The whole stack as processes: 2 embedders, 2 detectors (using both embedders), an indexer and a gateway (using
+ * both detectors and both embedders), each on a free port, all with `common` settings (plus `embedderEnv` for the
+ * embedders). Resolves with the gateway's base URL and its readiness report once it is ready.
+ */
+export async function startStack(
+  group: ProcessGroup,
+  common: Record<string, string>,
+  options: { readyTimeoutMs: number; embedderEnv?: Record<string, string> },
+): Promise<{ base: string; ready: unknown }> {
+  const [gatewayPort, e1, e2, d1, d2] = await Promise.all([1, 2, 3, 4, 5].map(() => freePort()));
+  const embedders = [e1, e2].map((p) => `127.0.0.1:${p}`).join(',');
+  const detectors = [d1, d2].map((p) => `127.0.0.1:${p}`).join(',');
+  group.start('embedder-1', 'embedder', { ...common, GRPC_PORT: String(e1), ...options.embedderEnv });
+  group.start('embedder-2', 'embedder', { ...common, GRPC_PORT: String(e2), ...options.embedderEnv });
+  group.start('detector-1', 'detector', { ...common, GRPC_PORT: String(d1), EMBEDDER_GRPC_URL: embedders });
+  group.start('detector-2', 'detector', { ...common, GRPC_PORT: String(d2), EMBEDDER_GRPC_URL: embedders });
+  group.start('indexer-1', 'indexer', common);
+  group.start('gateway', 'gateway', {
+    ...common,
+    PORT: String(gatewayPort),
+    DETECTOR_GRPC_URL: detectors,
+    EMBEDDER_GRPC_URL: embedders,
+  });
+  const base = `http://127.0.0.1:${gatewayPort}`;
+  const ready = await waitReady(`${base}/health/ready`, group, options.readyTimeoutMs);
+  return { base, ready };
 }
 
 /**

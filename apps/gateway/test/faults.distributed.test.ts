@@ -11,9 +11,9 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { RedisLibraryRepository } from '@facesearch/adapters';
 import { loadConfig } from '@facesearch/common';
 import pino from 'pino';
@@ -28,13 +28,11 @@ import {
   isolatedEnv,
   ProcessGroup,
   servicesSkipReason,
+  startStack,
   SwitchableProxy,
-  waitReady,
 } from './distributed';
+import { engineSkipReason, TESTDATA } from './helpers';
 
-const TESTDATA = resolve(__dirname, '../../../../shared/testdata');
-const MODELS = resolve(__dirname, '../../../models');
-const haveModels = existsSync(MODELS) && readdirSync(MODELS).some((f) => f.endsWith('.onnx'));
 const haveRedisServer = (() => {
   try {
     execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
@@ -45,13 +43,7 @@ const haveRedisServer = (() => {
 })();
 const skipReason =
   servicesSkipReason() ??
-  (!haveRedisServer
-    ? 'redis-server is not installed (pnpm services:install)'
-    : !existsSync(join(TESTDATA, 'faces'))
-      ? `test photos not found at ${TESTDATA}`
-      : !haveModels
-        ? `no .onnx models in ${MODELS} (run pnpm models)`
-        : null);
+  (!haveRedisServer ? 'redis-server is not installed (pnpm services:install)' : engineSkipReason());
 if (skipReason) console.warn(`[faults] skipped: ${skipReason}`);
 
 const DEFAULT_KEY = 'faults-default-key-00001';
@@ -137,22 +129,8 @@ describe.skipIf(skipReason !== null)('faults on the distributed stack', () => {
   let base: string;
   let http: ReturnType<typeof request>;
   let photos: Awaited<ReturnType<typeof smallPhotos>>;
-  const envs: Record<string, Record<string, string>> = {};
-  const apps: Record<string, 'gateway' | 'detector' | 'embedder' | 'indexer'> = {};
-  let restarts = 0;
-
-  const start = (name: string, app: (typeof apps)[string], processEnv: Record<string, string>) => {
-    envs[name] = processEnv;
-    apps[name] = app;
-    return group.start(name, app, processEnv);
-  };
   const running = (prefix: string) =>
     group.apps.filter((a) => a.name.startsWith(prefix) && a.child.exitCode === null && a.child.signalCode === null);
-  /** Starts a process again with the same settings (same gRPC port), under a new log name. */
-  const restart = (name: string) => {
-    restarts++;
-    return group.start(`${name}~${restarts}`, apps[name], envs[name]);
-  };
   const kill = (name: string, signal: NodeJS.Signals) => {
     const proc = running(name)[0];
     if (!proc) throw new Error(`${name} is not running`);
@@ -273,22 +251,7 @@ describe.skipIf(skipReason !== null)('faults on the distributed stack', () => {
       SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
       LOG_LEVEL: 'info',
     };
-    const [gatewayPort, e1, e2, d1, d2] = await Promise.all([1, 2, 3, 4, 5].map(() => freePort()));
-    const embedders = [e1, e2].map((p) => `127.0.0.1:${p}`).join(',');
-    const detectors = [d1, d2].map((p) => `127.0.0.1:${p}`).join(',');
-    start('embedder-1', 'embedder', { ...common, GRPC_PORT: String(e1) });
-    start('embedder-2', 'embedder', { ...common, GRPC_PORT: String(e2) });
-    start('detector-1', 'detector', { ...common, GRPC_PORT: String(d1), EMBEDDER_GRPC_URL: embedders });
-    start('detector-2', 'detector', { ...common, GRPC_PORT: String(d2), EMBEDDER_GRPC_URL: embedders });
-    start('indexer-1', 'indexer', common);
-    start('gateway', 'gateway', {
-      ...common,
-      PORT: String(gatewayPort),
-      DETECTOR_GRPC_URL: detectors,
-      EMBEDDER_GRPC_URL: embedders,
-    });
-    base = `http://127.0.0.1:${gatewayPort}`;
-    await waitReady(`${base}/health/ready`, group, 180_000);
+    ({ base } = await startStack(group, common, { readyTimeoutMs: 180_000 }));
     http = request(base);
   }, 300_000);
 
@@ -310,7 +273,7 @@ describe.skipIf(skipReason !== null)('faults on the distributed stack', () => {
     await waitFor(async () => (await done()) >= job.total * 0.15, 240_000, '15 % of the import');
     const killedDetectorAt = Date.now();
     kill('detector-1', 'SIGKILL');
-    const detectorBack = restart('detector-1');
+    const detectorBack = group.restart('detector-1');
     const detectorReadyMs = await waitFor(
       async () => group.lines(detectorBack.name, 'consuming the imports queue').length > 0,
       60_000,
@@ -320,7 +283,7 @@ describe.skipIf(skipReason !== null)('faults on the distributed stack', () => {
     await waitFor(async () => (await done()) >= job.total * 0.45, 240_000, '45 % of the import');
     const killedEmbedderAt = Date.now();
     kill('embedder-1', 'SIGKILL');
-    const embedderBack = restart('embedder-1');
+    const embedderBack = group.restart('embedder-1');
     const embedderReadyMs = await waitFor(
       async () => /embedder gRPC service|listening|serving/i.test(embedderBack.log()),
       60_000,

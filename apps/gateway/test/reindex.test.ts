@@ -5,7 +5,7 @@
  * another id and the same weights, so its vectors equal the old ones and matches are expected again.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -15,16 +15,9 @@ import pino from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, type Gateway } from '../src/gateway';
-import { ADMIN_KEY, DEFAULT_KEY } from './helpers';
+import { ADMIN_KEY, DEFAULT_KEY, engineSkipReason, MODELS, photo } from './helpers';
 
-const TESTDATA = resolve(__dirname, '../../../../shared/testdata');
-const MODELS = resolve(__dirname, '../../../models');
-const haveModels = existsSync(MODELS) && readdirSync(MODELS).some((f) => f.endsWith('.onnx'));
-const skipReason = !existsSync(join(TESTDATA, 'faces'))
-  ? `test photos not found at ${TESTDATA}`
-  : !haveModels
-    ? `no .onnx models in ${MODELS} (run pnpm models)`
-    : null;
+const skipReason = engineSkipReason();
 if (skipReason) console.warn(`[reindex] skipped: ${skipReason}`);
 
 const ROOT = resolve(__dirname, '../../..');
@@ -32,7 +25,6 @@ const CLI = join(ROOT, 'apps/cli/dist/main.js');
 const PEOPLE = ['obama', 'kit_harington', 'rose_leslie'];
 const auth = { 'x-api-key': DEFAULT_KEY };
 const admin = { 'x-api-key': ADMIN_KEY };
-const photo = (rel: string) => readFileSync(join(TESTDATA, rel));
 
 /** A model folder whose manifest names the same weights under another embedder id. */
 function renamedModelDir(dir: string, embedderId: string): string {

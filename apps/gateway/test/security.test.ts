@@ -16,6 +16,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeAnalyzer, fakeImage } from '../../../libs/core/test/fakes';
 import { createGateway, type Gateway } from '../src/gateway';
+import { dropIsolated, servicesSkipReason } from './distributed';
 import { ADMIN_KEY, DEFAULT_KEY, embeddedPorts, startTestGateway, type TestGateway } from './helpers';
 
 type Http = ReturnType<typeof request>;
@@ -384,10 +385,7 @@ describe('tenant isolation (embedded)', () => {
 
 // ---- distributed: Redis library, Qdrant vectors, S3 blobs (real servers), fake analyzer -----------------------
 
-const SERVICE_VARS = ['REDIS_URL', 'QDRANT_URL', 'S3_ENDPOINT', 'S3_ACCESS_KEY', 'S3_SECRET_KEY'];
-const distributedSkip = SERVICE_VARS.some((n) => !process.env[n])
-  ? `${SERVICE_VARS.filter((n) => !process.env[n]).join(', ')} not set (scripts/services/up.sh, source services.env)`
-  : null;
+const distributedSkip = servicesSkipReason();
 if (distributedSkip) console.warn(`[security] distributed cases skipped: ${distributedSkip}`);
 
 describe.skipIf(distributedSkip !== null)('distributed adapters (real Redis, Qdrant, S3)', () => {
@@ -425,30 +423,7 @@ describe.skipIf(distributedSkip !== null)('distributed adapters (real Redis, Qdr
   });
   afterAll(async () => {
     await gw?.close();
-    const e = env();
-    const { createRequire } = await import('node:module');
-    const fromAdapters = createRequire(join(__dirname, '../../../libs/adapters/package.json'));
-    const { Redis } = fromAdapters('ioredis') as typeof import('ioredis');
-    const redis = new Redis(e.REDIS_URL);
-    const keys = await redis.keys(`${suffix}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-    await fetch(`${e.QDRANT_URL}/collections/${e.QDRANT_COLLECTION}`, { method: 'DELETE' }).catch(() => undefined);
-    const Minio = fromAdapters('minio') as typeof import('minio');
-    const u = new URL(e.S3_ENDPOINT);
-    const s3 = new Minio.Client({
-      endPoint: u.hostname,
-      port: Number(u.port),
-      useSSL: false,
-      accessKey: e.S3_ACCESS_KEY,
-      secretKey: e.S3_SECRET_KEY,
-      pathStyle: true,
-      region: e.S3_REGION,
-    });
-    const names: string[] = [];
-    for await (const o of s3.listObjectsV2(e.S3_BUCKET, '', true)) if (o.name) names.push(o.name);
-    if (names.length) await s3.removeObjects(e.S3_BUCKET, names);
-    await s3.removeBucket(e.S3_BUCKET).catch(() => undefined);
+    await dropIsolated(env());
   });
 
   it('isolates tenants through every route', async () => {

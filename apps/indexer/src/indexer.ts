@@ -1,5 +1,5 @@
 import { type FaceSearchConfig, FaceSearchError } from '@facesearch/common';
-import { ImportIndexStage } from '@facesearch/core';
+import { DeleteStage, ImportIndexStage } from '@facesearch/core';
 import { buildPorts, closePorts } from '@facesearch/runtime';
 import type { Logger } from 'pino';
 
@@ -7,10 +7,14 @@ export interface IndexerWorker {
   close(): Promise<void>;
 }
 
+/** Delete jobs removed at once: each is one filtered delete, so a few are plenty. */
+export const DELETE_CONCURRENCY = 4;
+
 /**
- * The indexer: consumes the `index` queue and writes analysed faces in batches (one vector upsert per batch,
+ * The indexer: consumes the `index` queue and writes embedded faces in batches (one vector upsert per batch,
  * then the face records and item results). Idempotent: the face id is deterministic, so a redelivered job
- * writes the same point and record once.
+ * writes the same point and record once. It also consumes the `deletes` queue: the vectors (filtered delete)
+ * and images of faces, users and groups whose records the gateway deleted, retried until done.
  */
 export async function startIndexer(config: FaceSearchConfig, logger: Logger): Promise<IndexerWorker> {
   if (config.queue !== 'bullmq') {
@@ -29,6 +33,14 @@ export async function startIndexer(config: FaceSearchConfig, logger: Logger): Pr
       await stage.handleFailed(job, error);
     },
   });
+  const deletes = new DeleteStage(ports.library, ports.vectors, ports.blobs, ports.queues.deletes, {
+    onDeleted: (job) => logger.info({ kind: job.kind, delete_id: job.delete_id, round: job.round }, 'delete job done'),
+    onRetry: (job, err) =>
+      logger.warn({ kind: job.kind, delete_id: job.delete_id, round: job.round, err }, 'delete job retried'),
+    onLost: (job, err) =>
+      logger.error({ job, err }, 'delete job could not be queued again: its vectors stay (hidden from search)'),
+  });
+  deletes.start(DELETE_CONCURRENCY);
   logger.info(
     { concurrency: config.indexConcurrency, batchSize: config.indexBatchSize, batchWaitMs: config.indexBatchWaitMs },
     'consuming the index queue',
@@ -37,7 +49,8 @@ export async function startIndexer(config: FaceSearchConfig, logger: Logger): Pr
   return {
     close() {
       closing ??= (async () => {
-        await Promise.all([ports.queues.index.close(), ports.queues.imports.close()]);
+        deletes.close();
+        await Promise.all([ports.queues.index.close(), ports.queues.deletes.close()]);
         await stage.close();
         await closePorts(ports, logger);
       })();

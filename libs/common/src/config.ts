@@ -41,6 +41,8 @@ export interface FaceSearchConfig {
   maxRequestBytes: number;
   maxFacesPerUser: number;
   importConcurrency: number;
+  /** Embed jobs (one import item's crop each) a process embeds at once. */
+  embedConcurrency: number;
   /** Index jobs a process holds at once; at least indexBatchSize, or batches never fill. */
   indexConcurrency: number;
   /** Index jobs written together (one vector upsert), and how long the first waits for company. */
@@ -203,6 +205,7 @@ const envSchema = z.object({
   MAX_REQUEST_BYTES: int(100 * MiB, 1024, 4096 * MiB),
   MAX_FACES_PER_USER: int(20, 1, 1000),
   IMPORT_CONCURRENCY: int(2, 1, 256),
+  EMBED_CONCURRENCY: int(2, 1, 256),
   INDEX_CONCURRENCY: int(64, 1, 4096),
   INDEX_BATCH_SIZE: int(64, 1, 1024),
   INDEX_BATCH_WAIT_MS: int(50, 0, 10_000),
@@ -278,6 +281,7 @@ export function loadConfig(
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     maxFacesPerUser: e.MAX_FACES_PER_USER,
     importConcurrency: e.IMPORT_CONCURRENCY,
+    embedConcurrency: e.EMBED_CONCURRENCY,
     indexConcurrency: e.INDEX_CONCURRENCY,
     indexBatchSize: e.INDEX_BATCH_SIZE,
     indexBatchWaitMs: e.INDEX_BATCH_WAIT_MS,

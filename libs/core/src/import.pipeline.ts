@@ -1,20 +1,24 @@
 /**
- * The two stages an import item goes through after ImportService.create queued it:
- *   1. analysis (queue `imports`): load the item and its image, analyse, quality control, store the face image,
- *      and queue an index job carrying the face record's fields and the vector;
- *   2. indexing (queue `index`): many index jobs at once (see MicroBatcher): one vector upsert for the batch,
+ * The three stages an import item goes through after ImportService.create queued it:
+ *   1. detection (queue `imports`): load the item's image, detect and align, quality control and the per-user
+ *      limit; store the face image and the aligned crop (blob `crops/{app}/{import}/{index}`, raw 112x112x3)
+ *      and queue an embed job carrying the crop's KEY (bytes never travel through Redis);
+ *   2. embedding (queue `embed`): read the crop, embed it, queue an index job with the vector, drop the crop;
+ *   3. indexing (queue `index`): many index jobs at once (see MicroBatcher): one vector upsert for the batch,
  *      then the user and face records and the item's result.
- * Both stages are idempotent: the face id is `{import_id}_{index}`, so a job delivered twice writes the same
+ * Every stage is idempotent: the face id is `{import_id}_{index}`, so a job delivered twice writes the same
  * vector point, image and face record once, and an item is counted once (finishImportItem is a no-op the
- * second time).
+ * second time). An item that fails for good in any stage is finished as failed with its error code.
  */
 import {
+  type AlignedFace,
   type BlobStore,
   type Box,
-  type FaceAnalyzer,
+  type DetectOptions,
   type FaceQuality,
   type FaceRecord,
   FaceSearchError,
+  type ImageInfo,
   type ImportItemRecord,
   type ImportItemStatus,
   type JobContext,
@@ -24,42 +28,63 @@ import {
   type VectorPoint,
   type VectorStore,
 } from '@facesearch/common';
+import { faceImageKey } from './delete.pipeline';
 import { errors, isConflict, nowIso } from './errors';
-import { ensureGroup, faceImageKey } from './library.service';
+import { ensureGroup } from './library.service';
 import { MicroBatcher, type MicroBatcherOptions } from './micro-batcher';
 import { assertQuality } from './quality';
 
-/** One analysis job per import item; the item itself lives in the library repository. */
+/** Detects and aligns faces (the engine in process: FaceEngine fits as is). */
+export interface FaceAligner {
+  detectAligned(image: Uint8Array, options?: DetectOptions): Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
+}
+
+/** Embeds aligned crops (the engine in process: FaceEngine fits as is). */
+export interface CropEmbedder {
+  readonly modelId: string;
+  embed(crops: Uint8Array[]): Promise<Float32Array[]>;
+}
+
+/** One detection job per import item; the item itself lives in the library repository. */
 export interface ImportJob {
   app_id: string;
   import_id: string;
   index: number;
 }
 
-/** An analysed item, ready to be written. JSON-serialisable (it travels through Redis in distributed mode). */
-export interface IndexJob extends ImportJob {
+/** A detected face waiting for its vector. JSON-serialisable (it travels through Redis in distributed mode). */
+export interface EmbedJob extends ImportJob {
   group_id: string;
   user_id: string;
   face_id: string;
-  /** Blob key of the face's image, already stored by the analysis stage. */
+  /** Blob key of the face's image, already stored by the detection stage. */
   image_key: string;
   /** Blob key of the item's upload, deleted once the item is finished. */
   item_image_key: string;
+  /** Blob key of the aligned crop (raw 112x112x3 RGB), deleted once the index job is queued. */
+  crop_key: string;
   box: Box;
   landmarks: Landmarks;
   quality: FaceQuality;
-  model_id: string;
-  vector: number[];
-  /** Analysis attempts the item took, for its result. */
+  /** Detection attempts the item took, for its result. */
   attempts: number;
 }
 
+/** An embedded face, ready to be written. JSON-serialisable. */
+export interface IndexJob extends Omit<EmbedJob, 'crop_key'> {
+  model_id: string;
+  vector: number[];
+}
+
 export const IMPORT_QUEUE = 'imports';
+export const EMBED_QUEUE = 'embed';
 export const INDEX_QUEUE = 'index';
 
+/** The same id in every stage's queue: one job per item per queue. */
 export const importJobId = (importId: string, index: number) => `${importId}_${index}`;
 /** Deterministic, so a job delivered twice writes the same face once. */
 export const importFaceId = (importId: string, index: number) => `${importId}_${index}`;
+export const cropKey = (appId: string, importId: string, index: number) => `crops/${appId}/${importId}/${index}`;
 
 export const UNFINISHED_ITEM: readonly ImportItemStatus[] = ['pending', 'running'];
 
@@ -81,7 +106,7 @@ export class ImportProgress {
     return changed;
   }
 
-  /** Records an item's final failure (after its last attempt, in either stage). */
+  /** Records an item's final failure (after its last attempt, in any stage). */
   async fail(data: ImportJob, error: unknown, attempts: number | undefined): Promise<void> {
     const item = await this.repo.getImportItem(data.import_id, data.index);
     if (!item || !UNFINISHED_ITEM.includes(item.status)) return;
@@ -126,14 +151,14 @@ export class ImportProgress {
   }
 }
 
-export interface AnalysisStageOptions {
+export interface DetectStageOptions {
   maxFacesPerUser: number;
-  /** Called once per item handed to the index stage (logs, metrics). */
-  onAnalysed?: (job: IndexJob) => void;
+  /** Called once per item handed to the embed stage (logs, metrics). */
+  onDetected?: (job: EmbedJob) => void;
 }
 
 /** Stage 1: runs wherever the `imports` queue is consumed (embedded gateway, or the detector workers). */
-export class ImportAnalysisStage {
+export class ImportDetectStage {
   /** Last attempt number per job, for the failure record (onFailed does not carry it). */
   private readonly attempts = new Map<string, number>();
   private readonly progress: ImportProgress;
@@ -141,9 +166,9 @@ export class ImportAnalysisStage {
   constructor(
     private readonly repo: LibraryRepository,
     private readonly blobs: BlobStore,
-    private readonly analyzer: FaceAnalyzer,
-    private readonly indexQueue: JobQueue<IndexJob>,
-    private readonly options: AnalysisStageOptions,
+    private readonly aligner: FaceAligner,
+    private readonly embedQueue: JobQueue<EmbedJob>,
+    private readonly options: DetectStageOptions,
   ) {
     this.progress = new ImportProgress(repo, blobs);
   }
@@ -156,7 +181,7 @@ export class ImportAnalysisStage {
     });
   }
 
-  /** Analyses one item; throws to fail the attempt (a non-retryable FaceSearchError is not retried). */
+  /** Detects one item; throws to fail the attempt (a non-retryable FaceSearchError is not retried). */
   async handle(data: ImportJob, ctx: JobContext): Promise<void> {
     const job = await this.repo.getImport(data.app_id, data.import_id);
     const item = job ? await this.repo.getImportItem(data.import_id, data.index) : null;
@@ -178,8 +203,7 @@ export class ImportAnalysisStage {
       return;
     }
     const image = await this.blobs.get(item.image_key);
-    const analysis = await this.analyzer.analyze(image, { maxFaces: 1 });
-    const detected = analysis.faces[0];
+    const detected = (await this.aligner.detectAligned(image, { maxFaces: 1 })).faces[0];
     if (!detected) throw errors.noFace();
     assertQuality(detected.quality.level, job.options.quality_control);
     await ensureGroup(this.repo, job.app_id, job.group_id);
@@ -188,8 +212,10 @@ export class ImportAnalysisStage {
       throw errors.tooManyFaces(item.user_id, this.options.maxFacesPerUser);
     }
     const imageKey = faceImageKey(job.app_id, job.group_id, item.user_id, faceId);
+    const crop = cropKey(job.app_id, job.import_id, item.index);
     await this.blobs.put(imageKey, image);
-    const indexJob: IndexJob = {
+    await this.blobs.put(crop, detected.crop, 'application/octet-stream');
+    const embedJob: EmbedJob = {
       app_id: job.app_id,
       import_id: job.import_id,
       index: item.index,
@@ -198,23 +224,98 @@ export class ImportAnalysisStage {
       face_id: faceId,
       image_key: imageKey,
       item_image_key: item.image_key,
+      crop_key: crop,
       box: detected.box,
       landmarks: detected.landmarks,
       quality: detected.quality,
-      model_id: analysis.modelId,
-      vector: Array.from(detected.embedding),
       attempts: ctx.attempt,
     };
-    await this.indexQueue.add([{ id: jobId, data: indexJob }]);
+    await this.embedQueue.add([{ id: jobId, data: embedJob }]);
     this.attempts.delete(jobId);
-    this.options.onAnalysed?.(indexJob);
+    this.options.onDetected?.(embedJob);
   }
 
+  /** After the last attempt: the item fails; the crop and face image it may have stored go with it. */
   async handleFailed(data: ImportJob, error: unknown): Promise<void> {
     const jobId = importJobId(data.import_id, data.index);
     const attempts = this.attempts.get(jobId);
     this.attempts.delete(jobId);
     await this.progress.fail(data, error, attempts);
+    const item = await this.repo.getImportItem(data.import_id, data.index).catch(() => null);
+    const job = await this.repo.getImport(data.app_id, data.import_id).catch(() => null);
+    if (!item || !job) return;
+    await this.progress.dropBlob(cropKey(data.app_id, data.import_id, data.index));
+    const faceId = importFaceId(data.import_id, data.index);
+    if (!(await this.repo.getFace(data.app_id, faceId).catch(() => null))) {
+      await this.progress.dropBlob(faceImageKey(data.app_id, job.group_id, item.user_id, faceId));
+    }
+  }
+}
+
+export interface EmbedStageOptions {
+  /** Called once per item handed to the index stage (logs, metrics). */
+  onEmbedded?: (job: IndexJob) => void;
+}
+
+/** Stage 2: runs wherever the `embed` queue is consumed (embedded gateway, or the embedder workers). */
+export class ImportEmbedStage {
+  private readonly progress: ImportProgress;
+
+  constructor(
+    private readonly repo: LibraryRepository,
+    private readonly blobs: BlobStore,
+    private readonly embedder: CropEmbedder,
+    private readonly indexQueue: JobQueue<IndexJob>,
+    private readonly options: EmbedStageOptions = {},
+  ) {
+    this.progress = new ImportProgress(repo, blobs);
+  }
+
+  /** Consumes the `embed` queue in this process. */
+  start(queue: JobQueue<EmbedJob>, concurrency: number): void {
+    queue.process((data) => this.handle(data), {
+      concurrency,
+      onFailed: (data, error) => this.handleFailed(data, error),
+    });
+  }
+
+  /** Embeds one item's crop and hands it to the index stage; throws to fail the attempt. */
+  async handle(job: EmbedJob): Promise<void> {
+    const item = await this.repo.getImportItem(job.import_id, job.index);
+    if (!item || !UNFINISHED_ITEM.includes(item.status)) {
+      // Cancelled, failed, or a duplicate delivery of a finished item: only leftovers to clear.
+      await this.discard(job);
+      return;
+    }
+    let crop: Buffer;
+    try {
+      crop = await this.blobs.get(job.crop_key);
+    } catch (err) {
+      // The crop goes only after the index job was queued: a redelivery after that has nothing left to do.
+      if (err instanceof FaceSearchError && err.code === 'blob_not_found') return;
+      throw err;
+    }
+    const [vector] = await this.embedder.embed([crop]);
+    if (!vector) throw new FaceSearchError('engine_error', 'The embedder returned no vector for the crop.', 500, true);
+    const { crop_key: _crop, ...rest } = job;
+    const indexJob: IndexJob = { ...rest, model_id: this.embedder.modelId, vector: Array.from(vector) };
+    await this.indexQueue.add([{ id: importJobId(job.import_id, job.index), data: indexJob }]);
+    await this.progress.dropBlob(job.crop_key);
+    this.options.onEmbedded?.(indexJob);
+  }
+
+  /** After the last attempt: the item fails with the error; its crop and face image go. */
+  async handleFailed(job: EmbedJob, error: unknown): Promise<void> {
+    await this.discard(job);
+    await this.progress.fail(job, error, job.attempts);
+  }
+
+  /** Drops the crop, and the face image unless a face record points at it. */
+  private async discard(job: EmbedJob): Promise<void> {
+    await this.progress.dropBlob(job.crop_key);
+    if (!(await this.repo.getFace(job.app_id, job.face_id).catch(() => null))) {
+      await this.progress.dropBlob(job.image_key);
+    }
   }
 }
 
@@ -225,7 +326,7 @@ export interface IndexStageOptions extends MicroBatcherOptions {
   onBatch?: (size: number) => void;
 }
 
-/** Stage 2: runs wherever the `index` queue is consumed (embedded gateway, or the indexer workers). */
+/** Stage 3: runs wherever the `index` queue is consumed (embedded gateway, or the indexer workers). */
 export class ImportIndexStage {
   private readonly progress: ImportProgress;
   private readonly batcher: MicroBatcher<IndexJob>;
@@ -272,7 +373,7 @@ export class ImportIndexStage {
       seen.add(key);
       const item = await this.repo.getImportItem(job.import_id, job.index);
       if (item && UNFINISHED_ITEM.includes(item.status)) todo.push(job);
-      // Cancelled (or its import deleted) while it was analysed: the stored face image has no owner.
+      // Cancelled (or its import deleted) while it was detected or embedded: the stored face image has no owner.
       else if (!item || item.status === 'cancelled') await this.progress.dropBlob(job.image_key);
     }
     if (todo.length === 0) return;

@@ -10,3 +10,4 @@ export * from './upload.service';
 export * from './idempotency';
 export * from './admission';
 export * from './reindex.service';
+export * from './delete.pipeline';

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type {
   BlobStore,
+  JobQueue,
   EmbeddedFace,
   FaceAnalyzer,
   FaceRecord,
@@ -12,6 +13,7 @@ import type {
   UserRecord,
   VectorStore,
 } from '@facesearch/common';
+import { DELETE_CHUNK, type DeleteJob, deleteJobId, faceImageKey, removeDeleted } from './delete.pipeline';
 import { checkId, errors, isConflict, nowIso } from './errors';
 import { idempotencyKeyReused, idempotentId } from './idempotency';
 import { assertQuality, type QualityControl } from './quality';
@@ -43,11 +45,8 @@ export interface EnrolResult {
   replaced_face_ids: string[];
 }
 
-/** Blob keys of enrolled face images; grouped so deleting a group or user is one prefix delete. */
-export const faceImageKey = (appId: string, groupId: string, userId: string, faceId: string) =>
-  `faces/${appId}/${groupId}/${userId}/${faceId}`;
-const userImagePrefix = (appId: string, groupId: string, userId: string) => `faces/${appId}/${groupId}/${userId}/`;
-const groupImagePrefix = (appId: string, groupId: string) => `faces/${appId}/${groupId}/`;
+/** A delete job without its id and round (LibraryService adds them). */
+type DeleteRequest = Omit<DeleteJob, 'delete_id' | 'dim' | 'round'>;
 
 /** Creates the group when missing; safe when several processes race to create it. */
 export async function ensureGroup(repo: LibraryRepository, appId: string, groupId: string): Promise<GroupRecord> {
@@ -71,6 +70,8 @@ export class LibraryService {
     private readonly vectors: VectorStore,
     private readonly blobs: BlobStore,
     private readonly analyzer: FaceAnalyzer,
+    /** Vectors and images of deleted things are removed by whoever consumes this queue (see DeleteStage). */
+    private readonly deletes: JobQueue<DeleteJob>,
     private readonly options: LibraryOptions,
   ) {}
 
@@ -105,8 +106,11 @@ export class LibraryService {
   async deleteGroup(appId: string, groupId: string): Promise<{ deleted_faces: number }> {
     await this.getGroup(appId, groupId);
     const faceIds = await this.repo.deleteGroup(appId, groupId);
-    await this.vectors.deleteWhere({ app_id: appId, group_id: groupId });
-    await this.blobs.deletePrefix(groupImagePrefix(appId, groupId));
+    for (let i = 0; i < faceIds.length; i += DELETE_CHUNK) {
+      const chunk = faceIds.slice(i, i + DELETE_CHUNK);
+      await this.scheduleDelete({ kind: 'faces', app_id: appId, face_ids: chunk, image_keys: [] } as DeleteRequest);
+    }
+    await this.scheduleDelete({ kind: 'group_images', app_id: appId, group_id: groupId } as DeleteRequest);
     return { deleted_faces: faceIds.length };
   }
 
@@ -132,8 +136,13 @@ export class LibraryService {
   async deleteUser(appId: string, groupId: string, userId: string): Promise<{ deleted_faces: number }> {
     await this.getUser(appId, groupId, userId);
     const faceIds = await this.repo.deleteUser(appId, groupId, userId);
-    await this.vectors.deleteWhere({ app_id: appId, group_id: groupId, user_id: userId });
-    await this.blobs.deletePrefix(userImagePrefix(appId, groupId, userId));
+    if (faceIds.length === 0) return { deleted_faces: 0 };
+    await this.scheduleDelete({
+      kind: 'faces',
+      app_id: appId,
+      face_ids: faceIds,
+      image_keys: faceIds.map((faceId) => faceImageKey(appId, groupId, userId, faceId)),
+    } as DeleteRequest);
     return { deleted_faces: faceIds.length };
   }
 
@@ -231,11 +240,15 @@ export class LibraryService {
     });
     // REPLACE removes the old faces only once the new one is stored: a failure never leaves the user empty.
     const replaced: string[] = [];
-    if (mode === 'REPLACE') {
-      for (const old of previous) {
-        await this.removeFace(old);
-        replaced.push(old.face_id);
-      }
+    if (mode === 'REPLACE' && previous.length > 0) {
+      for (const old of previous) await this.repo.deleteFace(old.app_id, old.face_id);
+      await this.scheduleDelete({
+        kind: 'faces',
+        app_id: appId,
+        face_ids: previous.map((f) => f.face_id),
+        image_keys: previous.map((f) => f.image_key),
+      } as DeleteRequest);
+      replaced.push(...previous.map((f) => f.face_id));
     }
     return { face: record, image: analysis.image, replaced_face_ids: replaced };
   }
@@ -364,7 +377,28 @@ export class LibraryService {
 
   private async removeFace(face: FaceRecord): Promise<void> {
     await this.repo.deleteFace(face.app_id, face.face_id);
-    await this.vectors.deleteFaces(face.app_id, [face.face_id]);
-    await this.blobs.delete(face.image_key);
+    await this.scheduleDelete({
+      kind: 'faces',
+      app_id: face.app_id,
+      face_ids: [face.face_id],
+      image_keys: [face.image_key],
+    } as DeleteRequest);
+  }
+
+  /**
+   * After the records are gone: queues the removal of vectors and images. When the queue cannot take it, does
+   * it here; only when both fail does the request fail (the leftovers stay hidden from search by the records).
+   */
+  private async scheduleDelete(request: DeleteRequest): Promise<void> {
+    const job = { ...request, delete_id: randomUUID(), dim: this.analyzer.embeddingDim, round: 0 } as DeleteJob;
+    try {
+      await this.deletes.add([{ id: deleteJobId(job), data: job }]);
+    } catch (queueError) {
+      try {
+        await removeDeleted(this.repo, this.vectors, this.blobs, job);
+      } catch {
+        throw queueError;
+      }
+    }
   }
 }

@@ -4,7 +4,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AuthService,
   DEFAULT_APP_ID,
-  ImportAnalysisStage,
+  type DeleteJob,
+  DeleteStage,
+  type EmbedJob,
+  ImportDetectStage,
+  ImportEmbedStage,
   ImportIndexStage,
   type ImportJob,
   ImportService,
@@ -14,7 +18,7 @@ import {
   RecognitionService,
   UploadService,
 } from '../src';
-import { FakeAnalyzer, fakeImage, MemoryBlobStore, MemoryVectorStore, waitFor } from './fakes';
+import { FakeAnalyzer, fakeImage, MemoryBlobStore, MemoryVectorStore, personVector, waitFor } from './fakes';
 
 const silent = { error() {}, warn() {} };
 
@@ -36,19 +40,32 @@ function setup(opts: { maxFacesPerUser?: number } = {}) {
   const blobs = new MemoryBlobStore();
   const analyzer = new FakeAnalyzer();
   const maxFacesPerUser = opts.maxFacesPerUser ?? 20;
-  const library = new LibraryService(repo, vectors, blobs, analyzer, { maxFacesPerUser });
+  const deleteQueue = new MemoryJobQueue<DeleteJob>('deletes', { attempts: 2, backoffMs: 1, logger: silent });
+  const library = new LibraryService(repo, vectors, blobs, analyzer, deleteQueue, { maxFacesPerUser });
   const recognition = new RecognitionService(repo, vectors, analyzer, { cosineThreshold: 0.45, maxFacesPerUser });
   const queue = new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 1, logger: silent });
+  const embedQueue = new MemoryJobQueue<EmbedJob>('embed', { attempts: 2, backoffMs: 1, logger: silent });
   const indexQueue = new MemoryJobQueue<IndexJob>('index', { attempts: 2, backoffMs: 1, logger: silent });
   const imports = new ImportService(repo, blobs, queue, library, { maxItems: 100, maxFacesPerUser });
   const batches: number[] = [];
-  const analysis = new ImportAnalysisStage(repo, blobs, analyzer, indexQueue, { maxFacesPerUser });
+  const detection = new ImportDetectStage(repo, blobs, analyzer, embedQueue, { maxFacesPerUser });
+  const embedding = new ImportEmbedStage(repo, blobs, analyzer, indexQueue);
   const indexing = new ImportIndexStage(repo, vectors, blobs, { maxWaitMs: 20, onBatch: (n) => batches.push(n) });
-  /** Both stages consume their queues in this process, as in the embedded gateway. */
+  const deletes = new DeleteStage(repo, vectors, blobs, deleteQueue, { pauseMs: 1 });
+  // Deletes are always consumed, as in the embedded gateway (and by the indexer when distributed).
+  deletes.start(2);
+  /** The three stages consume their queues in this process, as in the embedded gateway. */
   const startWorkers = (concurrency: number) => {
-    analysis.start(queue, concurrency);
+    detection.start(queue, concurrency);
+    embedding.start(embedQueue, concurrency);
     indexing.start(indexQueue, 64);
   };
+  /** Until the queued deletes are done. */
+  const deletesDone = () =>
+    waitFor(async () => {
+      const c = await deleteQueue.counts();
+      return c.waiting + c.active + c.delayed === 0;
+    });
   return {
     repo,
     vectors,
@@ -57,10 +74,15 @@ function setup(opts: { maxFacesPerUser?: number } = {}) {
     library,
     recognition,
     queue,
+    embedQueue,
     indexQueue,
+    deleteQueue,
     imports,
-    analysis,
+    detection,
+    embedding,
     indexing,
+    deletes,
+    deletesDone,
     batches,
     startWorkers,
   };
@@ -72,8 +94,8 @@ beforeEach(() => {
   s = setup();
 });
 afterEach(async () => {
-  await s.queue.close();
-  await s.indexQueue.close();
+  s.deletes.close();
+  for (const q of [s.queue, s.embedQueue, s.indexQueue, s.deleteQueue]) await q.close();
   await s.indexing.close();
   await s.repo.close();
 });
@@ -123,7 +145,9 @@ describe('config', () => {
     expect(c.detectorGrpcUrls).toEqual(['127.0.0.1:50051', '127.0.0.1:50052']);
     expect(c.embedderGrpcUrls).toEqual(['dns:///embedder:50051']);
     expect(c.queue).toBe('bullmq');
-    expect(() => loadConfig({ DETECTOR_GRPC_URL: 'http://detector' })).toThrow(/DETECTOR_GRPC_URL: expected a comma-separated/);
+    expect(() => loadConfig({ DETECTOR_GRPC_URL: 'http://detector' })).toThrow(
+      /DETECTOR_GRPC_URL: expected a comma-separated/,
+    );
   });
 });
 
@@ -213,6 +237,7 @@ describe('LibraryService', () => {
     const r = await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u', variant: 3 }), mode: 'REPLACE' });
     expect(r.replaced_face_ids).toHaveLength(2);
     expect((await s.library.listFaces('a', 'g', 'u')).map((f) => f.face_id)).toEqual([r.face.face_id]);
+    await s.deletesDone();
     expect(s.vectors.points.size).toBe(1);
     expect(s.blobs.blobs.size).toBe(1);
   });
@@ -228,12 +253,14 @@ describe('LibraryService', () => {
     await expectError(s.library.copyUser('a', 'g1', 'u', 'missing'), 'group_not_found', 404);
 
     await s.library.deleteUser('a', 'g1', 'u');
+    await s.deletesDone();
     expect(s.vectors.points.size).toBe(1);
     expect([...s.blobs.blobs.keys()].every((k) => k.includes('/g2/'))).toBe(true);
     await expectError(s.library.getUser('a', 'g1', 'u'), 'user_not_found', 404);
 
     const res = await s.library.deleteGroup('a', 'g2');
     expect(res.deleted_faces).toBe(1);
+    await s.deletesDone();
     expect(s.vectors.points.size).toBe(0);
     expect(s.blobs.blobs.size).toBe(0);
   });
@@ -243,6 +270,7 @@ describe('LibraryService', () => {
     await s.library.enrol('a', 'g', 'v', { image: fakeImage({ person: 'v' }) });
     await expectError(s.library.deleteFace('a', 'g', 'v', face.face_id), 'face_not_found', 404);
     await s.library.deleteFace('a', 'g', 'u', face.face_id);
+    await s.deletesDone();
     expect(s.vectors.points.size).toBe(1);
   });
 
@@ -456,7 +484,8 @@ describe('ImportService', () => {
     const queue = new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 1, logger: silent });
     const imports = new ImportService(s.repo, s.blobs, queue, s.library, { maxItems: 100, maxFacesPerUser: 20 });
     s.queue = queue;
-    s.analysis.start(queue, 1);
+    s.detection.start(queue, 1);
+    s.embedding.start(s.embedQueue, 1);
     s.indexing.start(s.indexQueue, 8);
     expect(await imports.resume()).toEqual({ imports: 1, items: 2 });
     await waitFor(async () => (await imports.get('a', job.import_id)).status === 'completed');
@@ -470,12 +499,22 @@ describe('ImportService', () => {
     });
     const data = { app_id: 'a', import_id: job.import_id, index: 0 };
     const ctx = { attempt: 1, maxAttempts: 2 };
-    // The analysis stage queues an index job; run it by hand, twice, and the analysis again after it.
-    await s.analysis.handle(data, ctx);
-    const [queued] = await drain(s.indexQueue);
+    // Each stage queues the next one's job; run them by hand, twice each, and the detection again at the end.
+    await s.detection.handle(data, ctx);
+    const [embedJob] = await drain(s.embedQueue);
+    expect(embedJob.crop_key).toBe(`crops/a/${job.import_id}/0`);
+    expect(s.blobs.blobs.has(embedJob.crop_key)).toBe(true);
+    await s.embedding.handle(embedJob);
+    expect(s.blobs.blobs.has(embedJob.crop_key)).toBe(false); // dropped once the index job is queued
+    await s.embedding.handle(embedJob); // redelivered after that: nothing left to do
+    const [queued, ...more] = await drain(s.indexQueue);
+    expect(more).toEqual([]);
+    expect(queued.vector).toHaveLength(64);
     await s.indexing.writeBatch([queued, queued]);
     await s.indexing.writeBatch([queued]);
-    await s.analysis.handle(data, ctx);
+    await s.detection.handle(data, ctx);
+    await s.embedding.handle(embedJob);
+    expect(await drain(s.embedQueue)).toEqual([]);
     expect(await drain(s.indexQueue)).toEqual([]);
     expect(await s.imports.get('a', job.import_id)).toMatchObject({ status: 'completed', succeeded: 1, total: 1 });
     expect(await s.library.listFaces('a', 'g', 'x')).toHaveLength(1);
@@ -506,6 +545,180 @@ describe('ImportService', () => {
     // The poisoned item's face image was removed with it; the others keep theirs.
     expect([...s.blobs.blobs.keys()].filter((k) => k.includes('/poison/'))).toEqual([]);
     expect([...s.blobs.blobs.keys()].filter((k) => k.startsWith('faces/'))).toHaveLength(5);
+  });
+});
+
+describe('import stages: detect -> embed -> index', () => {
+  it('passes each item through all three queues, with only the crop key in the embed job', async () => {
+    const seen = { embed: [] as EmbedJob[], index: [] as IndexJob[] };
+    const addEmbed = s.embedQueue.add.bind(s.embedQueue);
+    s.embedQueue.add = async (jobs) => {
+      seen.embed.push(...jobs.map((j) => j.data));
+      return addEmbed(jobs);
+    };
+    const addIndex = s.indexQueue.add.bind(s.indexQueue);
+    s.indexQueue.add = async (jobs) => {
+      seen.index.push(...jobs.map((j) => j.data));
+      return addIndex(jobs);
+    };
+    s.startWorkers(2);
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: ['p1', 'p2', 'p3'].map((p) => ({
+        user_id: p,
+        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
+      })),
+    });
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 3, failed: 0 });
+    expect(seen.embed.map((j) => j.crop_key).sort()).toEqual([0, 1, 2].map((i) => `crops/a/${job.import_id}/${i}`));
+    // No bytes in the jobs: JSON of numbers and strings only, no crop.
+    for (const j of seen.embed) expect(JSON.stringify(j).length).toBeLessThan(2000);
+    expect(seen.index).toHaveLength(3);
+    expect(s.analyzer.embedCalls).toBe(3);
+    // The crops are gone; the face images stay.
+    expect([...s.blobs.blobs.keys()].filter((k) => k.startsWith('crops/'))).toEqual([]);
+    expect([...s.blobs.blobs.keys()].filter((k) => k.startsWith('faces/'))).toHaveLength(3);
+    const hits = await s.recognition.search('a', { image: fakeImage({ person: 'p2', variant: 1 }), group_ids: ['g'] });
+    expect(hits.results[0].matches[0]).toMatchObject({ user_id: 'p2' });
+  });
+
+  it('an embedding error fails only its item, with its code, and leaves no crop or face image behind', async () => {
+    const embed = s.analyzer.embed.bind(s.analyzer);
+    const poison = personVector('poison');
+    s.analyzer.embed = async (crops) => {
+      const vectors = await embed(crops);
+      if (vectors.some((v) => v[0] === poison[0])) throw new FaceSearchError('engine_error', 'bad crop', 422);
+      return vectors;
+    };
+    s.startWorkers(2);
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: ['p1', 'poison', 'p3'].map((p) => ({
+        user_id: p,
+        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
+      })),
+    });
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 2, failed: 1 });
+    const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
+    expect(failed.items.map((i) => [i.user_id, i.error?.code])).toEqual([['poison', 'engine_error']]);
+    expect([...s.blobs.blobs.keys()].filter((k) => k.startsWith('crops/') || k.includes('/poison/'))).toEqual([]);
+    expect(s.vectors.points.size).toBe(2);
+  });
+
+  it('a cancelled item that was already detected drops its crop and face image in the embed stage', async () => {
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: [{ user_id: 'x', source: { kind: 'bytes', data: fakeImage({ person: 'x' }) } }],
+    });
+    await s.detection.handle({ app_id: 'a', import_id: job.import_id, index: 0 }, { attempt: 1, maxAttempts: 2 });
+    const [embedJob] = await drain(s.embedQueue);
+    await s.imports.cancel('a', job.import_id);
+    await s.repo.finishImportItem(job.import_id, 0, { status: 'cancelled', attempts: 1 }, new Date().toISOString());
+    await s.embedding.handle(embedJob);
+    expect(await drain(s.indexQueue)).toEqual([]);
+    expect([...s.blobs.blobs.keys()]).toEqual([]);
+  });
+});
+
+describe('deletes through the delete queue', () => {
+  it('records go at once; vectors and images when the job runs, retried until the vector store is back', async () => {
+    for (const p of ['alice', 'bob']) await s.library.enrol('a', 'g', p, { image: fakeImage({ person: p }) });
+    const { face: extra } = await s.library.enrol('a', 'g', 'alice', {
+      image: fakeImage({ person: 'alice', variant: 2 }),
+    });
+    let failures = 0;
+    let down = true;
+    const deleteWhere = s.vectors.deleteWhere.bind(s.vectors);
+    const deleteFaces = s.vectors.deleteFaces.bind(s.vectors);
+    const failing =
+      <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
+      async (...args: A) => {
+        if (down) {
+          failures++;
+          throw new FaceSearchError('vector_store_unavailable', 'Qdrant is down', 503, true);
+        }
+        return fn(...args);
+      };
+    s.vectors.deleteWhere = failing(deleteWhere);
+    s.vectors.deleteFaces = failing(deleteFaces);
+
+    await s.library.deleteFace('a', 'g', 'alice', extra.face_id);
+    await s.library.deleteUser('a', 'g', 'bob');
+    // The API is consistent at once...
+    await expectError(s.library.getUser('a', 'g', 'bob'), 'user_not_found', 404);
+    await expectError(s.library.getFace('a', extra.face_id), 'face_not_found', 404);
+    // ...while the vectors are still there, search does not return them.
+    await waitFor(async () => failures >= 6); // two attempts a round: three rounds at least
+    expect(s.vectors.points.size).toBe(3);
+    for (const probe of [fakeImage({ person: 'bob', variant: 1 }), fakeImage({ person: 'alice', variant: 2 })]) {
+      const found = await s.recognition.search('a', { image: probe, group_ids: ['g'], top_k: 5, match_threshold: 0 });
+      const ids = found.results.flatMap((r) => r.matches.map((m) => m.face_id));
+      expect(ids).not.toContain(extra.face_id);
+      expect(found.results.flatMap((r) => r.matches.map((m) => m.user_id))).not.toContain('bob');
+    }
+    // Back up: the next round removes them, and the images with them.
+    down = false;
+    await s.deletesDone();
+    await waitFor(async () => s.vectors.points.size === 1);
+    expect([...s.vectors.points.values()].map((p) => p.payload.user_id)).toEqual(['alice']);
+    expect([...s.blobs.blobs.keys()].filter((k) => k.includes('/bob/') || k.endsWith(extra.face_id))).toEqual([]);
+  });
+
+  it('deletes the vectors of a deleted group, and leaves a face enrolled again under the same id alone', async () => {
+    const first = await s.library.enrol('a', 'g', 'u', {
+      image: fakeImage({ person: 'u' }),
+      idempotency_key: 'key-00001',
+    });
+    await s.library.enrol('a', 'h', 'v', { image: fakeImage({ person: 'v' }) });
+    // Hold the delete job, enrol the same face again (same Idempotency-Key), then let the job run.
+    s.deletes.close();
+    await s.deleteQueue.close();
+    const held = new MemoryJobQueue<DeleteJob>('deletes', { attempts: 2, backoffMs: 1, logger: silent });
+    const library = new LibraryService(s.repo, s.vectors, s.blobs, s.analyzer, held, { maxFacesPerUser: 20 });
+    await library.deleteFace('a', 'g', 'u', first.face.face_id);
+    const again = await library.enrol('a', 'g', 'u', {
+      image: fakeImage({ person: 'u' }),
+      idempotency_key: 'key-00001',
+    });
+    expect(again.face.face_id).toBe(first.face.face_id);
+    await library.deleteGroup('a', 'h');
+    const stage = new DeleteStage(s.repo, s.vectors, s.blobs, held);
+    stage.start(1);
+    await waitFor(async () => (await held.counts()).completed === 3); // the face; the group's faces and images
+    expect([...s.vectors.points.values()].map((p) => p.payload.group_id)).toEqual(['g']);
+    expect(s.blobs.blobs.has(again.face.image_key)).toBe(true);
+    expect([...s.blobs.blobs.keys()].filter((k) => k.startsWith('faces/a/h/'))).toEqual([]);
+    stage.close();
+    await held.close();
+  });
+});
+
+describe('deletes and re-creation', () => {
+  it('a user deleted and enrolled again before the delete job runs keeps its new face', async () => {
+    s.deletes.close();
+    await s.deleteQueue.close();
+    const held = new MemoryJobQueue<DeleteJob>('deletes', { attempts: 2, backoffMs: 1, logger: silent });
+    const library = new LibraryService(s.repo, s.vectors, s.blobs, s.analyzer, held, { maxFacesPerUser: 20 });
+    const old = await library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u' }) });
+    await library.deleteUser('a', 'g', 'u');
+    const fresh = await library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u', variant: 2 }) });
+    await library.deleteGroup('a', 'g');
+    const back = await library.enrol('a', 'g', 'w', { image: fakeImage({ person: 'w' }) });
+    const stage = new DeleteStage(s.repo, s.vectors, s.blobs, held);
+    stage.start(1);
+    await waitFor(async () => (await held.counts()).completed === 3); // u's face; g's faces; g's images
+    // The old and the fresh face of u are gone (the group was deleted after); w, enrolled into the re-created
+    // group before the jobs ran, keeps its vector and its image (the group's image prefix is left alone then).
+    expect([...s.vectors.points.values()].map((p) => p.id)).toEqual([back.face.face_id]);
+    expect(s.blobs.blobs.has(back.face.image_key)).toBe(true);
+    expect(s.blobs.blobs.has(old.face.image_key)).toBe(false);
+    expect(fresh.face.face_id).not.toBe(old.face.face_id);
+    const found = await library.listFaces('a', 'g', 'w');
+    expect(found.map((f) => f.face_id)).toEqual([back.face.face_id]);
+    stage.close();
+    await held.close();
   });
 });
 

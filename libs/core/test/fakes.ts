@@ -4,6 +4,7 @@
  * variants add a little noise, so the same person is similar and different people are not.
  */
 import {
+  type AlignedFace,
   type AnalyzeResult,
   type BlobStore,
   type DetectOptions,
@@ -11,6 +12,7 @@ import {
   type EmbeddedFace,
   type FaceAnalyzer,
   FaceSearchError,
+  type ImageInfo,
   imageError,
   type QualityLevel,
   type VectorHit,
@@ -58,10 +60,28 @@ export function personVector(person: string, variant = 0): Float32Array {
   return unit(v);
 }
 
+/**
+ * Also the import stages' aligner and embedder (like FaceEngine): a fake "crop" is the face's vector as bytes,
+ * and embedding it gives that vector back.
+ */
 export class FakeAnalyzer implements FaceAnalyzer {
   readonly modelId = 'fake-model';
   readonly embeddingDim = DIM;
   calls = 0;
+  embedCalls = 0;
+
+  async detectAligned(image: Uint8Array, options?: DetectOptions): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
+    const r = await this.analyze(image, options);
+    return {
+      image: r.image,
+      faces: r.faces.map(({ embedding, ...f }) => ({ ...f, crop: new Uint8Array(embedding.slice().buffer) })),
+    };
+  }
+
+  async embed(crops: Uint8Array[]): Promise<Float32Array[]> {
+    this.embedCalls++;
+    return crops.map((crop) => new Float32Array(Uint8Array.from(crop).buffer));
+  }
 
   async detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult> {
     const r = await this.analyze(image, options);

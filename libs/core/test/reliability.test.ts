@@ -8,7 +8,10 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AdmissionLimitedAnalyzer,
   checkIdempotencyKey,
-  ImportAnalysisStage,
+  type DeleteJob,
+  type EmbedJob,
+  ImportDetectStage,
+  ImportEmbedStage,
   ImportIndexStage,
   type ImportJob,
   ImportService,
@@ -33,21 +36,38 @@ function setup(opts: { maxQueuedItems?: number } = {}) {
   const vectors = new MemoryVectorStore();
   const blobs = new MemoryBlobStore();
   const analyzer = new FakeAnalyzer();
-  const library = new LibraryService(repo, vectors, blobs, analyzer, { maxFacesPerUser: 2 });
+  const deleteQueue = new MemoryJobQueue<DeleteJob>('deletes', { attempts: 2, backoffMs: 1, logger: silent });
+  const library = new LibraryService(repo, vectors, blobs, analyzer, deleteQueue, { maxFacesPerUser: 2 });
   const queue = new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 1, logger: silent });
+  const embedQueue = new MemoryJobQueue<EmbedJob>('embed', { attempts: 2, backoffMs: 1, logger: silent });
   const indexQueue = new MemoryJobQueue<IndexJob>('index', { attempts: 2, backoffMs: 1, logger: silent });
   const imports = new ImportService(repo, blobs, queue, library, {
     maxItems: 100,
     maxFacesPerUser: 2,
     maxQueuedItems: opts.maxQueuedItems,
   });
-  const analysis = new ImportAnalysisStage(repo, blobs, analyzer, indexQueue, { maxFacesPerUser: 2 });
+  const detection = new ImportDetectStage(repo, blobs, analyzer, embedQueue, { maxFacesPerUser: 2 });
+  const embedding = new ImportEmbedStage(repo, blobs, analyzer, indexQueue);
   const indexing = new ImportIndexStage(repo, vectors, blobs, { maxWaitMs: 5 });
   const startWorkers = () => {
-    analysis.start(queue, 2);
+    detection.start(queue, 2);
+    embedding.start(embedQueue, 2);
     indexing.start(indexQueue, 16);
   };
-  return { repo, vectors, blobs, analyzer, library, queue, indexQueue, imports, indexing, startWorkers };
+  return {
+    repo,
+    vectors,
+    blobs,
+    analyzer,
+    library,
+    queue,
+    embedQueue,
+    indexQueue,
+    deleteQueue,
+    imports,
+    indexing,
+    startWorkers,
+  };
 }
 
 let s: ReturnType<typeof setup>;
@@ -56,8 +76,7 @@ beforeEach(() => {
 });
 afterEach(async () => {
   vi.restoreAllMocks();
-  await s.queue.close();
-  await s.indexQueue.close();
+  for (const q of [s.queue, s.embedQueue, s.indexQueue, s.deleteQueue]) await q.close();
   await s.indexing.close();
   await s.repo.close();
 });

@@ -1,4 +1,5 @@
-import type { FaceAnalyzer, FaceSearchConfig } from '@facesearch/common';
+import { type FaceAnalyzer, type FaceSearchConfig, FaceSearchError } from '@facesearch/common';
+import type { CropEmbedder, FaceAligner } from '@facesearch/core';
 import { createLocalFaceAnalyzer, type FaceEngine, loadManifest } from '@facesearch/face-engine';
 import { GrpcFaceAnalyzer } from '@facesearch/proto';
 import type { Logger } from 'pino';
@@ -52,4 +53,30 @@ function withCalibratedThreshold<A extends FaceAnalyzer>(analyzer: A, config: Fa
     );
   }
   return analyzer;
+}
+
+/**
+ * The two halves of an analyzer that the import stages use separately (detect and align; embed crops): the
+ * engine in process (or a test fake with the same methods), or the detector and embedder services.
+ */
+export function importEngines(analyzer: FaceAnalyzer): { aligner: FaceAligner; embedder: CropEmbedder } {
+  if (analyzer instanceof GrpcFaceAnalyzer) {
+    const client = analyzer.embedder;
+    return {
+      aligner: analyzer.detector,
+      embedder: {
+        modelId: analyzer.modelId,
+        embed: async (crops) => (await client.embed(crops)).embeddings,
+      },
+    };
+  }
+  const both = analyzer as Partial<FaceAligner & CropEmbedder>;
+  if (typeof both.detectAligned === 'function' && typeof both.embed === 'function') {
+    return { aligner: both as FaceAligner, embedder: both as CropEmbedder };
+  }
+  throw new FaceSearchError(
+    'invalid_config',
+    'This analyzer cannot run the import stages (no detectAligned/embed).',
+    500,
+  );
 }

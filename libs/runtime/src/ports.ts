@@ -18,17 +18,33 @@ import type {
   LibraryRepository,
   VectorStore,
 } from '@facesearch/common';
-import { IMPORT_QUEUE, INDEX_QUEUE, type ImportJob, type IndexJob } from '@facesearch/core';
+import {
+  DELETE_QUEUE,
+  type DeleteJob,
+  EMBED_QUEUE,
+  type EmbedJob,
+  IMPORT_QUEUE,
+  INDEX_QUEUE,
+  type ImportJob,
+  type IndexJob,
+} from '@facesearch/core';
 import type { Logger } from 'pino';
 import { createAnalyzer } from './analyzer';
 import { GuardedJobQueue } from './guarded-queue';
 
 export interface Queues {
-  /** Analysis jobs, one per import item. */
+  /** Detection jobs, one per import item. */
   imports: JobQueue<ImportJob>;
-  /** Analysed faces waiting to be written (in batches). */
+  /** Detected faces (their aligned crop in the blob store) waiting for a vector. */
+  embed: JobQueue<EmbedJob>;
+  /** Embedded faces waiting to be written (in batches). */
   index: JobQueue<IndexJob>;
+  /** Vectors and images of deleted faces, users and groups, to remove (retried until done). */
+  deletes: JobQueue<DeleteJob>;
 }
+
+/** In pipeline order: a stage's running jobs may still add to the next stage's queue while it closes. */
+export const QUEUE_ORDER: readonly (keyof Queues)[] = ['imports', 'embed', 'index', 'deletes'];
 
 /** The ports services are built on; which implementation runs is configuration only. */
 export interface Ports {
@@ -99,7 +115,9 @@ export async function buildPorts<N extends PortName>(
     if (need.has('queues')) {
       built.queues = {
         imports: createQueue(IMPORT_QUEUE, config, logger),
+        embed: createQueue(EMBED_QUEUE, config, logger),
         index: createQueue(INDEX_QUEUE, config, logger),
+        deletes: createQueue(DELETE_QUEUE, config, logger),
       };
     }
     if (need.has('analyzer')) {
@@ -143,10 +161,9 @@ function dataDir(config: FaceSearchConfig): string {
  * the vectors and the stores. Errors are logged, not thrown: the others still close.
  */
 export async function closePorts(ports: Partial<Ports>, logger?: Logger): Promise<void> {
-  // The imports queue first: its running jobs may still add to the index queue.
+  // In pipeline order: running jobs of one stage may still add to the next stage's queue.
   if (ports.queues) {
-    await closeQuietly(ports.queues.imports, logger);
-    await closeQuietly(ports.queues.index, logger);
+    for (const name of QUEUE_ORDER) await closeQuietly(ports.queues[name], logger);
   }
   for (const item of [ports.analyzer, ports.vectors, ports.blobs, ports.library]) {
     if (item) await closeQuietly(item, logger);

@@ -46,7 +46,7 @@ export class HealthController {
       library: () => this.ports.library.ping(),
       vectors: () => this.ports.vectors.ping(),
       blobs: () => this.ports.blobs.ping(),
-      queues: () => Promise.all([this.ports.queues.imports.counts(), this.ports.queues.index.counts()]),
+      queues: () => Promise.all(Object.values(this.ports.queues).map((queue) => queue.counts())),
       ...engineChecks(this.ports.analyzer),
     };
     return this.health.check(
