@@ -206,16 +206,17 @@ describe.skipIf(skipReason !== null)(
 
       // The indexer removes the vectors and the images.
       await waitUntil(
-        () => group.lines('indexer-1', 'delete job done').length >= before + 3,
+        () => group.lines('indexer-1', 'delete job done').length >= before + 4,
         60_000,
-        'the indexer to run the three delete jobs',
+        'the indexer to run the four delete jobs',
       );
       const kinds = group
         .lines('indexer-1', 'delete job done')
         .slice(before)
         .map((l) => l.kind)
         .sort();
-      expect(kinds).toEqual(['faces', 'group', 'user']);
+      // The face; the user's faces; the group's faces; the group's image folder.
+      expect(kinds).toEqual(['faces', 'faces', 'faces', 'group_images']);
       expect(await points({ app_id: 'default', group_id: 'del' })).toBe(1);
       expect(await points({ app_id: 'default', group_id: 'del', user_id: 'obama', face_id: obama1 })).toBe(1);
       expect(await points({ app_id: 'default', group_id: 'gone' })).toBe(0);
