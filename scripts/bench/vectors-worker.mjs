@@ -287,6 +287,7 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
 }
 
 process.once('message', async (msg) => {
+  let answer;
   try {
     const gen = new SyntheticFaces(msg.seed, msg.groups);
     const queries = Array.from({ length: msg.queries }, (_, q) => gen.query(q, msg.size));
@@ -295,9 +296,10 @@ process.once('message', async (msg) => {
       msg.store === 'sqlite'
         ? await sqliteRun(msg, gen, queries, groupsAll)
         : await qdrantRun(msg, gen, queries, groupsAll);
-    process.send({ ok: true, result });
+    answer = { ok: true, result };
   } catch (err) {
-    process.send({ ok: false, error: err.stack ?? String(err) });
+    answer = { ok: false, error: err.stack ?? String(err) };
   }
-  process.exit(0);
+  // Exit only once the (large) answer has gone through the IPC channel.
+  process.send(answer, () => process.exit(0));
 });

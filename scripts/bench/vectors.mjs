@@ -60,9 +60,12 @@ log(
 // ---------------------------------------------------------------- Qdrant server
 
 let qdrant = null;
-const stackDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-qdrant-'));
+const stackDir = stores.includes('qdrant') ? mkdtempSync(join(tmpdir(), 'facesearch-bench-qdrant-')) : null;
 const stopQdrant = () => {
-  if (!qdrant) return;
+  if (!qdrant) {
+    if (stackDir) rmSync(stackDir, { recursive: true, force: true });
+    return;
+  }
   try {
     execFileSync('bash', [join(ROOT, 'scripts/services/down.sh'), 'qdrant'], { env: qdrant.env, stdio: 'ignore' });
   } catch {
@@ -153,9 +156,10 @@ function runWorker(message, timeoutMs) {
       clearTimeout(timer);
       m.ok ? resolve(m.result) : reject(new Error(m.error));
     });
+    // An answer, when there is one, arrives before 'exit'; the delay only orders the two events.
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`vectors worker exited with ${code}`));
+      setTimeout(() => reject(new Error(`vectors worker exited with ${code} without an answer`)), 100);
     });
     child.send(message);
   });

@@ -2,38 +2,17 @@
 // The raw compute bound: decode + detect + align + embed on real photos, per stage, then images/s with every
 // core busy (one process per core, one ONNX thread each). Usage: pnpm bench:engine [--rounds N]
 import { fork } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createRequire } from 'node:module';
+import { listPhotos, require, ROOT as root } from './lib.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
 const { FaceEngine, median } = require(join(root, 'libs/face-engine/dist/index.js'));
 const { values } = parseArgs({
   options: { rounds: { type: 'string', default: '2' }, worker: { type: 'boolean', default: false } },
 });
-
-function listImages() {
-  const testdata = resolve(root, '..', 'shared', 'testdata');
-  const files = [];
-  const walk = (dir) => {
-    for (const name of readdirSync(dir).sort()) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (/\.(jpe?g|png|webp)$/i.test(name)) files.push(path);
-    }
-  };
-  if (existsSync(join(testdata, 'faces'))) {
-    walk(join(testdata, 'faces'));
-    walk(join(testdata, 'multi'));
-    return { source: '../shared/testdata faces/ + multi/', files };
-  }
-  walk(join(root, '.fixtures'));
-  return { source: '.fixtures (npm group photos)', files };
-}
 
 async function runAll(engine, images) {
   let faces = 0;
@@ -44,7 +23,7 @@ async function runAll(engine, images) {
 if (values.worker) {
   // A child: analyse the images `rounds` times, report how many faces it saw.
   const engine = await FaceEngine.create({ threads: 1 });
-  const images = listImages().files.map((f) => readFileSync(f));
+  const images = listPhotos().files.map((f) => readFileSync(f));
   await runAll(engine, images.slice(0, 3));
   process.send({ ready: true });
   process.once('message', async () => {
@@ -55,7 +34,7 @@ if (values.worker) {
     process.exit(0);
   });
 } else {
-  const { source, files } = listImages();
+  const { source, files } = listPhotos();
   const images = files.map((f) => readFileSync(f));
   const engine = await FaceEngine.create({ threads: 1 });
   await runAll(engine, images.slice(0, 3)); // warm-up

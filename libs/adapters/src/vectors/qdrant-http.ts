@@ -1,0 +1,81 @@
+import http from 'node:http';
+import https from 'node:https';
+
+/** Raised for a non-2xx answer; the message starts like the REST client's so the store maps both the same way. */
+export class QdrantHttpError extends Error {
+  constructor(
+    readonly status: number,
+    body: string,
+  ) {
+    super(`Unexpected Response: ${status} ${body.replace(/\s+/g, ' ').slice(0, 500)}`);
+  }
+}
+
+/**
+ * Minimal JSON POST client for Qdrant's hot read paths (search, retrieve). The REST client's undici `fetch` adds
+ * ~40 ms once an answer spans more than ~2 KB (BENCHMARKS.md, Problems 2); node:http with a keep-alive agent does not.
+ */
+export class QdrantHttp {
+  private readonly base: URL;
+  private readonly agent: http.Agent;
+  private readonly transport: typeof http | typeof https;
+
+  constructor(
+    url: string,
+    private readonly apiKey: string | undefined,
+    private readonly timeoutMs: number,
+  ) {
+    this.base = new URL(url);
+    this.transport = this.base.protocol === 'https:' ? https : http;
+    const AgentClass = this.base.protocol === 'https:' ? https.Agent : http.Agent;
+    this.agent = new AgentClass({ keepAlive: true, maxSockets: 32 });
+  }
+
+  /** POSTs `body` as JSON to `path` (relative to the base URL) and returns the answer's `result`. */
+  post<T>(path: string, body: unknown): Promise<T> {
+    const payload = Buffer.from(JSON.stringify(body), 'utf8');
+    const prefix = this.base.pathname.replace(/\/+$/, '');
+    const headers: http.OutgoingHttpHeaders = {
+      'content-type': 'application/json',
+      'content-length': payload.length,
+    };
+    if (this.apiKey) headers['api-key'] = this.apiKey;
+    return new Promise<T>((resolve, reject) => {
+      const req = this.transport.request(
+        {
+          protocol: this.base.protocol,
+          hostname: this.base.hostname,
+          port: this.base.port || undefined,
+          path: `${prefix}${path}`,
+          method: 'POST',
+          headers,
+          agent: this.agent,
+          timeout: this.timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            const status = res.statusCode ?? 0;
+            if (status < 200 || status >= 300) return reject(new QdrantHttpError(status, text));
+            try {
+              resolve((JSON.parse(text) as { result: T }).result);
+            } catch {
+              reject(new Error(`Qdrant sent a non-JSON answer (status ${status})`));
+            }
+          });
+        },
+      );
+      // The socket timeout covers a silent server; it ends the request, which then rejects through 'error'.
+      req.on('timeout', () => req.destroy(new Error(`Qdrant request timed out after ${this.timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
