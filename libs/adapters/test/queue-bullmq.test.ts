@@ -17,7 +17,13 @@ if (!redisUrl) {
 } else {
   describeJobQueueContract('BullMqJobQueue', {
     create: async (options) =>
-      new BullMqJobQueue(`contract-${randomUUID()}`, { redisUrl, prefix, ...options, closeTimeoutMs: 5000, logger: quiet }),
+      new BullMqJobQueue(`contract-${randomUUID()}`, {
+        redisUrl,
+        prefix,
+        ...options,
+        closeTimeoutMs: 5000,
+        logger: quiet,
+      }),
     dispose: async (queue) => {
       await queue.close();
       // A fresh handle: the queue's own connections are closed now.
@@ -47,7 +53,8 @@ if (!redisUrl) {
         await producer.add([1, 2, 3].map((n) => ({ id: `p${n}`, data: { n } })));
         consumer.process(async (data) => void seen.push(data.n), { concurrency: 2 });
         const deadline = Date.now() + 10_000;
-        while ((await producer.counts()).completed < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        while ((await producer.counts()).completed < 3 && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 20));
         expect([...seen].sort()).toEqual([1, 2, 3]);
       } finally {
         await consumer.close();

@@ -31,6 +31,8 @@ describe('MemoryJobQueue specifics', () => {
   });
 
   it('rejects bad options with a FaceSearchError', () => {
-    expect(() => new MemoryJobQueue('x', { attempts: 0 })).toThrow(expect.objectContaining({ code: 'invalid_queue_option' }));
+    expect(() => new MemoryJobQueue('x', { attempts: 0 })).toThrow(
+      expect.objectContaining({ code: 'invalid_queue_option' }),
+    );
   });
 });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { QdrantVectorStore, qdrantPointId } from '@facesearch/adapters';
 import { describe, expect, it } from 'vitest';
 import { DIM, describeVectorStoreContract } from './vectors.contract';
@@ -49,6 +50,101 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
       retryable: true,
     });
     await expect(store.init(DIM)).rejects.toMatchObject({ code: 'vector_store_unavailable' });
+  });
+});
+
+/** A TCP proxy to Qdrant that can be cut off, so search/retrieve (node:http) meet an unreachable server. */
+async function startProxy(target: URL): Promise<{ url: string; cut: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => s.destroy());
+      s.on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}
+
+describe.skipIf(!url)('QdrantVectorStore search/retrieve over node:http', () => {
+  const payload = (faceId: string) => ({
+    app_id: 'a',
+    group_id: 'g',
+    user_id: `u-${faceId}`,
+    face_id: faceId,
+    model_id: 'm',
+  });
+  const query = { app_id: 'a', group_ids: ['g'], model_id: 'm', limit: 10 };
+
+  it('maps a Qdrant 4xx (collection gone) to vector_store_error 500, not retryable', async () => {
+    const collection = `contract_${randomUUID().replace(/-/g, '')}`;
+    const store = new QdrantVectorStore({ url: url as string, collection });
+    try {
+      await store.init(DIM);
+      await dropCollection(collection);
+      const vector = new Float32Array(DIM).fill(1);
+      for (const call of [() => store.search(vector, query), () => store.retrieve('a', ['f1'])]) {
+        const err = await call().catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'vector_store_error', status: 500 });
+        expect((err as { retryable?: boolean }).retryable).not.toBe(true);
+      }
+    } finally {
+      await store.close();
+      await dropCollection(collection);
+    }
+  });
+
+  it('reports a server cut off after init as a retryable 503, and recovers on a live connection', async () => {
+    const collection = `contract_${randomUUID().replace(/-/g, '')}`;
+    const proxy = await startProxy(new URL(url as string));
+    const store = new QdrantVectorStore({ url: proxy.url, collection, timeoutMs: 2000 });
+    try {
+      await store.init(DIM);
+      const vector = new Float32Array(DIM).fill(1);
+      await store.upsert([{ id: 'f1', vector, payload: payload('f1') }]);
+      expect((await store.search(vector, query)).map((h) => h.face_id)).toEqual(['f1']);
+      expect((await store.retrieve('a', ['f1'])).map((r) => r.face_id)).toEqual(['f1']);
+      await proxy.cut();
+      for (const call of [() => store.search(vector, query), () => store.retrieve('a', ['f1'])]) {
+        await expect(call()).rejects.toMatchObject({ code: 'vector_store_unavailable', status: 503, retryable: true });
+      }
+    } finally {
+      await store.close();
+      await proxy.cut().catch(() => undefined);
+      await dropCollection(collection);
+    }
+  });
+
+  it('times out a server that never answers as a retryable 503', async () => {
+    // Reads (so it notices the client hanging up) but never answers.
+    const silent = net.createServer((socket) => socket.resume());
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    const hung = new QdrantVectorStore({ url: `http://127.0.0.1:${port}`, collection: 'x', timeoutMs: 300 });
+    // init() would time out as well (REST client); search/retrieve only need the dimension.
+    (hung as unknown as { dim: number }).dim = DIM;
+    try {
+      await expect(hung.search(new Float32Array(DIM).fill(1), query)).rejects.toMatchObject({
+        code: 'vector_store_unavailable',
+        status: 503,
+        retryable: true,
+      });
+      await expect(hung.retrieve('a', ['f1'])).rejects.toMatchObject({ code: 'vector_store_unavailable' });
+    } finally {
+      await hung.close();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 });
 

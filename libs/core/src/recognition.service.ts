@@ -9,6 +9,7 @@ import {
   type LibraryRepository,
   type Landmarks,
   similarityToScore,
+  type VectorHit,
   type VectorStore,
 } from '@facesearch/common';
 import { checkId, errors } from './errors';
@@ -62,6 +63,11 @@ export interface SearchInput {
   match_threshold?: number;
   max_faces?: number;
 }
+
+/** Most hits a search asks the vector store for, per searched face. */
+const MAX_SEARCH_HITS = 1000;
+/** Hits per wanted user in the first vector search (see search()). */
+const FIRST_PAGE_HITS_PER_USER = 4;
 
 const round = (n: number) => Math.round(n * 1e6) / 1e6;
 
@@ -135,27 +141,29 @@ export class RecognitionService {
       return p;
     };
 
-    const results: SearchedFace[] = [];
-    for (const face of analysis.faces) {
-      // Several faces per user: fetch enough hits to still have top_k users after collapsing.
-      const hits = await this.vectors.search(face.embedding, {
-        app_id: appId,
-        group_ids: groupIds,
-        model_id: analysis.modelId,
-        limit: Math.min(1000, topK * this.options.maxFacesPerUser),
-      });
-      // Best hit per user, best users first. A hit counts only if its face record exists and agrees: the
-      // record is the source of truth, so a vector whose delete failed, or whose record is not written yet
-      // (an import between its two writes), never shows up.
+    const faceRecords = new Map<string, ReturnType<LibraryRepository['getFace']>>();
+    const faceRecord = (faceId: string) => {
+      let p = faceRecords.get(faceId);
+      if (!p) {
+        p = this.repo.getFace(appId, faceId);
+        faceRecords.set(faceId, p);
+      }
+      return p;
+    };
+
+    // Best hit per user, best users first. A hit counts only if its face record exists and agrees: the record is
+    // the source of truth, so a vector whose delete failed, or whose record is not written yet (an import between
+    // its two writes), never shows up. `exhausted`: every hit passed the threshold, so more hits could add users.
+    const collapse = async (hits: VectorHit[]) => {
       const matches: Match[] = [];
       const matched = new Set<string>();
       for (const hit of [...hits].sort((x, y) => y.similarity - x.similarity)) {
         if (matches.length >= topK) break;
         const score = similarityToScore(hit.similarity, this.options.cosineThreshold);
-        if (score < threshold) break;
+        if (score < threshold) return { matches, exhausted: false };
         const key = `${hit.group_id}\u0000${hit.user_id}`;
         if (matched.has(key)) continue;
-        const record = await this.repo.getFace(appId, hit.face_id);
+        const record = await faceRecord(hit.face_id);
         if (!record || record.group_id !== hit.group_id || record.user_id !== hit.user_id) continue;
         const info = await userInfo(hit.group_id, hit.user_id);
         if (info === undefined) continue;
@@ -168,6 +176,23 @@ export class RecognitionService {
           similarity: round(hit.similarity),
           user_info: info,
         });
+      }
+      return { matches, exhausted: matches.length < topK };
+    };
+
+    // Several faces per user: top_k x MAX_FACES_PER_USER hits always leave top_k users after collapsing, but
+    // that is 100 hits by default, which costs the vector store (BENCHMARKS.md, Problems 5). Most searches find
+    // top_k users among top_k x 4 hits; ask for the full count only when a full first page did not.
+    const fullLimit = Math.min(MAX_SEARCH_HITS, topK * this.options.maxFacesPerUser);
+    const firstLimit = Math.min(fullLimit, topK * FIRST_PAGE_HITS_PER_USER);
+    const results: SearchedFace[] = [];
+    for (const face of analysis.faces) {
+      const search = (limit: number) =>
+        this.vectors.search(face.embedding, { app_id: appId, group_ids: groupIds, model_id: analysis.modelId, limit });
+      const firstHits = await search(firstLimit);
+      let { matches, exhausted } = await collapse(firstHits);
+      if (exhausted && firstHits.length >= firstLimit && firstLimit < fullLimit) {
+        ({ matches } = await collapse(await search(fullLimit)));
       }
       results.push({ box: face.box, landmarks: face.landmarks, score: face.score, quality: face.quality, matches });
     }

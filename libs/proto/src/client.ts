@@ -36,7 +36,12 @@ export function parseAddresses(list: string): string[] {
 }
 
 type Callback<Res> = (error: grpc.ServiceError | null, reply?: Res) => void;
-type UnaryMethod<Req, Res> = (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions, callback: Callback<Res>) => void;
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: Callback<Res>,
+) => void;
 
 /**
  * Round-robin over per-address channels, with a deadline per call and one retry on the next address when
@@ -67,15 +72,20 @@ export class BalancedClient {
     });
     // The health checks ride on the same channels.
     this.healthClients = this.clients.map(
-      (client, i) => new Health(this.targets[i], grpc.credentials.createInsecure(), { channelOverride: client.getChannel() }),
+      (client, i) =>
+        new Health(this.targets[i], grpc.credentials.createInsecure(), { channelOverride: client.getChannel() }),
     );
   }
 
   /** Each address's serving status for `service` ('' = the server as a whole); unreachable ones are 'UNREACHABLE'. */
-  async checkHealth(service = '', timeoutMs = 2000): Promise<Array<{ target: string; status: pb.ServingStatus | 'UNREACHABLE' }>> {
+  async checkHealth(
+    service = '',
+    timeoutMs = 2000,
+  ): Promise<Array<{ target: string; status: pb.ServingStatus | 'UNREACHABLE' }>> {
     return Promise.all(
       this.healthClients.map(async (client, i) => {
-        const check = (client as unknown as Record<string, UnaryMethod<pb.HealthCheckRequest, pb.HealthCheckResponse>>).Check;
+        const check = (client as unknown as Record<string, UnaryMethod<pb.HealthCheckRequest, pb.HealthCheckResponse>>)
+          .Check;
         try {
           const reply = await new Promise<pb.HealthCheckResponse>((resolve, reject) =>
             check.call(client, { service }, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
@@ -85,7 +95,10 @@ export class BalancedClient {
           return { target: this.targets[i], status: reply.status };
         } catch (error) {
           const notFound = (error as grpc.ServiceError | undefined)?.code === grpc.status.NOT_FOUND;
-          return { target: this.targets[i], status: notFound ? ('SERVICE_UNKNOWN' as const) : ('UNREACHABLE' as const) };
+          return {
+            target: this.targets[i],
+            status: notFound ? ('SERVICE_UNKNOWN' as const) : ('UNREACHABLE' as const),
+          };
         }
       }),
     );
@@ -102,7 +115,8 @@ export class BalancedClient {
       return await this.invoke<Req, Res>(first, method, request, deadline);
     } catch (error) {
       const err = error as grpc.ServiceError;
-      if (err.code !== grpc.status.UNAVAILABLE || Date.now() >= deadline) throw fromServiceError(err, this.targets[first]);
+      if (err.code !== grpc.status.UNAVAILABLE || Date.now() >= deadline)
+        throw fromServiceError(err, this.targets[first]);
       const second = (first + 1) % this.clients.length;
       try {
         return await this.invoke<Req, Res>(second, method, request, deadline);
@@ -154,7 +168,10 @@ export class DetectorClient extends BalancedClient {
   }
 
   /** Faces with their aligned 112x112x3 RGB crops, ready for the embedder. */
-  async detectAligned(image: Uint8Array, options: DetectOptions = {}): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
+  async detectAligned(
+    image: Uint8Array,
+    options: DetectOptions = {},
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
     return alignedFacesFromWire(await this.detectRaw(detectRequest(image, options, true)));
   }
 }

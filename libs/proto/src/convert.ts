@@ -26,8 +26,10 @@ export function detectRequest(image: Uint8Array, options: DetectOptions, withCro
 export function detectOptions(request: pb.DetectRequest): DetectOptions {
   const options: DetectOptions = {};
   if (request.max_faces !== undefined && request.max_faces !== null) options.maxFaces = request.max_faces;
-  if (request.min_face_size !== undefined && request.min_face_size !== null) options.minFaceSize = request.min_face_size;
-  if (request.score_threshold !== undefined && request.score_threshold !== null) options.scoreThreshold = request.score_threshold;
+  if (request.min_face_size !== undefined && request.min_face_size !== null)
+    options.minFaceSize = request.min_face_size;
+  if (request.score_threshold !== undefined && request.score_threshold !== null)
+    options.scoreThreshold = request.score_threshold;
   return options;
 }
 
@@ -44,12 +46,23 @@ export function faceToWire(face: DetectedFace & { crop?: Uint8Array }, withCrop:
       mouth_right: l.mouth_right ?? null,
     },
     score: face.score,
-    quality: { size: q.size, blur: q.blur, yaw: q.yaw, pitch: q.pitch, roll: q.roll, score: q.score, level: `QUALITY_LEVEL_${q.level}` },
+    quality: {
+      size: q.size,
+      blur: q.blur,
+      yaw: q.yaw,
+      pitch: q.pitch,
+      roll: q.roll,
+      score: q.score,
+      level: `QUALITY_LEVEL_${q.level}`,
+    },
     crop: withCrop && face.crop ? face.crop : new Uint8Array(0),
   };
 }
 
-export function detectReplyToWire(result: { image: ImageInfo; faces: Array<DetectedFace & { crop?: Uint8Array }> }, withCrops: boolean): pb.DetectReply {
+export function detectReplyToWire(
+  result: { image: ImageInfo; faces: Array<DetectedFace & { crop?: Uint8Array }> },
+  withCrops: boolean,
+): pb.DetectReply {
   return { image: { ...result.image }, faces: result.faces.map((f) => faceToWire(f, withCrops)) };
 }
 
@@ -84,7 +97,15 @@ export function faceFromWire(face: pb.Face): DetectedFace {
     box: { x, y, width, height },
     landmarks,
     score: face.score,
-    quality: { size: q.size, blur: q.blur, yaw: q.yaw, pitch: q.pitch, roll: q.roll, score: q.score, level: qualityLevel(q.level) },
+    quality: {
+      size: q.size,
+      blur: q.blur,
+      yaw: q.yaw,
+      pitch: q.pitch,
+      roll: q.roll,
+      score: q.score,
+      level: qualityLevel(q.level),
+    },
   };
 }
 

@@ -47,7 +47,12 @@ export function toWireError(error: unknown): WireError {
     error instanceof FaceSearchError
       ? error
       : // A bug or a runtime failure in the service: the caller may retry (another replica, later).
-        new FaceSearchError('engine_error', `engine failure: ${error instanceof Error ? error.message : String(error)}`, 500, true);
+        new FaceSearchError(
+          'engine_error',
+          `engine failure: ${error instanceof Error ? error.message : String(error)}`,
+          500,
+          true,
+        );
   const metadata = new Metadata();
   metadata.set(ERROR_CODE_KEY, fse.code);
   metadata.set(ERROR_STATUS_KEY, String(fse.status));
@@ -83,6 +88,11 @@ export function fromServiceError(error: ServiceError, target: string): FaceSearc
     case Status.RESOURCE_EXHAUSTED:
       return new FaceSearchError('engine_overloaded', `Face engine service refused the call (${detail})`, 503, true);
     default:
-      return new FaceSearchError('engine_error', `Face engine call failed with gRPC status ${error.code} (${detail})`, 502, true);
+      return new FaceSearchError(
+        'engine_error',
+        `Face engine call failed with gRPC status ${error.code} (${detail})`,
+        502,
+        true,
+      );
   }
 }

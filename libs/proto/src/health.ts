@@ -41,9 +41,13 @@ export class HealthImplementation {
 
   handlers(): UntypedServiceImplementation {
     return {
-      Check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, callback: sendUnaryData<HealthCheckResponse>) => {
+      Check: (
+        call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>,
+        callback: sendUnaryData<HealthCheckResponse>,
+      ) => {
         const status = this.statuses.get(call.request.service);
-        if (status === undefined) callback({ code: Status.NOT_FOUND, details: `unknown service ${call.request.service}` });
+        if (status === undefined)
+          callback({ code: Status.NOT_FOUND, details: `unknown service ${call.request.service}` });
         else callback(null, { status });
       },
       List: (_call: unknown, callback: sendUnaryData<{ statuses: Record<string, HealthCheckResponse> }>) => {

@@ -3,7 +3,11 @@
  * strings, defaults on). Unset message fields arrive as null, unset `optional` scalars as undefined;
  * bytes arrive as Buffer and may be sent as any Uint8Array.
  */
-export type QualityLevel = 'QUALITY_LEVEL_UNSPECIFIED' | 'QUALITY_LEVEL_LOW' | 'QUALITY_LEVEL_NORMAL' | 'QUALITY_LEVEL_HIGH';
+export type QualityLevel =
+  | 'QUALITY_LEVEL_UNSPECIFIED'
+  | 'QUALITY_LEVEL_LOW'
+  | 'QUALITY_LEVEL_NORMAL'
+  | 'QUALITY_LEVEL_HIGH';
 
 export interface DetectRequest {
   image: Uint8Array;

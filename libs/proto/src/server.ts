@@ -53,7 +53,9 @@ function detectHandler(impl: DetectorImplementation, options: GrpcServerOptions)
     'Detect',
     async (request) => {
       const opts = detectOptions(request);
-      const result = request.with_crops ? await impl.detectAligned(request.image, opts) : await impl.detect(request.image, opts);
+      const result = request.with_crops
+        ? await impl.detectAligned(request.image, opts)
+        : await impl.detect(request.image, opts);
       return detectReplyToWire(result, request.with_crops);
     },
     options,
@@ -67,7 +69,12 @@ function embedHandler(impl: EmbedderImplementation, options: GrpcServerOptions):
       // Zero crops: the caller only wants the model id and dimension.
       const vectors = request.crops.length === 0 ? [] : await impl.embed(request.crops);
       if (vectors.length !== request.crops.length) {
-        throw new FaceSearchError('engine_error', `embedder returned ${vectors.length} vectors for ${request.crops.length} crops`, 500, true);
+        throw new FaceSearchError(
+          'engine_error',
+          `embedder returned ${vectors.length} vectors for ${request.crops.length} crops`,
+          500,
+          true,
+        );
       }
       return embeddingsToWire(vectors, impl.modelId, impl.embeddingDim);
     },
@@ -80,7 +87,10 @@ export class FaceSearchGrpcServer {
   readonly server: grpc.Server;
   readonly health: HealthImplementation;
 
-  constructor(impl: { detector?: DetectorImplementation; embedder?: EmbedderImplementation }, options: GrpcServerOptions = {}) {
+  constructor(
+    impl: { detector?: DetectorImplementation; embedder?: EmbedderImplementation },
+    options: GrpcServerOptions = {},
+  ) {
     const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max });
     const { Detector, Embedder, Health } = services();
@@ -100,7 +110,9 @@ export class FaceSearchGrpcServer {
   /** Binds (insecure: the workers live on a private network) and starts; resolves to the bound port. */
   listen(address = '127.0.0.1:0'): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(err) : resolve(port),
+      );
     });
   }
 

@@ -59,7 +59,12 @@ const FACES: AlignedFace[] = [
   },
   {
     box: { x: 10, y: 20, width: 40, height: 42 },
-    landmarks: { left_eye: { x: 20, y: 30 }, right_eye: { x: 40, y: 30 }, nose: { x: 30, y: 40 }, mouth: { x: 30, y: 50 } },
+    landmarks: {
+      left_eye: { x: 20, y: 30 },
+      right_eye: { x: 40, y: 30 },
+      nose: { x: 30, y: 40 },
+      mouth: { x: 30, y: 50 },
+    },
     score: 0.61,
     quality: { size: 40, blur: 12.5, yaw: 40, pitch: -20, roll: 15, score: 0.2, level: 'LOW' },
     crop: crop(2),
@@ -102,7 +107,8 @@ class FakeEmbedder implements EmbedderImplementation {
 
   async embed(crops: Uint8Array[]): Promise<Float32Array[]> {
     this.calls++;
-    if (crops.some((c) => c.byteLength !== CROP_BYTES)) throw new FaceSearchError('invalid_crop', 'crop must be 112x112x3', 400);
+    if (crops.some((c) => c.byteLength !== CROP_BYTES))
+      throw new FaceSearchError('invalid_crop', 'crop must be 112x112x3', 400);
     return crops.map(fakeVector);
   }
 }
@@ -206,7 +212,12 @@ describe('gRPC transport', () => {
     const client = track(new DetectorClient(detectorAddress));
     const error = await client.detect(Uint8Array.from([CORRUPT])).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FaceSearchError);
-    expect(error).toMatchObject({ code: 'image_corrupt', status: 422, retryable: false, message: 'The image could not be decoded: not a JPEG' });
+    expect(error).toMatchObject({
+      code: 'image_corrupt',
+      status: 422,
+      retryable: false,
+      message: 'The image could not be decoded: not a JPEG',
+    });
 
     const busy = await client.detect(Uint8Array.from([BUSY])).catch((e: unknown) => e);
     expect(busy).toMatchObject({ code: 'engine_busy', status: 503, retryable: true });
@@ -216,7 +227,9 @@ describe('gRPC transport', () => {
     expect(bug).toMatchObject({ code: 'engine_error', status: 500, retryable: true });
     expect((bug as Error).message).toMatch(/cannot read properties/);
 
-    const badCrop = await track(new EmbedderClient(embedderAddress)).embed([Uint8Array.from([1])]).catch((e: unknown) => e);
+    const badCrop = await track(new EmbedderClient(embedderAddress))
+      .embed([Uint8Array.from([1])])
+      .catch((e: unknown) => e);
     expect(badCrop).toMatchObject({ code: 'invalid_crop', status: 400 });
   });
 
@@ -239,7 +252,9 @@ describe('gRPC transport', () => {
   it('round-robins over the addresses it is given', async () => {
     const a = new FakeDetector();
     const b = new FakeDetector();
-    const client = track(new DetectorClient(`${await start(createDetectorServer(a))}, ${await start(createDetectorServer(b))}`));
+    const client = track(
+      new DetectorClient(`${await start(createDetectorServer(a))}, ${await start(createDetectorServer(b))}`),
+    );
     for (let i = 0; i < 10; i++) await client.detect(Uint8Array.from([1]));
     expect(a.calls.length).toBe(5);
     expect(b.calls.length).toBe(5);
@@ -287,7 +302,9 @@ describe('gRPC transport', () => {
     // Watch streams the current status, then every change.
     const { Health } = services();
     const raw = new Health(address, grpc.credentials.createInsecure());
-    const stream = (raw as unknown as Record<string, (r: unknown) => grpc.ClientReadableStream<{ status: string }>>).Watch({
+    const stream = (
+      raw as unknown as Record<string, (r: unknown) => grpc.ClientReadableStream<{ status: string }>>
+    ).Watch({
       service: DETECTOR_SERVICE,
     });
     const seen: string[] = [];
@@ -310,7 +327,10 @@ describe('gRPC transport', () => {
 
   describe('GrpcFaceAnalyzer', () => {
     it('learns the model from the embedder and analyzes over both services', async () => {
-      const analyzer = await GrpcFaceAnalyzer.connect({ detector: detectorAddress, embedderAddresses: embedderAddress });
+      const analyzer = await GrpcFaceAnalyzer.connect({
+        detector: detectorAddress,
+        embedderAddresses: embedderAddress,
+      });
       clients.push({ close: () => void analyzer.close() });
       expect(analyzer.modelId).toBe('fake-arcface-v1');
       expect(analyzer.embeddingDim).toBe(4);
@@ -331,7 +351,10 @@ describe('gRPC transport', () => {
       expect((await analyzer.analyze(Uint8Array.from([0]))).faces).toEqual([]);
       expect(embedder.calls).toBe(calls);
 
-      await expect(analyzer.analyze(Uint8Array.from([CORRUPT]))).rejects.toMatchObject({ code: 'image_corrupt', status: 422 });
+      await expect(analyzer.analyze(Uint8Array.from([CORRUPT]))).rejects.toMatchObject({
+        code: 'image_corrupt',
+        status: 422,
+      });
     });
 
     it('connect gives up on an unreachable embedder after its timeout', async () => {

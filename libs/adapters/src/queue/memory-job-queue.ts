@@ -130,7 +130,10 @@ export class MemoryJobQueue<T> implements JobQueue<T> {
     const outcome = await Promise.race([Promise.allSettled([...this.running.values()]), timedOut]);
     clearTimeout(timer);
     if (outcome === 'timeout') {
-      this.logger.warn({ queue: this.name, running: [...this.running.keys()] }, 'queue close timed out waiting for jobs');
+      this.logger.warn(
+        { queue: this.name, running: [...this.running.keys()] },
+        'queue close timed out waiting for jobs',
+      );
     }
   }
 
@@ -164,13 +167,18 @@ export class MemoryJobQueue<T> implements JobQueue<T> {
     const handler = this.handler as Handler<T>;
     try {
       // Through a promise so that a synchronous throw is caught like a rejection.
-      await Promise.resolve().then(() => handler(entry.data, { attempt: entry.attempt, maxAttempts: this.maxAttempts }));
+      await Promise.resolve().then(() =>
+        handler(entry.data, { attempt: entry.attempt, maxAttempts: this.maxAttempts }),
+      );
       this.completed++;
       return;
     } catch (error) {
       if (isRetryable(error) && entry.attempt < this.maxAttempts) {
         if (this.closing) {
-          this.logger.warn({ queue: this.name, jobId: entry.id, err: toError(error) }, 'retry dropped: queue is closing');
+          this.logger.warn(
+            { queue: this.name, jobId: entry.id, err: toError(error) },
+            'retry dropped: queue is closing',
+          );
           return;
         }
         this.scheduleRetry(entry);
@@ -183,13 +191,16 @@ export class MemoryJobQueue<T> implements JobQueue<T> {
 
   private scheduleRetry(entry: Entry<T>): void {
     this.delayed.set(entry.id, entry);
-    entry.retryTimer = setTimeout(() => {
-      this.delayed.delete(entry.id);
-      entry.retryTimer = undefined;
-      if (this.closing) return;
-      this.waiting.set(entry.id, entry);
-      this.pump();
-    }, backoffDelay(this.backoffMs, entry.attempt + 1));
+    entry.retryTimer = setTimeout(
+      () => {
+        this.delayed.delete(entry.id);
+        entry.retryTimer = undefined;
+        if (this.closing) return;
+        this.waiting.set(entry.id, entry);
+        this.pump();
+      },
+      backoffDelay(this.backoffMs, entry.attempt + 1),
+    );
   }
 
   private async notifyFailed(entry: Entry<T>, error: unknown): Promise<void> {

@@ -48,7 +48,8 @@ export function toError(value: unknown): Error {
 
 export function positiveInt(value: number | undefined, fallback: number, what: string): number {
   const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < 1) throw new FaceSearchError('invalid_queue_option', `${what} must be an integer >= 1, got ${v}`, 500);
+  if (!Number.isInteger(v) || v < 1)
+    throw new FaceSearchError('invalid_queue_option', `${what} must be an integer >= 1, got ${v}`, 500);
   return v;
 }
 

@@ -41,6 +41,15 @@ export class QdrantHttp {
     };
     if (this.apiKey) headers['api-key'] = this.apiKey;
     return new Promise<T>((resolve, reject) => {
+      // A deadline on the whole exchange (like the REST client's), not just on socket idleness.
+      const timer = setTimeout(
+        () => req.destroy(new Error(`Qdrant request timed out after ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      };
       const req = this.transport.request(
         {
           protocol: this.base.protocol,
@@ -50,13 +59,13 @@ export class QdrantHttp {
           method: 'POST',
           headers,
           agent: this.agent,
-          timeout: this.timeoutMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('error', reject);
+          res.on('error', fail);
           res.on('end', () => {
+            clearTimeout(timer);
             const text = Buffer.concat(chunks).toString('utf8');
             const status = res.statusCode ?? 0;
             if (status < 200 || status >= 300) return reject(new QdrantHttpError(status, text));
@@ -68,9 +77,7 @@ export class QdrantHttp {
           });
         },
       );
-      // The socket timeout covers a silent server; it ends the request, which then rejects through 'error'.
-      req.on('timeout', () => req.destroy(new Error(`Qdrant request timed out after ${this.timeoutMs} ms`)));
-      req.on('error', reject);
+      req.on('error', fail);
       req.end(payload);
     });
   }

@@ -16,6 +16,7 @@ import {
   normalizedVector,
   notInitialized,
 } from './points';
+import { QdrantHttp } from './qdrant-http';
 
 export interface QdrantVectorStoreOptions {
   /** e.g. http://127.0.0.1:6333 */
@@ -72,6 +73,8 @@ const keyword = (key: string, value: string) => ({ key, match: { value } });
  */
 export class QdrantVectorStore implements VectorStore {
   private readonly client: QdrantClient;
+  /** search and retrieve: plain node:http, see QdrantHttp. */
+  private readonly http: QdrantHttp;
   private readonly collection: string;
   private readonly batchSize: number;
   private dim = 0;
@@ -86,6 +89,11 @@ export class QdrantVectorStore implements VectorStore {
       timeout: options.timeoutMs ?? 30_000,
       checkCompatibility: false,
     });
+    this.http = new QdrantHttp(options.url, options.apiKey, options.timeoutMs ?? 30_000);
+  }
+
+  private get collectionPath(): string {
+    return `/collections/${encodeURIComponent(this.collection)}`;
   }
 
   async init(dim: number): Promise<void> {
@@ -156,7 +164,7 @@ export class QdrantVectorStore implements VectorStore {
       ],
     };
     const { points: hits } = await this.call('search', () =>
-      this.client.query(this.collection, {
+      this.http.post<{ points: Array<{ payload: unknown; score: number }> }>(`${this.collectionPath}/points/query`, {
         query: target,
         filter,
         limit: Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT),
@@ -173,7 +181,11 @@ export class QdrantVectorStore implements VectorStore {
     if (faceIds.length === 0) return [];
     const ids = [...new Set(faceIds)].map((id) => qdrantPointId(appId, id));
     const records = await this.call('retrieve', () =>
-      this.client.retrieve(this.collection, { ids, with_payload: true, with_vector: true }),
+      this.http.post<Array<{ payload: unknown; vector: unknown }>>(`${this.collectionPath}/points`, {
+        ids,
+        with_payload: true,
+        with_vector: true,
+      }),
     );
     return records
       .map((r) => ({
@@ -218,7 +230,8 @@ export class QdrantVectorStore implements VectorStore {
   }
 
   async close(): Promise<void> {
-    // The REST client holds no connection of its own.
+    // The REST client holds no connection of its own; the node:http agent keeps idle sockets open.
+    this.http.close();
   }
 
   private requireDim(): number {
