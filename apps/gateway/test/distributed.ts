@@ -211,8 +211,9 @@ export async function startStack(
   const detectors = [d1, d2].map((p) => `127.0.0.1:${p}`).join(',');
   group.start('embedder-1', 'embedder', { ...common, GRPC_PORT: String(e1), ...options.embedderEnv });
   group.start('embedder-2', 'embedder', { ...common, GRPC_PORT: String(e2), ...options.embedderEnv });
-  group.start('detector-1', 'detector', { ...common, GRPC_PORT: String(d1), EMBEDDER_GRPC_URL: embedders });
-  group.start('detector-2', 'detector', { ...common, GRPC_PORT: String(d2), EMBEDDER_GRPC_URL: embedders });
+  // Detectors call no embedder: they hand crops on through the embed queue.
+  group.start('detector-1', 'detector', { ...common, GRPC_PORT: String(d1) });
+  group.start('detector-2', 'detector', { ...common, GRPC_PORT: String(d2) });
   group.start('indexer-1', 'indexer', common);
   group.start('gateway', 'gateway', {
     ...common,

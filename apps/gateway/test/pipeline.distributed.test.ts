@@ -12,15 +12,7 @@ import { join } from 'node:path';
 import { S3BlobStore } from '@facesearch/adapters';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  buildApps,
-  dropIsolated,
-  freePort,
-  isolatedEnv,
-  ProcessGroup,
-  servicesSkipReason,
-  waitReady,
-} from './distributed';
+import { buildApps, dropIsolated, isolatedEnv, ProcessGroup, servicesSkipReason, startStack } from './distributed';
 import { engineSkipReason, photo, TESTDATA } from './helpers';
 
 const skipReason = servicesSkipReason() ?? engineSkipReason();
@@ -73,21 +65,7 @@ describe.skipIf(skipReason !== null)(
         SHUTDOWN_TIMEOUT_MS: '15000',
         LOG_LEVEL: 'info',
       };
-      const [gatewayPort, e1, e2, d1, d2] = await Promise.all([1, 2, 3, 4, 5].map(() => freePort()));
-      group.start('embedder-1', 'embedder', { ...common, GRPC_PORT: String(e1) });
-      group.start('embedder-2', 'embedder', { ...common, GRPC_PORT: String(e2) });
-      // No EMBEDDER_GRPC_URL: the detectors hand crops on through the embed queue only.
-      group.start('detector-1', 'detector', { ...common, GRPC_PORT: String(d1) });
-      group.start('detector-2', 'detector', { ...common, GRPC_PORT: String(d2) });
-      group.start('indexer-1', 'indexer', common);
-      group.start('gateway', 'gateway', {
-        ...common,
-        PORT: String(gatewayPort),
-        DETECTOR_GRPC_URL: `127.0.0.1:${d1},127.0.0.1:${d2}`,
-        EMBEDDER_GRPC_URL: `127.0.0.1:${e1},127.0.0.1:${e2}`,
-      });
-      const url = `http://127.0.0.1:${gatewayPort}`;
-      await waitReady(`${url}/health/ready`, group, 150_000);
+      const { base: url } = await startStack(group, common, { readyTimeoutMs: 150_000 });
       for (const name of ['embedder-1', 'embedder-2']) {
         await waitUntil(() => group.lines(name, 'consuming the embed queue').length > 0, 30_000, `${name} consuming`);
       }
