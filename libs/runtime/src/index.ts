@@ -4,3 +4,4 @@ export * from './health';
 export * from './lifecycle';
 export * from './logger';
 export * from './ports';
+export * from './worker';

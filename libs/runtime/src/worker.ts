@@ -1,0 +1,85 @@
+import type { FaceSearchConfig, JobQueue } from '@facesearch/common';
+import type { FaceEngine } from '@facesearch/face-engine';
+import type { FaceSearchGrpcServer } from '@facesearch/proto';
+import type { Logger } from 'pino';
+import { createLocalEngine } from './analyzer';
+import { buildPorts, closePorts, type Ports } from './ports';
+
+export type WorkerPorts = Pick<Ports, 'library' | 'blobs' | 'queues'>;
+
+export interface ModelWorkerSpec {
+  /** `detector` or `embedder`: used in log lines. */
+  role: string;
+  /** The gRPC server for the gateway's synchronous calls, built on the worker's engine. */
+  server(engine: FaceEngine): FaceSearchGrpcServer;
+  /**
+   * Starts consuming its queue (QUEUE=bullmq only) and returns the queues to close at shutdown, in order: the one
+   * it consumes first, then the one it feeds, so a job finishing during shutdown still hands its work on.
+   */
+  consume(ports: WorkerPorts, engine: FaceEngine): JobQueue<unknown>[];
+}
+
+export interface ModelWorker {
+  /** The port the gRPC service listens on (GRPC_PORT, or the one picked when it is 0). */
+  grpcPort: number;
+  engine: FaceEngine;
+  /** Whether this process consumes its queue (QUEUE=bullmq). */
+  consumes: boolean;
+  close(): Promise<void>;
+}
+
+/**
+ * Start-up and shutdown shared by the detector and embedder workers: the local engine, a gRPC service, and a queue
+ * consumer. On shutdown, calls and jobs stop being taken together; running ones finish within the timeout.
+ */
+export async function startModelWorker(
+  config: FaceSearchConfig,
+  logger: Logger,
+  spec: ModelWorkerSpec,
+): Promise<ModelWorker> {
+  const consumes = config.queue === 'bullmq';
+  const engine = await createLocalEngine(config);
+  const server = spec.server(engine);
+  let grpcPort: number;
+  try {
+    grpcPort = await server.listen(`${config.host}:${config.grpcPort}`);
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  logger.info({ grpcPort, model: engine.modelId }, `${spec.role} gRPC service on ${config.host}:${grpcPort}`);
+
+  let ports: WorkerPorts | null = null;
+  let closeOrder: JobQueue<unknown>[] = [];
+  try {
+    if (consumes) {
+      ports = await buildPorts(config, logger, { need: ['library', 'blobs', 'queues'] as const });
+      closeOrder = spec.consume(ports, engine);
+    } else {
+      logger.warn(`QUEUE is not bullmq: the ${spec.role} serves gRPC only and consumes no jobs`);
+    }
+  } catch (err) {
+    await server.close(0);
+    if (ports) await closePorts(ports, logger);
+    await engine.close();
+    throw err;
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    grpcPort,
+    engine,
+    consumes,
+    close() {
+      closing ??= (async () => {
+        const stopJobs = async () => {
+          for (const queue of closeOrder) await queue.close();
+        };
+        await Promise.all([stopJobs(), server.close(config.shutdownTimeoutMs * 0.7)]);
+        if (ports) await closePorts(ports, logger);
+        await engine.close();
+      })();
+      return closing;
+    },
+  };
+}
