@@ -2,6 +2,7 @@
  * Service configuration from environment variables, validated once at start-up. Every app reads it
  * through `loadConfig(process.env)`; a bad value stops the process with one message naming every problem.
  */
+import * as os from 'node:os';
 import { z } from 'zod';
 
 export type Mode = 'embedded' | 'distributed';
@@ -21,6 +22,13 @@ export interface FaceSearchConfig {
   s3: { endpoint: string | null; accessKey: string | null; secretKey: string | null; bucket: string; region: string };
   qdrantUrl: string | null;
   qdrantCollection: string;
+  /**
+   * HNSW graph (m, ef_construct) of a Qdrant collection the service creates, and the hnsw_ef of its searches;
+   * null: the adapter's defaults (m 32, ef_construct 256, hnsw_ef 256). An existing collection keeps its graph.
+   */
+  qdrantHnswM: number | null;
+  qdrantHnswEfConstruct: number | null;
+  qdrantSearchEf: number | null;
   detectorGrpcUrls: string[];
   embedderGrpcUrls: string[];
   grpcPort: number;
@@ -40,6 +48,11 @@ export interface FaceSearchConfig {
   matchCosineThreshold: number | null;
   maxRequestBytes: number;
   maxFacesPerUser: number;
+  /**
+   * Worker threads running the models in this process (each with its own ONNX sessions), so inference leaves
+   * the JS thread and uses every core; 0 runs them on the calling thread. Default: the cores available.
+   */
+  engineWorkers: number;
   importConcurrency: number;
   /** Embed jobs (one import item's crop each) a process embeds at once. */
   embedConcurrency: number;
@@ -91,6 +104,19 @@ function int(def: number, min: number, max: number) {
     if (v === undefined) return def;
     const n = Number(v);
     if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `expected an integer ${min}-${max}, got '${v}'` });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
+/** An integer min-max, or null when unset (the consumer's own default applies). */
+function optionalInt(min: number, max: number) {
+  return raw.transform((v, ctx) => {
+    if (v === undefined) return null;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
       ctx.addIssue({ code: 'custom', message: `expected an integer ${min}-${max}, got '${v}'` });
       return z.NEVER;
     }
@@ -170,6 +196,19 @@ function secret(minLength: number) {
 
 const optionalString = raw.transform((v) => v ?? null);
 
+/** `auto` (or unset): one per core available to the process; else an integer. */
+function countOrAuto(auto: () => number, max: number) {
+  return raw.transform((v, ctx) => {
+    if (v === undefined || v.toLowerCase() === 'auto') return auto();
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n > max) {
+      ctx.addIssue({ code: 'custom', message: `expected 'auto' or an integer 0-${max}, got '${v}'` });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
 const MiB = 1024 * 1024;
 
 const envSchema = z.object({
@@ -190,6 +229,10 @@ const envSchema = z.object({
   S3_REGION: raw.transform((v) => v ?? 'us-east-1'),
   QDRANT_URL: url(['http:', 'https:']),
   QDRANT_COLLECTION: raw.transform((v) => v ?? 'faces'),
+  // Qdrant's own limits: ef_construct >= 4; m 0 (no graph) is not offered.
+  QDRANT_HNSW_M: optionalInt(1, 512),
+  QDRANT_HNSW_EF_CONSTRUCT: optionalInt(4, 100_000),
+  QDRANT_SEARCH_EF: optionalInt(1, 100_000),
   DETECTOR_GRPC_URL: hostPortList,
   EMBEDDER_GRPC_URL: hostPortList,
   GRPC_PORT: int(50051, 0, 65535),
@@ -204,6 +247,7 @@ const envSchema = z.object({
   MATCH_COSINE_THRESHOLD: num(null, 0.01, 0.99),
   MAX_REQUEST_BYTES: int(100 * MiB, 1024, 4096 * MiB),
   MAX_FACES_PER_USER: int(20, 1, 1000),
+  ENGINE_WORKERS: countOrAuto(() => os.availableParallelism(), 64),
   IMPORT_CONCURRENCY: int(2, 1, 256),
   EMBED_CONCURRENCY: int(2, 1, 256),
   INDEX_CONCURRENCY: int(64, 1, 4096),
@@ -266,6 +310,9 @@ export function loadConfig(
     },
     qdrantUrl: e.QDRANT_URL,
     qdrantCollection: e.QDRANT_COLLECTION,
+    qdrantHnswM: e.QDRANT_HNSW_M,
+    qdrantHnswEfConstruct: e.QDRANT_HNSW_EF_CONSTRUCT,
+    qdrantSearchEf: e.QDRANT_SEARCH_EF,
     detectorGrpcUrls: e.DETECTOR_GRPC_URL,
     embedderGrpcUrls: e.EMBEDDER_GRPC_URL,
     grpcPort: e.GRPC_PORT,
@@ -280,6 +327,7 @@ export function loadConfig(
     matchCosineThreshold: e.MATCH_COSINE_THRESHOLD,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     maxFacesPerUser: e.MAX_FACES_PER_USER,
+    engineWorkers: e.ENGINE_WORKERS,
     importConcurrency: e.IMPORT_CONCURRENCY,
     embedConcurrency: e.EMBED_CONCURRENCY,
     indexConcurrency: e.INDEX_CONCURRENCY,

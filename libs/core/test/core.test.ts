@@ -1,4 +1,5 @@
 import { SqliteLibraryRepository, MemoryJobQueue } from '@facesearch/adapters';
+import { availableParallelism } from 'node:os';
 import { FaceSearchError, loadConfig } from '@facesearch/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -126,6 +127,16 @@ describe('config', () => {
     expect(err?.message).toContain("PORT: expected an integer 1-65535, got 'abc'");
     expect(err?.message).toContain("BLOB_STORE: expected one of fs|s3, got 'ftp'");
     expect(err?.message).toContain("MATCH_COSINE_THRESHOLD: expected a number 0.01-0.99, got '2'");
+  });
+
+  it('runs the models on one thread per core unless ENGINE_WORKERS says otherwise', () => {
+    expect(loadConfig({}).engineWorkers).toBe(availableParallelism());
+    expect(loadConfig({ ENGINE_WORKERS: 'auto' }).engineWorkers).toBe(availableParallelism());
+    expect(loadConfig({ ENGINE_WORKERS: '0' }).engineWorkers).toBe(0);
+    expect(loadConfig({ ENGINE_WORKERS: '3' }).engineWorkers).toBe(3);
+    expect(() => loadConfig({ ENGINE_WORKERS: 'many' })).toThrow(
+      "ENGINE_WORKERS: expected 'auto' or an integer 0-64, got 'many'",
+    );
   });
 
   it('requires the servers of distributed implementations', () => {

@@ -4,7 +4,6 @@ import type {
   DetectOptions,
   DetectResult,
   EmbeddedFace,
-  FaceAnalyzer,
   ImageInfo,
   Landmarks,
 } from '@facesearch/common';
@@ -14,6 +13,7 @@ import { OnnxEmbedder } from './embedder';
 import type { ScoredBox } from './geometry';
 import { DEFAULT_IMAGE_LIMITS, type DecodedImage, decodeImage, type ImageLimits } from './image';
 import { loadManifest } from './models';
+import { EnginePool, type LocalFaceEngine } from './pool';
 import {
   DEFAULT_QUALITY_THRESHOLDS,
   estimatePose,
@@ -52,7 +52,7 @@ export interface StageTimings {
  * The face pipeline in one process: decode, detect, align, assess quality, embed.
  * Implements FaceAnalyzer, and offers the two halves separately for the detector and embedder services.
  */
-export class FaceEngine implements FaceAnalyzer {
+export class FaceEngine implements LocalFaceEngine {
   readonly timings: StageTimings = { decode: 0, detect: 0, align: 0, embed: 0 };
 
   private constructor(
@@ -218,9 +218,15 @@ export class FaceEngine implements FaceAnalyzer {
   }
 }
 
-/** The FaceAnalyzer for the embedded mode and the worker services. */
-export function createLocalFaceAnalyzer(options: FaceEngineOptions = {}): Promise<FaceEngine> {
-  return FaceEngine.create(options);
+/**
+ * The FaceAnalyzer for the embedded mode and the worker services: with `workers` > 0 the models run on that many
+ * worker threads (EnginePool), else on the calling thread.
+ */
+export function createLocalFaceAnalyzer(
+  options: FaceEngineOptions & { workers?: number } = {},
+): Promise<LocalFaceEngine> {
+  const { workers = 0, ...engineOptions } = options;
+  return workers > 0 ? EnginePool.create({ ...engineOptions, workers }) : FaceEngine.create(engineOptions);
 }
 
 function imageInfo(d: DecodedImage): ImageInfo {

@@ -6,5 +6,6 @@ export * from './engine';
 export * from './geometry';
 export * from './image';
 export * from './models';
+export * from './pool';
 export * from './quality';
 export * from './evaluate';

@@ -1,6 +1,6 @@
 import { type FaceAnalyzer, type FaceSearchConfig, FaceSearchError } from '@facesearch/common';
 import type { CropEmbedder, FaceAligner } from '@facesearch/core';
-import { createLocalFaceAnalyzer, type FaceEngine, loadManifest } from '@facesearch/face-engine';
+import { createLocalFaceAnalyzer, type LocalFaceEngine, loadManifest } from '@facesearch/face-engine';
 import { GrpcFaceAnalyzer } from '@facesearch/proto';
 import type { Logger } from 'pino';
 
@@ -18,8 +18,10 @@ export async function createAnalyzer(config: FaceSearchConfig, logger: Logger): 
   return withCalibratedThreshold(analyzer, config, logger);
 }
 
-export function createLocalEngine(config: FaceSearchConfig): Promise<FaceEngine> {
+/** The models in this process: on ENGINE_WORKERS threads (0: on this thread). */
+export function createLocalEngine(config: FaceSearchConfig): Promise<LocalFaceEngine> {
   return createLocalFaceAnalyzer({
+    workers: config.engineWorkers,
     modelDir: config.modelDir ?? undefined,
     detectorManifest: config.detectorManifest ?? undefined,
     embedderManifest: config.embedderManifest ?? undefined,

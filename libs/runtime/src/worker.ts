@@ -1,5 +1,5 @@
 import type { FaceSearchConfig, JobQueue } from '@facesearch/common';
-import type { FaceEngine } from '@facesearch/face-engine';
+import type { LocalFaceEngine } from '@facesearch/face-engine';
 import type { FaceSearchGrpcServer } from '@facesearch/proto';
 import type { Logger } from 'pino';
 import { createLocalEngine } from './analyzer';
@@ -11,18 +11,18 @@ export interface ModelWorkerSpec {
   /** `detector` or `embedder`: used in log lines. */
   role: string;
   /** The gRPC server for the gateway's synchronous calls, built on the worker's engine. */
-  server(engine: FaceEngine): FaceSearchGrpcServer;
+  server(engine: LocalFaceEngine): FaceSearchGrpcServer;
   /**
    * Starts consuming its queue (QUEUE=bullmq only) and returns the queues to close at shutdown, in order: the one
    * it consumes first, then the one it feeds, so a job finishing during shutdown still hands its work on.
    */
-  consume(ports: WorkerPorts, engine: FaceEngine): JobQueue<unknown>[];
+  consume(ports: WorkerPorts, engine: LocalFaceEngine): JobQueue<unknown>[];
 }
 
 export interface ModelWorker {
   /** The port the gRPC service listens on (GRPC_PORT, or the one picked when it is 0). */
   grpcPort: number;
-  engine: FaceEngine;
+  engine: LocalFaceEngine;
   /** Whether this process consumes its queue (QUEUE=bullmq). */
   consumes: boolean;
   close(): Promise<void>;
