@@ -28,7 +28,7 @@ export function startEmbedder(config: FaceSearchConfig, logger: Logger): Promise
         { onUnexpectedError: (err, method) => logger.error({ err, method }, 'embedder call failed') },
       );
     },
-    consume: (ports, engine) => {
+    consume: async (ports, engine) => {
       const stage = new ImportEmbedStage(ports.library, ports.blobs, engine, ports.queues.index, {
         onEmbedded: (job) => logger.info({ import_id: job.import_id, index: job.index }, 'import item embedded'),
       });
@@ -41,7 +41,7 @@ export function startEmbedder(config: FaceSearchConfig, logger: Logger): Promise
       });
       logger.info({ concurrency: config.embedConcurrency }, 'consuming the embed queue');
       // The index queue closes after the embed jobs that still add to it.
-      return [ports.queues.embed, ports.queues.index];
+      return { queues: [ports.queues.embed, ports.queues.index] };
     },
   });
 }

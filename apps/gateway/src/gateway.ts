@@ -94,6 +94,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
       const { aligner, embedder } = importEngines(ports.analyzer);
       const detection = new ImportDetectStage(ports.library, ports.blobs, aligner, ports.queues.embed, {
         maxFacesPerUser: config.maxFacesPerUser,
+        inline: config.importEmbed === 'inline' ? { embedder, indexQueue: ports.queues.index } : undefined,
       });
       const embedding = new ImportEmbedStage(ports.library, ports.blobs, embedder, ports.queues.index);
       indexStage = new ImportIndexStage(ports.library, ports.vectors, ports.blobs, {

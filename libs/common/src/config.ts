@@ -54,6 +54,13 @@ export interface FaceSearchConfig {
    */
   engineWorkers: number;
   importConcurrency: number;
+  /**
+   * How an import item's face reaches the embedding model. `queue`: its crop goes to the blob store and an
+   * `embed` job to the embedder workers (embedders scale apart from detectors). `inline`: the detection stage
+   * embeds it at once (embedded: the same engine; a detector worker: the embedder service when EMBEDDER_GRPC_URL
+   * is set, else its own engine) and queues the index job: no crop round trip, one queue hop less.
+   */
+  importEmbed: 'queue' | 'inline';
   /** Embed jobs (one import item's crop each) a process embeds at once. */
   embedConcurrency: number;
   /** Index jobs a process holds at once; at least indexBatchSize, or batches never fill. */
@@ -249,6 +256,7 @@ const envSchema = z.object({
   MAX_FACES_PER_USER: int(20, 1, 1000),
   ENGINE_WORKERS: countOrAuto(() => os.availableParallelism(), 64),
   IMPORT_CONCURRENCY: int(2, 1, 256),
+  IMPORT_EMBED: oneOf(['queue', 'inline'] as const),
   EMBED_CONCURRENCY: int(2, 1, 256),
   INDEX_CONCURRENCY: int(64, 1, 4096),
   INDEX_BATCH_SIZE: int(64, 1, 1024),
@@ -329,6 +337,7 @@ export function loadConfig(
     maxFacesPerUser: e.MAX_FACES_PER_USER,
     engineWorkers: e.ENGINE_WORKERS,
     importConcurrency: e.IMPORT_CONCURRENCY,
+    importEmbed: e.IMPORT_EMBED ?? (mode === 'embedded' ? 'inline' : 'queue'),
     embedConcurrency: e.EMBED_CONCURRENCY,
     indexConcurrency: e.INDEX_CONCURRENCY,
     indexBatchSize: e.INDEX_BATCH_SIZE,

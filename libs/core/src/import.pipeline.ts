@@ -4,6 +4,8 @@
  *      limit; store the face image and the aligned crop (blob `crops/{app}/{import}/{index}`, raw 112x112x3)
  *      and queue an embed job carrying the crop's KEY (bytes never travel through Redis);
  *   2. embedding (queue `embed`): read the crop, embed it, queue an index job with the vector, drop the crop;
+ *      or, with the `inline` option of stage 1 (IMPORT_EMBED=inline), stage 1 embeds the crop itself and queues
+ *      the index job: no crop in the blob store and one queue hop less, for when embedders need not scale apart;
  *   3. indexing (queue `index`): many index jobs at once (see MicroBatcher): one vector upsert for the batch,
  *      then the user and face records and the item's result.
  * Every stage is idempotent: the face id is `{import_id}_{index}`, so a job delivered twice writes the same
@@ -52,8 +54,8 @@ export interface ImportJob {
   index: number;
 }
 
-/** A detected face waiting for its vector. JSON-serialisable (it travels through Redis in distributed mode). */
-export interface EmbedJob extends ImportJob {
+/** A detected face and where its data is. JSON-serialisable (it travels through Redis in distributed mode). */
+export interface DetectedFaceJob extends ImportJob {
   group_id: string;
   user_id: string;
   face_id: string;
@@ -61,8 +63,6 @@ export interface EmbedJob extends ImportJob {
   image_key: string;
   /** Blob key of the item's upload, deleted once the item is finished. */
   item_image_key: string;
-  /** Blob key of the aligned crop (raw 112x112x3 RGB), deleted once the index job is queued. */
-  crop_key: string;
   box: Box;
   landmarks: Landmarks;
   quality: FaceQuality;
@@ -70,8 +70,14 @@ export interface EmbedJob extends ImportJob {
   attempts: number;
 }
 
+/** A detected face waiting for its vector. */
+export interface EmbedJob extends DetectedFaceJob {
+  /** Blob key of the aligned crop (raw 112x112x3 RGB), deleted once the index job is queued. */
+  crop_key: string;
+}
+
 /** An embedded face, ready to be written. JSON-serialisable. */
-export interface IndexJob extends Omit<EmbedJob, 'crop_key'> {
+export interface IndexJob extends DetectedFaceJob {
   model_id: string;
   vector: number[];
 }
@@ -153,8 +159,10 @@ export class ImportProgress {
 
 export interface DetectStageOptions {
   maxFacesPerUser: number;
-  /** Called once per item handed to the embed stage (logs, metrics). */
-  onDetected?: (job: EmbedJob) => void;
+  /** Embed each face here and queue its index job, instead of handing the crop to the embed stage. */
+  inline?: { embedder: CropEmbedder; indexQueue: JobQueue<IndexJob> };
+  /** Called once per item handed on to the next stage (logs, metrics). */
+  onDetected?: (job: DetectedFaceJob) => void;
 }
 
 /** Stage 1: runs wherever the `imports` queue is consumed (embedded gateway, or the detector workers). */
@@ -212,10 +220,7 @@ export class ImportDetectStage {
       throw errors.tooManyFaces(item.user_id, this.options.maxFacesPerUser);
     }
     const imageKey = faceImageKey(job.app_id, job.group_id, item.user_id, faceId);
-    const crop = cropKey(job.app_id, job.import_id, item.index);
-    await this.blobs.put(imageKey, image);
-    await this.blobs.put(crop, detected.crop, 'application/octet-stream');
-    const embedJob: EmbedJob = {
+    const face: DetectedFaceJob = {
       app_id: job.app_id,
       import_id: job.import_id,
       index: item.index,
@@ -224,15 +229,24 @@ export class ImportDetectStage {
       face_id: faceId,
       image_key: imageKey,
       item_image_key: item.image_key,
-      crop_key: crop,
       box: detected.box,
       landmarks: detected.landmarks,
       quality: detected.quality,
       attempts: ctx.attempt,
     };
-    await this.embedQueue.add([{ id: jobId, data: embedJob }]);
+    const inline = this.options.inline;
+    if (inline) {
+      const indexJob = await embedFace(inline.embedder, face, detected.crop);
+      await this.blobs.put(imageKey, image);
+      await inline.indexQueue.add([{ id: jobId, data: indexJob }]);
+    } else {
+      const crop = cropKey(job.app_id, job.import_id, item.index);
+      await this.blobs.put(imageKey, image);
+      await this.blobs.put(crop, detected.crop, 'application/octet-stream');
+      await this.embedQueue.add([{ id: jobId, data: { ...face, crop_key: crop } }]);
+    }
     this.attempts.delete(jobId);
-    this.options.onDetected?.(embedJob);
+    this.options.onDetected?.(face);
   }
 
   /** After the last attempt: the item fails; the crop and face image it may have stored go with it. */
@@ -250,6 +264,13 @@ export class ImportDetectStage {
       await this.progress.dropBlob(faceImageKey(data.app_id, job.group_id, item.user_id, faceId));
     }
   }
+}
+
+/** Embeds one face's aligned crop into its index job. */
+async function embedFace(embedder: CropEmbedder, face: DetectedFaceJob, crop: Uint8Array): Promise<IndexJob> {
+  const [vector] = await embedder.embed([crop]);
+  if (!vector) throw new FaceSearchError('engine_error', 'The embedder returned no vector for the crop.', 500, true);
+  return { ...face, model_id: embedder.modelId, vector: Array.from(vector) };
 }
 
 export interface EmbedStageOptions {
@@ -295,10 +316,8 @@ export class ImportEmbedStage {
       if (err instanceof FaceSearchError && err.code === 'blob_not_found') return;
       throw err;
     }
-    const [vector] = await this.embedder.embed([crop]);
-    if (!vector) throw new FaceSearchError('engine_error', 'The embedder returned no vector for the crop.', 500, true);
-    const { crop_key: _crop, ...rest } = job;
-    const indexJob: IndexJob = { ...rest, model_id: this.embedder.modelId, vector: Array.from(vector) };
+    const { crop_key: _crop, ...face } = job;
+    const indexJob = await embedFace(this.embedder, face, crop);
     await this.indexQueue.add([{ id: importJobId(job.import_id, job.index), data: indexJob }]);
     await this.progress.dropBlob(job.crop_key);
     this.options.onEmbedded?.(indexJob);

@@ -633,6 +633,67 @@ describe('import stages: detect -> embed -> index', () => {
   });
 });
 
+describe('import with IMPORT_EMBED=inline: detect and embed in one stage -> index', () => {
+  /** The detection stage embeds the crop itself; nothing consumes the embed queue. */
+  function startInline() {
+    const detection = new ImportDetectStage(s.repo, s.blobs, s.analyzer, s.embedQueue, {
+      maxFacesPerUser: 20,
+      inline: { embedder: s.analyzer, indexQueue: s.indexQueue },
+    });
+    detection.start(s.queue, 2);
+    s.indexing.start(s.indexQueue, 64);
+  }
+  const create = (people: string[]) =>
+    s.imports.create('a', {
+      group_id: 'g',
+      items: people.map((p) => ({ user_id: p, source: { kind: 'bytes' as const, data: fakeImage({ person: p }) } })),
+    });
+
+  it('indexes every item with no embed job and no crop in the blob store', async () => {
+    const embedJobs: EmbedJob[] = [];
+    const putKeys: string[] = [];
+    const addEmbed = s.embedQueue.add.bind(s.embedQueue);
+    s.embedQueue.add = async (jobs) => {
+      embedJobs.push(...jobs.map((j) => j.data));
+      return addEmbed(jobs);
+    };
+    const put = s.blobs.put.bind(s.blobs);
+    s.blobs.put = async (key, data, type) => {
+      putKeys.push(key);
+      return put(key, data, type);
+    };
+    startInline();
+    const job = await create(['p1', 'p2', 'p3']);
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 3, failed: 0 });
+    expect(embedJobs).toEqual([]);
+    expect(putKeys.filter((k) => k.startsWith('crops/'))).toEqual([]);
+    expect(s.analyzer.embedCalls).toBe(3);
+    expect(s.vectors.points.size).toBe(3);
+    expect([...s.blobs.blobs.keys()].filter((k) => k.startsWith('faces/'))).toHaveLength(3);
+    const hits = await s.recognition.search('a', { image: fakeImage({ person: 'p3', variant: 1 }), group_ids: ['g'] });
+    expect(hits.results[0].matches[0]).toMatchObject({ user_id: 'p3' });
+  });
+
+  it('an embedding error fails only its item, with its code, and leaves no face image behind', async () => {
+    const embed = s.analyzer.embed.bind(s.analyzer);
+    const poison = personVector('poison');
+    s.analyzer.embed = async (crops) => {
+      const vectors = await embed(crops);
+      if (vectors.some((v) => v[0] === poison[0])) throw new FaceSearchError('engine_error', 'bad crop', 422);
+      return vectors;
+    };
+    startInline();
+    const job = await create(['p1', 'poison', 'p3']);
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 2, failed: 1 });
+    const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
+    expect(failed.items.map((i) => [i.user_id, i.error?.code])).toEqual([['poison', 'engine_error']]);
+    expect([...s.blobs.blobs.keys()].filter((k) => k.includes('/poison/'))).toEqual([]);
+    expect(s.vectors.points.size).toBe(2);
+  });
+});
+
 describe('deletes through the delete queue', () => {
   it('records go at once; vectors and images when the job runs, retried until the vector store is back', async () => {
     for (const p of ['alice', 'bob']) await s.library.enrol('a', 'g', p, { image: fakeImage({ person: p }) });

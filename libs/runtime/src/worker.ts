@@ -14,9 +14,13 @@ export interface ModelWorkerSpec {
   server(engine: LocalFaceEngine): FaceSearchGrpcServer;
   /**
    * Starts consuming its queue (QUEUE=bullmq only) and returns the queues to close at shutdown, in order: the one
-   * it consumes first, then the one it feeds, so a job finishing during shutdown still hands its work on.
+   * it consumes first, then the one it feeds, so a job finishing during shutdown still hands its work on; and
+   * what else to release after them (clients it opened).
    */
-  consume(ports: WorkerPorts, engine: LocalFaceEngine): JobQueue<unknown>[];
+  consume(
+    ports: WorkerPorts,
+    engine: LocalFaceEngine,
+  ): Promise<{ queues: JobQueue<unknown>[]; release?: () => Promise<void> }>;
 }
 
 export interface ModelWorker {
@@ -51,10 +55,11 @@ export async function startModelWorker(
 
   let ports: WorkerPorts | null = null;
   let closeOrder: JobQueue<unknown>[] = [];
+  let release: (() => Promise<void>) | undefined;
   try {
     if (consumes) {
       ports = await buildPorts(config, logger, { need: ['library', 'blobs', 'queues'] as const });
-      closeOrder = spec.consume(ports, engine);
+      ({ queues: closeOrder, release } = await spec.consume(ports, engine));
     } else {
       logger.warn(`QUEUE is not bullmq: the ${spec.role} serves gRPC only and consumes no jobs`);
     }
@@ -76,6 +81,7 @@ export async function startModelWorker(
           for (const queue of closeOrder) await queue.close();
         };
         await Promise.all([stopJobs(), server.close(config.shutdownTimeoutMs * 0.7)]);
+        await release?.();
         if (ports) await closePorts(ports, logger);
         await engine.close();
       })();

@@ -1,0 +1,114 @@
+/**
+ * IMPORT_EMBED=inline on the distributed stack: the detector embeds each import item through the embedder
+ * service over gRPC and queues the index job itself, so no crop goes through S3 and nothing uses the embed queue.
+ * Real Redis, Qdrant and Ceph S3 (scripts/services/up.sh), each app its own process. Skipped with the reason
+ * without the servers, the test photos or the models.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  buildApps,
+  dropIsolated,
+  freePort,
+  isolatedEnv,
+  ProcessGroup,
+  servicesSkipReason,
+  waitReady,
+} from './distributed';
+import { engineSkipReason, photo, TESTDATA } from './helpers';
+
+const skipReason = servicesSkipReason() ?? engineSkipReason();
+if (skipReason) console.warn(`[import-inline] skipped: ${skipReason}`);
+
+const ADMIN_KEY = 'inline-admin-key-000001';
+const DEFAULT_KEY = 'inline-default-key-0001';
+const auth = { 'x-api-key': DEFAULT_KEY };
+
+describe.skipIf(skipReason !== null)('distributed import with IMPORT_EMBED=inline (detector -> embedder gRPC)', () => {
+  const group = new ProcessGroup();
+  const env = isolatedEnv(`${Date.now().toString(36)}${randomBytes(3).toString('hex')}`);
+  let base = '';
+
+  beforeAll(async () => {
+    buildApps();
+    const common = {
+      ...env,
+      ADMIN_API_KEY: ADMIN_KEY,
+      DEFAULT_APP_API_KEY: DEFAULT_KEY,
+      ENGINE_WORKERS: '1',
+      SHUTDOWN_TIMEOUT_MS: '15000',
+      LOG_LEVEL: 'debug',
+    };
+    const [gatewayPort, embedderPort, detectorPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    const embedder = `127.0.0.1:${embedderPort}`;
+    group.start('embedder', 'embedder', { ...common, GRPC_PORT: String(embedderPort) });
+    group.start('detector', 'detector', {
+      ...common,
+      GRPC_PORT: String(detectorPort),
+      IMPORT_EMBED: 'inline',
+      EMBEDDER_GRPC_URL: embedder,
+    });
+    group.start('indexer', 'indexer', common);
+    group.start('gateway', 'gateway', {
+      ...common,
+      PORT: String(gatewayPort),
+      DETECTOR_GRPC_URL: `127.0.0.1:${detectorPort}`,
+      EMBEDDER_GRPC_URL: embedder,
+    });
+    base = `http://127.0.0.1:${gatewayPort}`;
+    await waitReady(`${base}/health/ready`, group, 150_000);
+  }, 240_000);
+
+  afterAll(async () => {
+    await group.stop();
+    await dropIsolated(env);
+  }, 60_000);
+
+  it('imports every item through detector and embedder service, without the embed queue, and finds them', async () => {
+    const people = readdirSync(join(TESTDATA, 'faces')).slice(0, 4);
+    let req = request(base).post('/v1/imports').set(auth).field('group_id', 'inline');
+    const items: Array<{ user_id: string; file: string }> = [];
+    for (const person of people) {
+      const [first] = readdirSync(join(TESTDATA, 'faces', person)).sort();
+      items.push({ user_id: person, file: `${person}__${first}` });
+      req = req.attach('files', photo(`faces/${person}/${first}`), `${person}__${first}`);
+    }
+    const total = items.length;
+    items.push({ user_id: 'bad', file: 'bad__text.jpg' });
+    req = req.attach('files', Buffer.from('not an image'), 'bad__text.jpg');
+    const created = await req.field('items', JSON.stringify(items));
+    expect(created.status, JSON.stringify(created.body)).toBe(202);
+    const importId = created.body.import_id as string;
+    let status: { status: string; succeeded: number; failed: number } = created.body;
+    const deadline = Date.now() + 120_000;
+    while (status.status !== 'completed' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 300));
+      status = (await request(base).get(`/v1/imports/${importId}`).set(auth)).body;
+    }
+    expect(status).toMatchObject({ status: 'completed', succeeded: total, failed: 1 });
+
+    // The detector analysed and handed on every good item; the embedder embedded them over gRPC, not from the
+    // embed queue; the indexer wrote them.
+    expect(group.lines('detector', 'import item analysed')).toHaveLength(total);
+    expect(group.lines('embedder', 'import item embedded')).toHaveLength(0);
+    const embeddedOverGrpc = group.lines('embedder', 'embedded crops').reduce((n, l) => n + Number(l.crops ?? 1), 0);
+    expect(embeddedOverGrpc).toBeGreaterThanOrEqual(total);
+    const indexed = group.lines('indexer', 'index batch written').reduce((n, l) => n + Number(l.faces), 0);
+    expect(indexed).toBe(total);
+
+    const [person] = people;
+    const probe = readdirSync(join(TESTDATA, 'faces', person))
+      .sort()
+      .at(-1);
+    const found = await request(base)
+      .post('/v1/search')
+      .set(auth)
+      .field('group_ids', 'inline')
+      .attach('image', photo(`faces/${person}/${probe}`), 'probe.jpg')
+      .expect(200);
+    expect(found.body.results[0].matches[0]?.user_id).toBe(person);
+  }, 200_000);
+});
