@@ -20,6 +20,11 @@ describe('FsBlobStore specifics', () => {
       await store.init();
       await store.put('app/group/x.jpg', Buffer.from('x'));
       expect(readdirSync(join(root, 'blobs/app/group'))).toEqual(['x.jpg']);
+      await store.copy('app/group/x.jpg', 'app/group/y.jpg');
+      await expect(store.copy('app/group/missing.jpg', 'app/group/z.jpg')).rejects.toMatchObject({
+        code: 'blob_not_found',
+      });
+      expect(readdirSync(join(root, 'blobs/app/group')).sort()).toEqual(['x.jpg', 'y.jpg']);
       await expect(store.put('../outside.jpg', Buffer.from('x'))).rejects.toMatchObject({ code: 'invalid_key' });
       expect(existsSync(join(root, 'outside.jpg'))).toBe(false);
       await store.deletePrefix('app/');

@@ -104,6 +104,33 @@ export function describeBlobStoreContract(name: string, factory: () => Promise<B
       expect(await store.exists(k('dir'))).toBe(false);
     });
 
+    it('copies a key to another: same bytes, the source stays', async () => {
+      const body = randomBytes(64 * 1024);
+      await store.put(k('uploads/src.jpg'), body, 'image/jpeg');
+      await store.copy(k('uploads/src.jpg'), k('app/g/u/copy.jpg'));
+      expect(Buffer.compare(await store.get(k('app/g/u/copy.jpg')), body)).toBe(0);
+      expect(Buffer.compare(await store.get(k('uploads/src.jpg')), body)).toBe(0);
+      // The copy is its own object: deleting the source leaves it.
+      await store.delete(k('uploads/src.jpg'));
+      expect(Buffer.compare(await store.get(k('app/g/u/copy.jpg')), body)).toBe(0);
+    });
+
+    it('copies over an existing key, replacing its bytes', async () => {
+      await store.put(k('c/from.jpg'), Buffer.from('new'));
+      await store.put(k('c/to.jpg'), Buffer.from('old and longer'));
+      await store.copy(k('c/from.jpg'), k('c/to.jpg'));
+      expect((await store.get(k('c/to.jpg'))).toString()).toBe('new');
+      expect((await store.get(k('c/from.jpg'))).toString()).toBe('new');
+    });
+
+    it('answers blob_not_found (404) when copying a missing key, and writes nothing', async () => {
+      await rejectsWith(store.copy(k('nope/missing.jpg'), k('c/target.jpg')), 'blob_not_found', 404);
+      expect(await store.exists(k('c/target.jpg'))).toBe(false);
+      await store.put(k('dir/inner.jpg'), Buffer.from('x'));
+      await rejectsWith(store.copy(k('dir'), k('c/target.jpg')), 'blob_not_found', 404);
+      expect(await store.exists(k('c/target.jpg'))).toBe(false);
+    });
+
     it('deletes one key; deleting a missing key is fine', async () => {
       await store.put(k('a/1.jpg'), Buffer.from('1'));
       await store.put(k('a/2.jpg'), Buffer.from('2'));
@@ -150,6 +177,8 @@ export function describeBlobStoreContract(name: string, factory: () => Promise<B
         await expect(store.exists(key), `exists ${shown}`).rejects.toMatchObject({ code: 'invalid_key' });
         await expect(store.delete(key), `delete ${shown}`).rejects.toMatchObject({ code: 'invalid_key' });
         await expect(store.presignPut(key, 60), `presign ${shown}`).rejects.toMatchObject({ code: 'invalid_key' });
+        await expect(store.copy(key, k('ok.jpg')), `copy from ${shown}`).rejects.toMatchObject({ code: 'invalid_key' });
+        await expect(store.copy(k('ok.jpg'), key), `copy to ${shown}`).rejects.toMatchObject({ code: 'invalid_key' });
       }
       for (const prefix of HOSTILE_PREFIXES) {
         await expect(store.deletePrefix(prefix), `deletePrefix ${JSON.stringify(prefix)}`).rejects.toMatchObject({

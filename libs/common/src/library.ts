@@ -181,6 +181,11 @@ export interface BlobStore {
   /** Throws FaceSearchError `blob_not_found` (404) when absent. */
   get(key: string): Promise<Buffer>;
   exists(key: string): Promise<boolean>;
+  /**
+   * Copies `fromKey`'s bytes to `toKey` (replacing it), server-side where the store can, so the bytes need not
+   * travel through this process. Throws FaceSearchError `blob_not_found` (404) when `fromKey` is absent, like get.
+   */
+  copy(fromKey: string, toKey: string): Promise<void>;
   delete(key: string): Promise<void>;
   deletePrefix(prefix: string): Promise<void>;
   /**

@@ -237,11 +237,11 @@ export class ImportDetectStage {
     const inline = this.options.inline;
     if (inline) {
       const indexJob = await embedFace(inline.embedder, face, detected.crop);
-      await this.blobs.put(imageKey, image);
+      await this.blobs.copy(item.image_key, imageKey);
       await inline.indexQueue.add([{ id: jobId, data: indexJob }]);
     } else {
       const crop = cropKey(job.app_id, job.import_id, item.index);
-      await this.blobs.put(imageKey, image);
+      await this.blobs.copy(item.image_key, imageKey);
       await this.blobs.put(crop, detected.crop, 'application/octet-stream');
       await this.embedQueue.add([{ id: jobId, data: { ...face, crop_key: crop } }]);
     }

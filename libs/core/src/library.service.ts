@@ -185,7 +185,7 @@ export class LibraryService {
       if (!stored) continue; // no vector: the face cannot be searched anyway; nothing to copy
       const faceId = randomUUID();
       const imageKey = faceImageKey(appId, toGroupId, userId, faceId);
-      await this.blobs.put(imageKey, await this.blobs.get(face.image_key));
+      await this.blobs.copy(face.image_key, imageKey);
       await this.vectors.upsert([
         {
           id: faceId,

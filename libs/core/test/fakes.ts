@@ -136,6 +136,9 @@ export class MemoryBlobStore implements BlobStore {
   async exists(key: string): Promise<boolean> {
     return this.blobs.has(key);
   }
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    this.blobs.set(toKey, Buffer.from(await this.get(fromKey)));
+  }
   async delete(key: string): Promise<void> {
     this.blobs.delete(key);
   }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { access, copyFile, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { type BlobStore, FaceSearchError } from '@facesearch/common';
 import { blobNotFound, checkBlobKey, checkBlobPrefix } from './keys';
@@ -23,25 +23,35 @@ export class FsBlobStore implements BlobStore {
 
   /** Writes to a temp file, fsyncs it, then renames: readers see the old bytes or the new, never a torn file. */
   async put(key: string, data: Uint8Array): Promise<void> {
-    const path = this.pathOf(checkBlobKey(key));
-    await mkdir(dirname(path), { recursive: true }).catch((err) => {
-      throw isFolderClash(err) ? keyClash(key) : err;
+    await this.placeAtomically(key, async (temp) => {
+      const handle = await open(temp, 'wx');
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
     });
-    const temp = join(dirname(path), `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
-    const handle = await open(temp, 'wx');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await rename(temp, path);
-    } catch (err) {
-      await unlink(temp).catch(() => undefined);
-      if (isFolderClash(err)) throw keyClash(key);
-      throw err;
-    }
+  }
+
+  /** Copies the file to a temp name next to the target (a reflink where the filesystem has them), then renames. */
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    const source = this.pathOf(checkBlobKey(fromKey));
+    await this.placeAtomically(toKey, async (temp) => {
+      try {
+        await copyFile(source, temp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      } catch (err) {
+        // The target's folder exists and the temp name is fresh, so the failure is the source's unless it is a file.
+        if (!(await this.exists(fromKey))) throw blobNotFound(fromKey);
+        throw err;
+      }
+      const handle = await open(temp, 'r+');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    });
   }
 
   async get(key: string): Promise<Buffer> {
@@ -99,6 +109,23 @@ export class FsBlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {}
+
+  /** Lets `fill` create a temp file next to the key's path, then renames it into place (removing it on failure). */
+  private async placeAtomically(key: string, fill: (temp: string) => Promise<void>): Promise<void> {
+    const path = this.pathOf(checkBlobKey(key));
+    await mkdir(dirname(path), { recursive: true }).catch((err) => {
+      throw isFolderClash(err) ? keyClash(key) : err;
+    });
+    const temp = join(dirname(path), `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
+    try {
+      await fill(temp);
+      await rename(temp, path);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      if (isFolderClash(err)) throw keyClash(key);
+      throw err;
+    }
+  }
 
   private pathOf(key: string): string {
     const path = resolve(this.root, key);

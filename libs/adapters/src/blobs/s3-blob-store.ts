@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { type BlobStore, FaceSearchError } from '@facesearch/common';
-import { Client } from 'minio';
+import { Client, CopyDestinationOptions, CopySourceOptions } from 'minio';
 import { blobNotFound, checkBlobKey, checkBlobPrefix } from './keys';
 
 export interface S3BlobStoreOptions {
@@ -84,6 +84,21 @@ export class S3BlobStore implements BlobStore {
       if (err instanceof FaceSearchError && err.code === 'blob_not_found') return false;
       throw err;
     }
+  }
+
+  /** A server-side CopyObject: the bytes stay in S3 (and keep the source's content type). */
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    checkBlobKey(fromKey);
+    checkBlobKey(toKey);
+    await this.call(
+      'copy',
+      () =>
+        this.client.copyObject(
+          new CopySourceOptions({ Bucket: this.bucket, Object: fromKey }),
+          new CopyDestinationOptions({ Bucket: this.bucket, Object: toKey }),
+        ),
+      (code) => (code === 'NoSuchKey' || code === 'NotFound' ? blobNotFound(fromKey) : null),
+    );
   }
 
   async delete(key: string): Promise<void> {
