@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { SqliteVecVectorStore } from '@facesearch/adapters';
 import type { VectorStore } from '@facesearch/common';
 import Database from 'better-sqlite3';
+import * as sqliteVec from 'sqlite-vec';
 import { describe, expect, it } from 'vitest';
-import { DIM, atCosine, describeVectorStoreContract } from './vectors.contract';
+import { DIM, atCosine, describeVectorStoreContract, randomVector, seededRandom } from './vectors.contract';
 
 describeVectorStoreContract('SqliteVecVectorStore (file path)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'facesearch-vec-'));
@@ -60,5 +61,174 @@ describe('SqliteVecVectorStore specifics', () => {
     const store = new SqliteVecVectorStore({ database: ':memory:' });
     await expect(store.count({})).rejects.toMatchObject({ code: 'vector_store_not_initialized' });
     await store.close();
+  });
+
+  it('partitions by app and group: each group gets its own chunks', async () => {
+    const db = new Database(':memory:');
+    const store = new SqliteVecVectorStore({ database: db });
+    await store.init(DIM);
+    const face = (app: string, group: string, id: string) => ({
+      id,
+      vector: atCosine(1),
+      payload: { app_id: app, group_id: group, user_id: 'u', face_id: id, model_id: 'm' },
+    });
+    await store.upsert([face('a', 'g1', 'f1'), face('a', 'g1', 'f2'), face('a', 'g2', 'f3'), face('b', 'g1', 'f4')]);
+    const partitions = db
+      .prepare('SELECT partition00 AS app, partition01 AS grp FROM face_vectors_chunks ORDER BY 1, 2')
+      .all();
+    expect(partitions).toEqual([
+      { app: 'a', grp: 'g1' },
+      { app: 'a', grp: 'g2' },
+      { app: 'b', grp: 'g1' },
+    ]);
+    await store.close();
+    db.close();
+  });
+});
+
+/** The DDL of the former layout (partitioned by app only), as shipped before the app+group partitions. */
+const OLD_LAYOUT = (table: string, dim: number) => `CREATE VIRTUAL TABLE ${table} USING vec0(
+           face_key TEXT PRIMARY KEY,
+           app_id TEXT PARTITION KEY,
+           group_id TEXT,
+           user_id TEXT,
+           model_id TEXT,
+           embedding float[${dim}] distance_metric=cosine,
+           +face_id TEXT
+         )`;
+
+describe('SqliteVecVectorStore migration from the app-only layout', () => {
+  const rand = seededRandom(99);
+  const rows = Array.from({ length: 300 }, (_, i) => ({
+    app: i % 5 === 0 ? 'app2' : 'app1',
+    group: `g${i % 3}`,
+    user: `u${i % 17}`,
+    face: `f${i}`,
+    model: i % 7 === 0 ? 'm2' : 'm1',
+    vector: (() => {
+      const v = randomVector(rand);
+      const n = Math.hypot(...v);
+      return v.map((x) => x / n);
+    })(),
+  }));
+
+  /** An old-layout database file written the way the former adapter did (raw rows, unit vectors). */
+  function writeOldDatabase(file: string): void {
+    const db = new Database(file);
+    sqliteVec.load(db);
+    db.exec(OLD_LAYOUT('face_vectors', DIM));
+    const insert = db.prepare(
+      'INSERT INTO face_vectors (face_key, app_id, group_id, user_id, model_id, embedding, face_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    db.transaction(() => {
+      for (const r of rows) {
+        const blob = Buffer.from(r.vector.buffer, r.vector.byteOffset, r.vector.byteLength);
+        insert.run(`${r.app}/${r.face}`, r.app, r.group, r.user, r.model, blob, r.face);
+      }
+    })();
+    db.close();
+  }
+
+  function tableSql(file: string): string[] {
+    const db = new Database(file, { readonly: true });
+    try {
+      return (
+        db
+          .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name LIKE 'face_vectors%'")
+          .all() as Array<{
+          name: string;
+          sql: string;
+        }>
+      )
+        .filter((t) => t.name === 'face_vectors' || t.name.includes('migrating'))
+        .map((t) => t.sql);
+    } finally {
+      db.close();
+    }
+  }
+
+  it('moves every row into the app+group layout on init, once, and finds them as before', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'facesearch-vec-migrate-'));
+    const file = join(dir, 'facesearch.db');
+    try {
+      writeOldDatabase(file);
+      const store = new SqliteVecVectorStore({ database: file });
+      await store.init(DIM);
+      const [sql, ...leftovers] = tableSql(file);
+      expect(sql).toMatch(/group_id TEXT PARTITION KEY/);
+      expect(leftovers).toEqual([]);
+
+      expect(await store.count({})).toBe(rows.length);
+      expect(await store.count({ app_id: 'app1' })).toBe(rows.filter((r) => r.app === 'app1').length);
+      expect(await store.count({ app_id: 'app1', group_id: 'g2' })).toBe(
+        rows.filter((r) => r.app === 'app1' && r.group === 'g2').length,
+      );
+
+      const [got] = await store.retrieve('app2', ['f10']);
+      expect(got).toMatchObject({ app_id: 'app2', group_id: 'g1', user_id: 'u10', face_id: 'f10', model_id: 'm1' });
+      for (const [i, x] of rows[10].vector.entries()) expect(got.vector[i]).toBeCloseTo(x, 6);
+
+      // Exact top-5 in app1, groups g0+g2, model m1, against a brute-force answer over the original rows.
+      const probe = randomVector(rand);
+      const pn = Math.hypot(...probe);
+      const truth = rows
+        .filter((r) => r.app === 'app1' && r.group !== 'g1' && r.model === 'm1')
+        .map((r) => ({ face: r.face, sim: r.vector.reduce((s, x, i) => s + (x * probe[i]) / pn, 0) }))
+        .sort((a, b) => b.sim - a.sim)
+        .slice(0, 5);
+      const hits = await store.search(probe, { app_id: 'app1', group_ids: ['g0', 'g2'], model_id: 'm1', limit: 5 });
+      expect(hits.map((h) => h.face_id)).toEqual(truth.map((t) => t.face));
+      for (const [i, h] of hits.entries()) expect(h.similarity).toBeCloseTo(truth[i].sim, 4);
+
+      // Still writable and deletable in the new layout.
+      await store.deleteWhere({ app_id: 'app1', group_id: 'g0' });
+      await store.deleteFaces('app2', ['f10']);
+      const remaining = rows.filter((r) => !(r.app === 'app1' && r.group === 'g0') && r.face !== 'f10').length;
+      expect(await store.count({})).toBe(remaining);
+      await store.close();
+
+      // A second open finds the new layout and leaves it alone.
+      const again = new SqliteVecVectorStore({ database: file });
+      await again.init(DIM);
+      expect(tableSql(file)).toEqual([sql]);
+      expect(await again.count({})).toBe(remaining);
+      expect((await again.search(probe, { app_id: 'app1', group_ids: ['g2'], model_id: 'm1', limit: 5 })).length).toBe(
+        5,
+      );
+      await again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses another dimension without touching the old table', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'facesearch-vec-migrate-'));
+    const file = join(dir, 'facesearch.db');
+    try {
+      writeOldDatabase(file);
+      const store = new SqliteVecVectorStore({ database: file });
+      await expect(store.init(DIM * 2)).rejects.toMatchObject({ code: 'vector_dimension_mismatch' });
+      await store.close();
+      expect(tableSql(file)).toEqual([OLD_LAYOUT('face_vectors', DIM)]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('migrates a table on a shared connection, beside other tables', async () => {
+    const db = new Database(':memory:');
+    sqliteVec.load(db);
+    db.exec('CREATE TABLE apps (app_id TEXT PRIMARY KEY)');
+    db.exec(OLD_LAYOUT('vectors_shared', DIM));
+    db.prepare(
+      'INSERT INTO vectors_shared (face_key, app_id, group_id, user_id, model_id, embedding, face_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run('a/f', 'a', 'g', 'u', 'm', Buffer.from(atCosine(1).buffer), 'f');
+    const store = new SqliteVecVectorStore({ database: db, table: 'vectors_shared' });
+    await store.init(DIM);
+    const hits = await store.search(atCosine(1), { app_id: 'a', group_ids: ['g'], model_id: 'm', limit: 10 });
+    expect(hits.map((h) => h.face_id)).toEqual(['f']);
+    await store.close();
+    expect(db.prepare('SELECT count(*) AS n FROM apps').get()).toEqual({ n: 0 });
+    db.close();
   });
 });

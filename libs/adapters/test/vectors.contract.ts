@@ -131,6 +131,16 @@ export function describeVectorStoreContract(
       expect(hits[0].similarity).toBeCloseTo(1, 4);
     });
 
+    it('moves a face to its new group when it is written again with another group', async () => {
+      await store.upsert([point({ group: 'g1', face: 'mover', vector: atCosine(0.4) })]);
+      await store.upsert([point({ group: 'g2', face: 'mover', vector: E0 })]);
+      expect(await store.count({})).toBe(1);
+      expect(await store.search(E0, query({ group_ids: ['g1'] }))).toEqual([]);
+      const hits = await store.search(E0, query({ group_ids: ['g1', 'g2'] }));
+      expect(hits.map((h) => [h.group_id, h.face_id])).toEqual([['g2', 'mover']]);
+      expect((await store.retrieve('app1', ['mover']))[0].group_id).toBe('g2');
+    });
+
     it('ranks the nearest first with cosine similarity, and honours the limit', async () => {
       const cosines = [0.3, 0.95, -0.6, 0.7, 0, 0.999];
       const points = cosines.map((cos, i) => point({ face: `f${i}`, user: `u${i}`, vector: atCosine(cos) }));
@@ -190,6 +200,26 @@ export function describeVectorStoreContract(
       expect((await store.search(E0, query({ group_ids: ['g2'] }))).map((h) => h.face_id)).toEqual(['b']);
       expect(await store.search(E0, query({ group_ids: [] }))).toEqual([]);
       expect(await store.search(E0, query({ group_ids: ['nope'] }))).toEqual([]);
+    });
+
+    it('returns the best `limit` across several groups, in similarity order, each face once', async () => {
+      await store.upsert([
+        point({ group: 'g1', face: 'g1-high', vector: atCosine(0.9) }),
+        point({ group: 'g1', face: 'g1-low', vector: atCosine(0.5) }),
+        point({ group: 'g2', face: 'g2-high', vector: atCosine(0.95) }),
+        point({ group: 'g2', face: 'g2-low', vector: atCosine(0.3) }),
+        point({ group: 'g3', face: 'g3-high', vector: atCosine(0.7) }),
+        point({ group: 'g3', face: 'g3-low', vector: atCosine(0.1) }),
+      ]);
+      const groups = ['g1', 'g2', 'g3'];
+      const top4 = await store.search(E0, query({ group_ids: groups, limit: 4 }));
+      expect(top4.map((h) => h.face_id)).toEqual(['g2-high', 'g1-high', 'g3-high', 'g1-low']);
+      for (const [i, hit] of top4.entries()) expect(hit.similarity).toBeCloseTo([0.95, 0.9, 0.7, 0.5][i], 4);
+      expect((await store.search(E0, query({ group_ids: groups, limit: 1 }))).map((h) => h.face_id)).toEqual([
+        'g2-high',
+      ]);
+      const repeated = await store.search(E0, query({ group_ids: ['g3', 'g1', 'g3', 'g1'] }));
+      expect(repeated.map((h) => h.face_id)).toEqual(['g1-high', 'g3-high', 'g1-low', 'g3-low']);
     });
 
     it('counts the limit among matching faces only (filters apply before top-k)', async () => {
