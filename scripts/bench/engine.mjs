@@ -1,14 +1,21 @@
 #!/usr/bin/env node
 // The raw compute bound: decode + detect + align + embed on real photos, per stage, then images/s with every
-// core busy (one process per core, one ONNX thread each). Usage: pnpm bench:engine [--rounds N]
+// core busy (one process per core, one ONNX thread each); then the same work in ONE process through EnginePool
+// (what the services run) for each --pools entry WxT = W engine threads x T ONNX intra-op threads each
+// (default 2x1,1x2 on 2 cores: one thread per core, or one thread with a 2-thread ONNX session), with 2 calls
+// per engine thread in flight. Usage: pnpm bench:engine [--rounds N] [--pools 2x1,1x2]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { listPhotos, rawComputeRate, require, ROOT as root } from './lib.mjs';
 
-const { FaceEngine, median } = require(join(root, 'libs/face-engine/dist/index.js'));
+const { EnginePool, FaceEngine, median } = require(join(root, 'libs/face-engine/dist/index.js'));
 const { values } = parseArgs({
-  options: { rounds: { type: 'string', default: '2' } },
+  options: {
+    rounds: { type: 'string', default: '2' },
+    pools: { type: 'string', default: `${availableParallelism()}x1,1x${availableParallelism()}` },
+  },
 });
 
 async function runAll(engine, images) {
@@ -42,6 +49,36 @@ const rounds = Number(values.rounds);
 const all = await rawComputeRate(Array.from({ length: rounds }, () => files).flat(), { maxFaces: 20 });
 const { cores } = all;
 
+// The same images through EnginePool in this one process: what the gateway, detector and embedder run.
+const pools = [];
+for (const spec of values.pools.split(',')) {
+  const [workers, threads] = spec.split('x').map(Number);
+  const pool = await EnginePool.create({ workers, threads });
+  const work = Array.from({ length: rounds }, () => images).flat();
+  await Promise.all(images.slice(0, 2 * workers).map((image) => pool.analyze(image))); // warm-up
+  let next = 0;
+  let poolFaces = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: 2 * workers }, async () => {
+      while (next < work.length) {
+        const image = work[next++];
+        poolFaces += (await pool.analyze(image).catch(() => ({ faces: [] }))).faces.length;
+      }
+    }),
+  );
+  const seconds = (performance.now() - start) / 1000;
+  await pool.close();
+  const rate = Math.round((work.length / seconds) * 100) / 100;
+  pools.push({
+    workers,
+    onnx_threads: threads,
+    images_per_s: rate,
+    faces_per_s: Math.round((poolFaces / seconds) * 100) / 100,
+    ratio_to_processes: Math.round((rate / all.images_per_s) * 1000) / 1000,
+  });
+}
+
 const report = {
   source,
   images: images.length,
@@ -58,6 +95,7 @@ const report = {
   cores,
   all_cores_images_per_s: all.images_per_s,
   all_cores_faces_per_s: all.faces_per_s,
+  one_process_pools: pools,
 };
 console.log(`bench:engine on ${report.images} photos (${source}), ${report.faces} faces, ${cores} cores`);
 console.log(
@@ -70,4 +108,9 @@ console.log(`one process:         ${report.sequential_images_per_s} images/s`);
 console.log(
   `${cores} processes:         ${report.all_cores_images_per_s} images/s, ${report.all_cores_faces_per_s} faces/s`,
 );
+for (const p of pools) {
+  console.log(
+    `1 process, EnginePool ${p.workers} threads x ${p.onnx_threads} ONNX threads: ${p.images_per_s} images/s, ${p.faces_per_s} faces/s (${p.ratio_to_processes} of ${cores} processes)`,
+  );
+}
 console.log(JSON.stringify(report));

@@ -1,12 +1,17 @@
 #!/usr/bin/env node
-// pnpm bench:import [--mode embedded|distributed|both] [--images N] [--topologies 2x2,1x1] [--chunk 50]
+// pnpm bench:import [--mode embedded|distributed|both] [--images N] [--topologies 2x2,1x1,1x1/inline] [--chunk 50]
+//                   [--engine-workers auto|N] [--import-concurrency N]
 //
 // Bulk import of real photos (../shared/testdata faces/ + multi/, else .fixtures/) repeated to N items (default 200),
 // through the public API (multipart POST /v1/imports of --chunk files each, then polling GET /v1/imports/{id}),
 // timed from the first request until every import is finished:
 //   - embedded: the gateway as a child process (FACESEARCH_MODE=embedded, temp DATA_DIR);
 //   - distributed: scripts/stack/up.sh in a temp STACK_DIR on free ports, once per topology DxE
-//     (D detectors + E embedders + 1 indexer; default 2x2 and 1x1).
+//     (D detectors + E embedders + 1 indexer; default 2x2 and 1x1); `DxE/inline` runs the detectors with
+//     IMPORT_EMBED=inline (they embed each item through the embedder service over gRPC: no embed queue, no crop
+//     in S3), plain `DxE` with IMPORT_EMBED=queue.
+// --engine-workers and --import-concurrency set ENGINE_WORKERS and IMPORT_CONCURRENCY of every app (default: the
+// apps' own defaults).
 // Before them, the raw compute rate on the same N items: FaceEngine.analyze (decode+detect+align+embed, maxFaces 1
 // as the import does, one ONNX thread) in a tight loop, one process per core; then service/raw ratios.
 // Memory: RSS of every process at idle (after start) and its peak during the import.
@@ -37,8 +42,10 @@ const { values } = parseArgs({
   options: {
     mode: { type: 'string', default: 'both' },
     images: { type: 'string', default: '200' },
-    topologies: { type: 'string', default: '2x2,1x1' },
+    topologies: { type: 'string', default: '2x2,1x1,1x1/inline' },
     chunk: { type: 'string', default: '50' },
+    'engine-workers': { type: 'string' },
+    'import-concurrency': { type: 'string' },
   },
 });
 const modes = values.mode === 'both' ? ['embedded', 'distributed'] : [values.mode];
@@ -48,13 +55,18 @@ if (!modes.every((m) => m === 'embedded' || m === 'distributed')) {
 }
 const N = Number(values.images);
 const topologies = values.topologies.split(',').map((t) => {
-  const m = /^(\d+)x(\d+)$/.exec(t.trim());
+  const m = /^(\d+)x(\d+)(\/inline)?$/.exec(t.trim());
   if (!m) {
-    console.error(`--topologies: expected DxE like 2x2, got '${t}'`);
+    console.error(`--topologies: expected DxE or DxE/inline like 2x2, got '${t}'`);
     process.exit(2);
   }
-  return { detectors: Number(m[1]), embedders: Number(m[2]) };
+  return { detectors: Number(m[1]), embedders: Number(m[2]), importEmbed: m[3] ? 'inline' : 'queue' };
 });
+/** Settings every app of a run gets (unset: the apps' defaults). */
+const appEnv = {
+  ...(values['engine-workers'] ? { ENGINE_WORKERS: values['engine-workers'] } : {}),
+  ...(values['import-concurrency'] ? { IMPORT_CONCURRENCY: values['import-concurrency'] } : {}),
+};
 
 const { source, files } = listPhotos();
 const listed = Array.from({ length: N }, (_, i) => files[i % files.length]);
@@ -66,7 +78,15 @@ const items = listed.map((path, i) => ({
   data: bytes.get(path),
 }));
 
-const report = { benchmark: 'import', machine: machine(), source, unique_photos: files.length, images: N, runs: [] };
+const report = {
+  benchmark: 'import',
+  machine: machine(),
+  source,
+  unique_photos: files.length,
+  images: N,
+  app_env: appEnv,
+  runs: [],
+};
 log(
   `bench:import: ${N} items from ${files.length} photos (${source}); ${report.machine.cores} cores, load ${report.machine.loadavg.join(' ')}`,
 );
@@ -86,10 +106,16 @@ if (modes.includes('embedded')) targets.push({ kind: 'embedded' });
 if (modes.includes('distributed')) for (const t of topologies) targets.push({ kind: 'distributed', ...t });
 
 for (const target of targets) {
-  const label = target.kind === 'embedded' ? 'embedded' : `distributed ${target.detectors}d+${target.embedders}e+1i`;
+  const label =
+    target.kind === 'embedded'
+      ? 'embedded'
+      : `distributed ${target.detectors}d+${target.embedders}e+1i IMPORT_EMBED=${target.importEmbed}`;
   log(`${label}: starting ...`);
   const startedAt = performance.now();
-  current = target.kind === 'embedded' ? await startEmbedded() : await startStack(target);
+  current =
+    target.kind === 'embedded'
+      ? await startEmbedded({ env: appEnv })
+      : await startStack({ ...target, env: { ...appEnv, IMPORT_EMBED: target.importEmbed } });
   const startSeconds = round((performance.now() - startedAt) / 1000, 1);
   try {
     await sleep(3000); // let start-up work settle before the idle reading
