@@ -1,33 +1,40 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { SqliteVecVectorStore } from '@facesearch/adapters';
 import type { VectorStore } from '@facesearch/common';
 import Database from 'better-sqlite3';
 import * as sqliteVec from 'sqlite-vec';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DIM, atCosine, describeVectorStoreContract, randomVector, seededRandom } from './vectors.contract';
 
-describeVectorStoreContract('SqliteVecVectorStore (file path)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'facesearch-vec-'));
-  const file = join(dir, 'library.db');
-  const opened: VectorStore[] = [];
-  const open = () => {
-    const store = new SqliteVecVectorStore({ database: file });
-    opened.push(store);
-    return store;
+/** A store on a temp database file; `searchThreads` 0 searches in-thread, more on reader threads. */
+function fileStoreFixture(searchThreads: number) {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'facesearch-vec-'));
+    const file = join(dir, 'library.db');
+    const opened: VectorStore[] = [];
+    const open = () => {
+      const store = new SqliteVecVectorStore({ database: file, searchThreads });
+      opened.push(store);
+      return store;
+    };
+    const store = open();
+    await store.init(DIM);
+    return {
+      store,
+      reopen: async () => open(),
+      cleanup: async () => {
+        for (const s of opened) await s.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
   };
-  const store = open();
-  await store.init(DIM);
-  return {
-    store,
-    reopen: async () => open(),
-    cleanup: async () => {
-      for (const s of opened) await s.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-});
+}
+
+describeVectorStoreContract('SqliteVecVectorStore (file path, in-thread search)', fileStoreFixture(0));
+describeVectorStoreContract('SqliteVecVectorStore (file path, search on a reader thread)', fileStoreFixture(1));
 
 describeVectorStoreContract('SqliteVecVectorStore (shared connection)', async () => {
   const db = new Database(':memory:');
@@ -230,5 +237,117 @@ describe('SqliteVecVectorStore migration from the app-only layout', () => {
     await store.close();
     expect(db.prepare('SELECT count(*) AS n FROM apps').get()).toEqual({ n: 0 });
     db.close();
+  });
+});
+
+/** The worker threads of a store's reader pool (test-only peek at private state, to kill one). */
+async function readerWorkers(store: SqliteVecVectorStore): Promise<Worker[]> {
+  const readers = (store as unknown as { readers: Promise<unknown> | null }).readers;
+  if (!readers) return [];
+  const pool = (await readers) as { threads: Set<{ worker: Worker }> };
+  return [...pool.threads].map((t) => t.worker);
+}
+
+describe('SqliteVecVectorStore reader threads', () => {
+  let dir: string;
+  let file: string;
+  const face = (id: string, vector: Float32Array, group = 'g') => ({
+    id,
+    vector,
+    payload: { app_id: 'a', group_id: group, user_id: `u-${id}`, face_id: id, model_id: 'm' },
+  });
+  const query = (limit = 10) => ({ app_id: 'a', group_ids: ['g'], model_id: 'm', limit });
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'facesearch-vec-readers-'));
+    file = join(dir, 'facesearch.db');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('sees every write in the next search (WAL: the readers see what the main connection committed)', async () => {
+    const store = new SqliteVecVectorStore({ database: file, searchThreads: 1 });
+    await store.init(DIM);
+    expect(await readerWorkers(store)).toHaveLength(1);
+    const rand = seededRandom(7);
+    for (let i = 0; i < 20; i++) {
+      const v = randomVector(rand);
+      await store.upsert([face(`f${i}`, v)]);
+      const [best] = await store.search(v, query(1));
+      expect(best).toMatchObject({ face_id: `f${i}`, user_id: `u-f${i}` });
+      expect(best.similarity).toBeCloseTo(1, 5);
+      expect(await store.search(v, query(100))).toHaveLength(i + 1);
+    }
+    await store.deleteFaces('a', ['f3']);
+    expect((await store.search(atCosine(1), query(100))).map((h) => h.face_id)).not.toContain('f3');
+    await store.deleteWhere({ app_id: 'a', group_id: 'g' });
+    expect(await store.search(atCosine(1), query(100))).toEqual([]);
+    await store.close();
+  });
+
+  it('a killed thread fails only its own searches (503, retryable) and is replaced', async () => {
+    const store = new SqliteVecVectorStore({ database: file, searchThreads: 2 });
+    await store.init(DIM);
+    const rand = seededRandom(11);
+    const points = Array.from({ length: 5000 }, (_, i) => face(`f${i}`, randomVector(rand)));
+    for (let i = 0; i < points.length; i += 1000) await store.upsert(points.slice(i, i + 1000));
+    const [first, second] = await readerWorkers(store);
+    expect(second).toBeDefined();
+    const probe = randomVector(rand);
+    const expected = await store.search(probe, query());
+
+    // Searches go to the least busy thread, the first on a tie: 1 -> first, 2 -> second, 3 -> first, 4 -> second.
+    const calls = Array.from({ length: 4 }, () => store.search(probe, query()));
+    void first.terminate();
+    const settled = await Promise.allSettled(calls);
+    for (const i of [0, 2]) {
+      expect(settled[i].status).toBe('rejected');
+      expect((settled[i] as PromiseRejectedResult).reason).toMatchObject({
+        code: 'vector_store_unavailable',
+        status: 503,
+        retryable: true,
+      });
+    }
+    for (const i of [1, 3]) expect(settled[i]).toEqual({ status: 'fulfilled', value: expected });
+
+    // The replacement starts at once; the next searches work, on both threads.
+    const again = await Promise.all(Array.from({ length: 4 }, () => store.search(probe, query())));
+    for (const hits of again) expect(hits).toEqual(expected);
+    const workers = await readerWorkers(store);
+    expect(workers).toHaveLength(2);
+    expect(workers).not.toContain(first);
+    await store.close();
+    expect(await readerWorkers(store)).toEqual([]);
+  });
+
+  it('uses the file of a shared connection, and searches in-thread on an in-memory one', async () => {
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    const shared = new SqliteVecVectorStore({ database: db, searchThreads: 1 });
+    await shared.init(DIM);
+    expect(await readerWorkers(shared)).toHaveLength(1);
+    await shared.upsert([face('f', atCosine(1))]);
+    expect((await shared.search(atCosine(1), query()))[0].face_id).toBe('f');
+    await shared.close();
+    expect(db.open).toBe(true);
+    db.close();
+
+    const memory = new SqliteVecVectorStore({ database: ':memory:', searchThreads: 1 });
+    await memory.init(DIM);
+    expect(await readerWorkers(memory)).toEqual([]);
+    await memory.upsert([face('f', atCosine(1))]);
+    expect((await memory.search(atCosine(1), query()))[0].face_id).toBe('f');
+    await memory.close();
+  });
+
+  it('fails a search still running when the store closes, with vector_store_unavailable', async () => {
+    const store = new SqliteVecVectorStore({ database: file, searchThreads: 1 });
+    await store.init(DIM);
+    await store.upsert([face('f', atCosine(1))]);
+    const pending = expect(store.search(atCosine(1), query())).rejects.toMatchObject({
+      code: 'vector_store_unavailable',
+    });
+    await store.close();
+    await pending;
+    await expect(store.search(atCosine(1), query())).rejects.toMatchObject({ code: 'vector_store_unavailable' });
   });
 });

@@ -1,6 +1,13 @@
-import type { VectorHit, VectorPayload, VectorPoint, VectorQuery, VectorStore } from '@facesearch/common';
+import { resolve } from 'node:path';
+import {
+  FaceSearchError,
+  type VectorHit,
+  type VectorPayload,
+  type VectorPoint,
+  type VectorQuery,
+  type VectorStore,
+} from '@facesearch/common';
 import Database from 'better-sqlite3';
-import * as sqliteVec from 'sqlite-vec';
 import {
   MAX_SEARCH_LIMIT,
   checkId,
@@ -10,22 +17,31 @@ import {
   normalizedVector,
   notInitialized,
 } from './points';
+import { type KnnQuery, loadVecExtension, prepareKnn, runKnn, toBlob } from './sqlite-vec-knn';
+import { SqliteVecReaderPool } from './sqlite-vec-readers';
 
 export interface SqliteVecVectorStoreOptions {
   /** A database file path, or an open better-sqlite3 connection shared with other stores (not closed by us). */
   database: string | Database.Database;
   /** Default `face_vectors`. */
   table?: string;
+  /**
+   * Threads that run searches, each on its own read-only connection to the database file, so a long vector scan
+   * does not hold the caller's thread (better-sqlite3 is synchronous). Default 1; 0 searches on the calling
+   * thread. An in-memory or temporary database (no file for a second connection) always searches in-thread.
+   */
+  searchThreads?: number;
 }
 
 type Row = VectorPayload & { embedding: Buffer };
-type KnnRow = { face_key: string; user_id: string; distance: number };
 
 /**
  * Face vectors in a sqlite-vec `vec0` table: exact (brute-force) cosine KNN.
  * `app_id` and `group_id` are partition keys, so a search scans only the chunks of the groups it names (one KNN
  * per group, merged by distance); user and model are metadata columns filtered inside the KNN scan (so `k`
  * counts matching rows only). Tables of the former layout (partitioned by app only) are migrated by `init`.
+ * Writes go through the store's connection; searches run on reader threads (`searchThreads`), which WAL lets
+ * read while it writes, and each search sees every write that completed before it was made.
  */
 export class SqliteVecVectorStore implements VectorStore {
   private readonly db: Database.Database;
@@ -33,6 +49,11 @@ export class SqliteVecVectorStore implements VectorStore {
   private readonly table: string;
   private dim = 0;
   private knn: Database.Statement | null = null;
+  /** The database file the reader threads open; null: search in-thread. */
+  private readonly readerPath: string | null;
+  private readonly searchThreads: number;
+  private readers: Promise<SqliteVecReaderPool> | null = null;
+  private closed = false;
 
   constructor(options: SqliteVecVectorStoreOptions) {
     this.table = options.table ?? 'face_vectors';
@@ -47,6 +68,13 @@ export class SqliteVecVectorStore implements VectorStore {
       this.ownsDb = false;
     }
     loadVecExtension(this.db);
+    this.searchThreads = options.searchThreads ?? 1;
+    if (!Number.isInteger(this.searchThreads) || this.searchThreads < 0) {
+      throw new Error(`Bad searchThreads: ${options.searchThreads}`);
+    }
+    // better-sqlite3's `name` is the path it was opened with; '' is a temporary database, only this connection's.
+    const file = this.db.name;
+    this.readerPath = this.db.memory || !file || file === ':memory:' ? null : resolve(file);
   }
 
   async init(dim: number): Promise<void> {
@@ -61,12 +89,22 @@ export class SqliteVecVectorStore implements VectorStore {
     } else {
       this.db.exec(createTableSql(this.table, dim));
     }
-    // Only what the filter does not already fix: every extra vec0 column read costs per row (app_id and group_id,
-    // the partition keys, cost the most), and a multi-group search reads k rows per group.
-    this.knn = this.db.prepare(
-      `SELECT face_key, user_id, distance FROM ${this.table}
-       WHERE embedding MATCH ? AND k = ? AND app_id = ? AND group_id = ? AND model_id = ?`,
-    );
+    this.knn = prepareKnn(this.db, this.table);
+    // The readers prepare their statement on the table, so they start once it exists (and only once).
+    if (!this.readers && this.readerPath && this.searchThreads > 0 && !this.closed) {
+      const starting = SqliteVecReaderPool.start({
+        path: this.readerPath,
+        table: this.table,
+        threads: this.searchThreads,
+      });
+      this.readers = starting;
+      try {
+        await starting;
+      } catch (err) {
+        this.readers = null;
+        throw err;
+      }
+    }
     this.dim = dim;
   }
 
@@ -116,26 +154,21 @@ export class SqliteVecVectorStore implements VectorStore {
 
   async search(vector: Float32Array, query: VectorQuery): Promise<VectorHit[]> {
     const dim = this.requireDim();
-    const knn = this.knn as Database.Statement;
-    const target = toBlob(normalize(vector, dim));
+    const target = normalize(vector, dim);
     if (query.group_ids.length === 0 || query.limit <= 0) return [];
-    const k = Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT);
-    // One KNN per group, each pruned to its partition by `group_id = ?` and sorted by distance; the merge keeps the
-    // best k overall. (vec0 0.1.9 takes `=` on a partition key; under IN, SQLite would run the KNN once per value
-    // anyway, k rows each, so the merge would be needed all the same.)
-    const { app_id, model_id } = query;
-    const groups = [...new Set(query.group_ids)];
-    const hits: Array<VectorHit & { distance: number }> = [];
-    for (const group_id of groups) {
-      const rows = knn.all(target, k, app_id, group_id, model_id) as KnnRow[];
-      for (const { face_key, user_id, distance } of rows) {
-        // face_key is `${app_id}/${face_id}` (faceKey); ids never contain '/'.
-        const face_id = face_key.slice(app_id.length + 1);
-        hits.push({ app_id, group_id, user_id, face_id, model_id, similarity: 1 - distance, distance });
-      }
+    const knnQuery: KnnQuery = {
+      target,
+      k: Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT),
+      app_id: query.app_id,
+      group_ids: [...new Set(query.group_ids)],
+      model_id: query.model_id,
+    };
+    if (this.readers) return (await this.readers).search(knnQuery);
+    // After close, a store that searched on threads must not quietly go on in-thread (its connection may be shut).
+    if (this.closed && this.searchThreads > 0 && this.readerPath) {
+      throw new FaceSearchError('vector_store_unavailable', 'The SQLite vector store is closed.', 503, true);
     }
-    if (groups.length > 1) hits.sort((a, b) => a.distance - b.distance).splice(k);
-    return hits.map(({ distance, ...hit }) => hit);
+    return runKnn(this.knn as Database.Statement, knnQuery);
   }
 
   async retrieve(appId: string, faceIds: string[]): Promise<Array<VectorPayload & { vector: Float32Array }>> {
@@ -189,6 +222,12 @@ export class SqliteVecVectorStore implements VectorStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    const readers = this.readers;
+    this.readers = null;
+    // Readers first: the last connection to close checkpoints the WAL and removes it.
+    const pool = await readers?.catch(() => null); // a start that failed has stopped its threads already
+    await pool?.close();
     if (this.ownsDb && this.db.open) this.db.close();
   }
 
@@ -218,19 +257,6 @@ function createTableSql(table: string, dim: number): string {
            +face_id TEXT,
            chunk_size=64
          )`;
-}
-
-/** Loads sqlite-vec once per connection (a shared connection may already have it). */
-function loadVecExtension(db: Database.Database): void {
-  try {
-    db.prepare('SELECT vec_version()').get();
-  } catch {
-    sqliteVec.load(db);
-  }
-}
-
-function toBlob(v: Float32Array): Buffer {
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
 function fromBlob(b: Buffer): Float32Array {
