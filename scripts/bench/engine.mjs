@@ -63,7 +63,9 @@ for (const spec of values.pools.split(',')) {
     Array.from({ length: 2 * workers }, async () => {
       while (next < work.length) {
         const image = work[next++];
-        poolFaces += (await pool.analyze(image).catch(() => ({ faces: [] }))).faces.length;
+        // Read after the await: `poolFaces += await ...` would read the total before it and lose updates.
+        const { faces: found } = await pool.analyze(image).catch(() => ({ faces: [] }));
+        poolFaces += found.length;
       }
     }),
   );

@@ -3,3 +3,4 @@ export * from './faces';
 export * from './library';
 export * from './analyzer';
 export * from './config';
+export * from './thread-pool';

@@ -1,6 +1,3 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import type {
   AlignedFace,
   AnalyzeResult,
@@ -8,10 +5,10 @@ import type {
   DetectResult,
   FaceAnalyzer,
   ImageInfo,
+  PoolThread,
 } from '@facesearch/common';
-import { FaceSearchError } from '@facesearch/common';
+import { FaceSearchError, resolveThreadScript, ThreadPool } from '@facesearch/common';
 import type { FaceEngineOptions } from './engine';
-import { deserializeError, type EngineCall, type EngineInfo, type EngineReply } from './pool-protocol';
 
 /** What the services need from a local engine: FaceEngine and EnginePool both offer it. */
 export interface LocalFaceEngine extends FaceAnalyzer {
@@ -29,25 +26,22 @@ export interface EnginePoolOptions extends FaceEngineOptions {
    * more only holds more decoded images in memory.
    */
   callsPerWorker?: number;
-  /** Wait before replacing a thread that died, so a crash loop does not spin. Default 1000 ms. */
+  /** Wait before starting a thread again after one failed to start, so a crash loop does not spin. Default 1000. */
   respawnDelayMs?: number;
 }
 
-type PendingCall = {
-  message: Exclude<EngineCall, { op: 'close' }>;
-  resolve: (value: unknown) => void;
-  reject: (error: Error) => void;
-};
-
-interface EngineThread {
-  worker: Worker;
-  inFlight: Map<number, PendingCall>;
-  ready: boolean;
-}
-
-type CallBody =
+/** A call to an engine thread (pool-worker.ts); structured clone carries the typed arrays as they are. */
+export type EngineCall =
   | { op: 'detect' | 'detectAligned' | 'analyze'; image: Uint8Array; options?: DetectOptions }
   | { op: 'embed'; crops: Uint8Array[] };
+
+/** What every engine thread reports once its models are open. */
+export interface EngineInfo {
+  modelId: string;
+  embeddingDim: number;
+  detectorModelId: string;
+  matchThreshold: number;
+}
 
 /**
  * The face engine on worker threads: a FaceAnalyzer whose calls run on the least busy engine thread, so the
@@ -56,195 +50,72 @@ type CallBody =
  * (503 engine_unavailable, retryable) and is replaced.
  */
 export class EnginePool implements LocalFaceEngine {
-  private readonly threads = new Set<EngineThread>();
-  private readonly waiting: PendingCall[] = [];
-  private nextId = 1;
-  private closed = false;
+  private constructor(private readonly pool: ThreadPool<EngineCall, unknown, EngineInfo>) {}
 
-  private constructor(
-    private readonly options: EnginePoolOptions,
-    private readonly info: EngineInfo,
-  ) {}
-
+  /** Starts the threads and waits until each has its models open; throws the engine's error if one cannot. */
   static async create(options: EnginePoolOptions): Promise<EnginePool> {
     if (!Number.isInteger(options.workers) || options.workers < 1) {
       throw new Error(`EnginePool needs at least one worker, got ${options.workers}`);
     }
-    const started = await Promise.allSettled(Array.from({ length: options.workers }, () => startThread(options)));
-    const failure = started.find((s) => s.status === 'rejected');
-    if (failure) {
-      await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.worker.terminate() : undefined)));
-      throw failure.reason;
-    }
-    const threads = started.map((s) => (s as PromiseFulfilledResult<{ worker: Worker; info: EngineInfo }>).value);
-    const pool = new EnginePool(options, threads[0].info);
-    for (const { worker } of threads) pool.adopt(worker);
-    return pool;
+    const { workers, callsPerWorker, respawnDelayMs, ...engineOptions } = options;
+    const pool = await ThreadPool.start<EngineCall, unknown, EngineInfo>({
+      script: resolveThreadScript(__dirname, 'pool-worker.js', '../dist'),
+      workerData: { ...engineOptions, threads: options.threads ?? 1 } satisfies FaceEngineOptions,
+      threads: workers,
+      callsPerThread: callsPerWorker ?? 2,
+      respawnDelayMs,
+      unavailable: (why) => new FaceSearchError('engine_unavailable', `Face engine: ${why}; retry.`, 503, true),
+    });
+    return new EnginePool(pool);
   }
 
   get modelId(): string {
-    return this.info.modelId;
+    return this.pool.info.modelId;
   }
 
   get embeddingDim(): number {
-    return this.info.embeddingDim;
+    return this.pool.info.embeddingDim;
   }
 
   get detectorModelId(): string {
-    return this.info.detectorModelId;
+    return this.pool.info.detectorModelId;
   }
 
   get matchThreshold(): number {
-    return this.info.matchThreshold;
+    return this.pool.info.matchThreshold;
   }
 
   /** Engine threads alive and ready now. */
   get size(): number {
-    let n = 0;
-    for (const t of this.threads) if (t.ready) n++;
-    return n;
+    return this.pool.size;
+  }
+
+  /** Engine threads alive now, ready or starting (read-only; tests kill one as a crash would). */
+  get threads(): ReadonlySet<PoolThread> {
+    return this.pool.threads;
   }
 
   detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult> {
-    return this.call({ op: 'detect', image, options }) as Promise<DetectResult>;
+    return this.pool.call({ op: 'detect', image, options }) as Promise<DetectResult>;
   }
 
   detectAligned(image: Uint8Array, options?: DetectOptions): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
-    return this.call({ op: 'detectAligned', image, options }) as Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
+    return this.pool.call({ op: 'detectAligned', image, options }) as Promise<{
+      image: ImageInfo;
+      faces: AlignedFace[];
+    }>;
   }
 
   analyze(image: Uint8Array, options?: DetectOptions): Promise<AnalyzeResult> {
-    return this.call({ op: 'analyze', image, options }) as Promise<AnalyzeResult>;
+    return this.pool.call({ op: 'analyze', image, options }) as Promise<AnalyzeResult>;
   }
 
   embed(crops: Uint8Array[]): Promise<Float32Array[]> {
     if (crops.length === 0) return Promise.resolve([]);
-    return this.call({ op: 'embed', crops }) as Promise<Float32Array[]>;
+    return this.pool.call({ op: 'embed', crops }) as Promise<Float32Array[]>;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    for (const call of this.waiting.splice(0)) call.reject(poolClosed());
-    await Promise.all(
-      [...this.threads].map(async (thread) => {
-        for (const call of thread.inFlight.values()) call.reject(poolClosed());
-        thread.inFlight.clear();
-        await thread.worker.terminate();
-      }),
-    );
-    this.threads.clear();
+  close(): Promise<void> {
+    return this.pool.close();
   }
-
-  private call(body: CallBody): Promise<unknown> {
-    if (this.closed) return Promise.reject(poolClosed());
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ message: { ...body, id: this.nextId++ }, resolve, reject });
-      this.dispatch();
-    });
-  }
-
-  /** Hands waiting calls to the least busy ready threads, up to callsPerWorker each. */
-  private dispatch(): void {
-    const limit = this.options.callsPerWorker ?? 2;
-    while (this.waiting.length > 0) {
-      let best: EngineThread | undefined;
-      for (const t of this.threads) {
-        if (t.ready && t.inFlight.size < limit && (!best || t.inFlight.size < best.inFlight.size)) best = t;
-      }
-      if (!best) return;
-      const call = this.waiting.shift() as PendingCall;
-      best.inFlight.set(call.message.id, call);
-      best.worker.postMessage(call.message);
-    }
-  }
-
-  private adopt(worker: Worker): void {
-    const thread: EngineThread = { worker, inFlight: new Map(), ready: true };
-    this.threads.add(thread);
-    worker.on('message', (reply: EngineReply) => {
-      if (reply.type !== 'result' && reply.type !== 'error') return;
-      const call = thread.inFlight.get(reply.id);
-      if (!call) return;
-      thread.inFlight.delete(reply.id);
-      if (reply.type === 'result') call.resolve(reply.result);
-      else call.reject(deserializeError(reply.error));
-      this.dispatch();
-    });
-    worker.on('error', () => {
-      // 'exit' follows and does the cleanup; without a listener the error would crash the process.
-    });
-    worker.once('exit', (code) => {
-      thread.ready = false;
-      this.threads.delete(thread);
-      for (const call of thread.inFlight.values()) {
-        call.reject(
-          new FaceSearchError(
-            'engine_unavailable',
-            `A face engine thread stopped (exit code ${code}); retry.`,
-            503,
-            true,
-          ),
-        );
-      }
-      thread.inFlight.clear();
-      if (!this.closed) this.replaceLater();
-    });
-  }
-
-  private replaceLater(): void {
-    const timer = setTimeout(() => {
-      if (this.closed) return;
-      startThread(this.options).then(
-        ({ worker }) => {
-          if (this.closed) {
-            void worker.terminate();
-            return;
-          }
-          this.adopt(worker);
-          this.dispatch();
-        },
-        () => this.replaceLater(),
-      );
-    }, this.options.respawnDelayMs ?? 1000);
-    timer.unref();
-    // With no thread left, waiting calls would wait for a replacement that may never start: fail them now.
-    if (this.size === 0) {
-      for (const call of this.waiting.splice(0)) {
-        call.reject(new FaceSearchError('engine_unavailable', 'No face engine thread is running; retry.', 503, true));
-      }
-    }
-  }
-}
-
-function poolClosed(): FaceSearchError {
-  return new FaceSearchError('engine_unavailable', 'The face engine is shutting down.', 503, true);
-}
-
-/** Starts one engine thread and waits until its models are open. */
-function startThread(options: EnginePoolOptions): Promise<{ worker: Worker; info: EngineInfo }> {
-  const { workers: _w, callsPerWorker: _c, respawnDelayMs: _r, ...engineOptions } = options;
-  const worker = new Worker(workerScript(), { workerData: { ...engineOptions, threads: options.threads ?? 1 } });
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number) => reject(new Error(`face engine thread exited during start-up (code ${code})`));
-    worker.once('exit', onExit);
-    worker.once('error', reject);
-    worker.once('message', (reply: EngineReply) => {
-      worker.off('exit', onExit);
-      worker.off('error', reject);
-      if (reply.type === 'ready') resolve({ worker, info: reply.info });
-      else {
-        void worker.terminate();
-        reject(reply.type === 'failed' ? deserializeError(reply.error) : new Error('unexpected first message'));
-      }
-    });
-  });
-}
-
-/** The compiled thread script; tests run this file from src/ (through an alias), the build lives in dist/. */
-function workerScript(): string {
-  for (const candidate of [join(__dirname, 'pool-worker.js'), join(__dirname, '..', 'dist', 'pool-worker.js')]) {
-    if (existsSync(candidate)) return candidate;
-  }
-  throw new Error(`pool-worker.js not found beside ${__dirname} or in ../dist: build @facesearch/face-engine first`);
 }

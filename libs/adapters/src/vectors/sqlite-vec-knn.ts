@@ -1,7 +1,7 @@
 /**
  * The KNN search of SqliteVecVectorStore, shared by the store's own connection (searchThreads 0) and its reader
- * threads (sqlite-vec-search-worker.ts), so the SQL and the merge exist once. Imports no runtime code from
- * @facesearch/common: the worker script loads this file on its own.
+ * threads (sqlite-vec-search-worker.ts), so the SQL and the merge exist once. Imports only types from
+ * @facesearch/common, so a reader thread does not load the package index.
  */
 import type { VectorHit } from '@facesearch/common';
 import type Database from 'better-sqlite3';
@@ -67,25 +67,4 @@ export function toBlob(v: Float32Array): Buffer {
 export interface SearchWorkerData {
   path: string;
   table: string;
-}
-
-export type SearchCall = KnnQuery & { id: number };
-
-export type SearchReply =
-  | { type: 'ready' }
-  | { type: 'failed'; error: SerializedError }
-  | { type: 'result'; id: number; hits: VectorHit[] }
-  | { type: 'error'; id: number; error: SerializedError };
-
-export interface SerializedError {
-  message: string;
-  code?: string;
-}
-
-export function serializeError(err: unknown): SerializedError {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' ? { message: err.message, code } : { message: err.message };
-  }
-  return { message: String(err) };
 }

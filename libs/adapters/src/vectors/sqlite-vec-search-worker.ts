@@ -4,41 +4,22 @@
  * leaves the process's main thread free. WAL lets this connection read while the main connection writes, and
  * each search (its own read transaction) sees every write committed before it started.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+// The pool's file alone, not the package index: the index loads the config schema (zod), slow to start per thread.
+import { serveThread } from '@facesearch/common/dist/thread-pool';
 import Database from 'better-sqlite3';
-import {
-  type SearchCall,
-  type SearchReply,
-  type SearchWorkerData,
-  loadVecExtension,
-  prepareKnn,
-  runKnn,
-  serializeError,
-} from './sqlite-vec-knn';
+import { type KnnQuery, loadVecExtension, prepareKnn, runKnn, type SearchWorkerData } from './sqlite-vec-knn';
 
-function main(): void {
-  const port = parentPort;
-  if (!port) throw new Error('sqlite-vec-search-worker must run in a worker thread');
-  const { path, table } = workerData as SearchWorkerData;
+serveThread((data) => {
+  const { path, table } = data as SearchWorkerData;
   let knn: Database.Statement;
   try {
     const db = new Database(path, { readonly: true, fileMustExist: true });
     loadVecExtension(db);
     knn = prepareKnn(db, table);
   } catch (err) {
-    port.postMessage({ type: 'failed', error: serializeError(err) } satisfies SearchReply);
-    return;
+    const { message, code } = err as { message?: string; code?: unknown };
+    const error = new Error(`vector search thread could not open ${path}: ${message ?? err}`);
+    throw typeof code === 'string' ? Object.assign(error, { code }) : error;
   }
-  port.on('message', (call: SearchCall) => {
-    let reply: SearchReply;
-    try {
-      reply = { type: 'result', id: call.id, hits: runKnn(knn, call) };
-    } catch (err) {
-      reply = { type: 'error', id: call.id, error: serializeError(err) };
-    }
-    port.postMessage(reply);
-  });
-  port.postMessage({ type: 'ready' } satisfies SearchReply);
-}
-
-main();
+  return { info: undefined, handle: (query: KnnQuery) => runKnn(knn, query) };
+});
