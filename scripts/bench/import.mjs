@@ -21,6 +21,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   ensureGroup,
+  cpuUsedSince,
   formatRss,
   identityOf,
   listPhotos,
@@ -32,6 +33,7 @@ import {
   round,
   runImport,
   sleep,
+  snapshotCpu,
   snapshotRss,
   startEmbedded,
   startStack,
@@ -125,8 +127,14 @@ for (const target of targets) {
     await ensureGroup(current.api, group);
     const loadBefore = loadNow();
     const sampler = new RssSampler(current.pids());
+    const cpuBefore = snapshotCpu(current.pids());
+    const clientCpuBefore = process.cpuUsage();
     const result = await runImport(current.api, group, items, { chunk: Number(values.chunk) });
     const peak = sampler.stop();
+    // Where the two cores went: CPU seconds per process during the import, and this client's own (uploads, polls).
+    const cpu = cpuUsedSince(cpuBefore, current.pids());
+    const clientCpu = process.cpuUsage(clientCpuBefore);
+    cpu['bench client'] = round((clientCpu.user + clientCpu.system) / 1e6, 2);
     const run = {
       target: label,
       start_seconds: startSeconds,
@@ -140,6 +148,11 @@ for (const target of targets) {
       images_per_s: round(N / result.seconds, 2),
       faces_per_s: round(result.succeeded / result.seconds, 2),
       ratio_to_raw: round(N / result.seconds / report.raw.images_per_s, 3),
+      cpu_seconds: cpu,
+      cpu_seconds_total: round(
+        Object.values(cpu).reduce((a, b) => a + (b ?? 0), 0),
+        2,
+      ),
       rss_idle_mib: idle,
       rss_peak_mib: peak,
     };
@@ -150,6 +163,9 @@ for (const target of targets) {
     );
     log(
       `${label}: peak RSS MiB under import: ${formatRss(peak)}; load ${run.loadavg_before.join(' ')} -> ${run.loadavg_after.join(' ')}`,
+    );
+    log(
+      `${label}: CPU seconds during the import: ${formatRss(cpu)}; total ${run.cpu_seconds_total} of ${round(run.seconds * report.machine.cores, 1)} available (raw compute needs ${round((N / report.raw.images_per_s) * report.raw.cores, 1)})`,
     );
   } finally {
     await current.stop();

@@ -121,6 +121,31 @@ export class RssSampler {
   }
 }
 
+/** CPU time (user + system) a process has used so far, in seconds, or null when it is gone. */
+export function cpuSeconds(pid) {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th, in ticks.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds each named process used between two cpuSeconds snapshots. */
+export function cpuUsedSince(before, pids) {
+  return Object.fromEntries(
+    Object.entries(pids).map(([name, pid]) => {
+      const now = cpuSeconds(pid);
+      return [name, now == null || before[name] == null ? null : round(now - before[name], 2)];
+    }),
+  );
+}
+
+export function snapshotCpu(pids) {
+  return Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
+}
+
 export function snapshotRss(pids) {
   return Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, rssMiB(pid)]));
 }

@@ -137,6 +137,13 @@ describe('config', () => {
     expect(() => loadConfig({ ENGINE_WORKERS: 'many' })).toThrow(
       "ENGINE_WORKERS: expected 'auto' or an integer 0-64, got 'many'",
     );
+    // Import items in flight follow the engine threads unless set.
+    expect(loadConfig({ ENGINE_WORKERS: '3' }).importConcurrency).toBe(9);
+    expect(loadConfig({ ENGINE_WORKERS: '0' }).importConcurrency).toBe(2);
+    expect(loadConfig({ ENGINE_WORKERS: '3', IMPORT_CONCURRENCY: '5' }).importConcurrency).toBe(5);
+    expect(() => loadConfig({ IMPORT_CONCURRENCY: '0' })).toThrow(
+      "IMPORT_CONCURRENCY: expected 'auto' or an integer 1-256, got '0'",
+    );
   });
 
   it('requires the servers of distributed implementations', () => {
