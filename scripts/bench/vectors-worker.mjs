@@ -146,15 +146,13 @@ async function waitIndexed(url, collection, timeoutSeconds) {
 async function qdrantRun(msg, gen, queries, groupsAll) {
   const { url, pid } = msg.qdrant;
   const collection = `bench_vectors_${msg.size}`;
-  const hnsw = { m: 16, ef_construct: 100 }; // Qdrant's defaults, stated so the report can name them
   await qdrantFetch(url, 'DELETE', `/collections/${collection}`).catch(() => undefined);
-  await qdrantFetch(url, 'PUT', `/collections/${collection}`, {
-    vectors: { size: DIM, distance: 'Cosine', on_disk: false },
-    hnsw_config: hnsw,
-  });
-  // The adapter finds the collection and adds its payload indexes (app_id as tenant, group_id, user_id, model_id).
-  const store = new adapters.QdrantVectorStore({ url, collection });
+  // The adapter creates the collection (its HNSW graph: msg.hnsw, else the adapter's defaults; vectors in RAM) and
+  // its payload indexes (app_id as tenant, group_id, user_id, model_id).
+  const store = new adapters.QdrantVectorStore({ url, collection, hnsw: msg.hnsw ?? undefined });
   await store.init(DIM);
+  const created = await qdrantFetch(url, 'GET', `/collections/${collection}`);
+  const hnsw = { m: created.config.hnsw_config.m, ef_construct: created.config.hnsw_config.ef_construct };
   const rssBefore = rssMiB(pid);
   try {
     let start = performance.now();
@@ -206,21 +204,48 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
       const results = await runQueries(queries, groupsAll, search, { limit, maxSeconds: msg.maxQuerySeconds });
       configs.push({ name, limit, ...extra, results });
     };
-    await measure('adapter as shipped (hnsw_ef 256), k=10', shipped, 10, { hnsw_ef: 256 });
-    await measure('adapter as shipped (hnsw_ef 256), k=100 (the service asks top_k*20)', shipped, 100, {
-      hnsw_ef: 256,
-    });
-    // The same query over two HTTP clients: fetch (undici, as the Qdrant JS client) and node:http.
-    await measure('REST via fetch, hnsw_ef 256, k=100, with_payload [face_id]', rest({ hnsw_ef: 256 }, 'fetch'), 100, {
-      hnsw_ef: 256,
-    });
-    await measure('REST via node:http, hnsw_ef 256, k=100, with_payload [face_id]', rest({ hnsw_ef: 256 }), 100, {
-      hnsw_ef: 256,
-    });
-    for (const ef of [64, 128, 256, 512])
-      await measure(`REST hnsw_ef ${ef}, k=10`, rest({ hnsw_ef: ef }), 10, { hnsw_ef: ef });
+    const graph = `m ${hnsw.m}, ef_construct ${hnsw.ef_construct}`;
+    await measure(`adapter as shipped (${graph}, default hnsw_ef), k=10`, shipped, 10, hnsw);
+    await measure(
+      `adapter as shipped (${graph}, default hnsw_ef), k=100 (the service asks top_k*20)`,
+      shipped,
+      100,
+      hnsw,
+    );
+    if (msg.extras) {
+      // The same query over two HTTP clients: fetch (undici, as the Qdrant JS client) and node:http.
+      await measure(
+        'REST via fetch, hnsw_ef 256, k=100, with_payload [face_id]',
+        rest({ hnsw_ef: 256 }, 'fetch'),
+        100,
+        {
+          hnsw_ef: 256,
+        },
+      );
+      await measure('REST via node:http, hnsw_ef 256, k=100, with_payload [face_id]', rest({ hnsw_ef: 256 }), 100, {
+        hnsw_ef: 256,
+      });
+    }
+    for (const ef of msg.efs ?? [64, 128, 256, 512])
+      await measure(`REST ${graph}, hnsw_ef ${ef}, k=10`, rest({ hnsw_ef: ef }), 10, { ...hnsw, hnsw_ef: ef });
     await measure('REST exact (full scan), k=10', rest({ exact: true }), 10, { exact: true });
     const rssQueried = rssMiB(pid);
+    const base = {
+      hnsw_config: { ...hnsw, on_disk: false, full_scan_threshold_kb: info.config?.hnsw_config?.full_scan_threshold },
+      points: info.points_count,
+      indexed_vectors: info.indexed_vectors_count,
+      segments: info.segments_count,
+      upload_seconds: round(uploadSeconds, 1),
+      upload_and_index_seconds: round(indexSeconds, 1),
+    };
+    // --no-qdrant-extras: the graph as created only (no fetch comparison, quantisation or m 32 rebuild).
+    if (!msg.extras) {
+      return {
+        ...base,
+        rss_mib: { qdrant_before: rssBefore, qdrant_indexed: rssIndexed, qdrant_after_queries: rssQueried },
+        configs,
+      };
+    }
 
     // Scalar int8 quantisation kept in RAM, originals in RAM too; searched with rescoring on the originals.
     start = performance.now();
@@ -264,13 +289,8 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
       },
     );
     return {
+      ...base,
       rebuild_m32_seconds: round(rebuildSeconds, 1),
-      hnsw_config: { ...hnsw, on_disk: false, full_scan_threshold_kb: info.config?.hnsw_config?.full_scan_threshold },
-      points: info.points_count,
-      indexed_vectors: info.indexed_vectors_count,
-      segments: info.segments_count,
-      upload_seconds: round(uploadSeconds, 1),
-      upload_and_index_seconds: round(indexSeconds, 1),
       quantize_seconds: round(quantizeSeconds, 1),
       rss_mib: {
         qdrant_before: rssBefore,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // pnpm bench:vectors [--sizes 10000,100000,1000000] [--stores sqlite,qdrant] [--queries 200] [--groups 10]
-//                    [--query-seconds 30] [--budget-minutes 20]
+//                    [--query-seconds 30] [--budget-minutes 20] [--hnsw-m 32] [--hnsw-ef-construct 256]
+//                    [--efs 64,128,256,512] [--no-qdrant-extras]
 //
 // Vector search alone, through the project's adapters (libs/adapters): latency p50/p95/p99 (one query at a time)
 // and recall@10 against exact search, for the embedded store (sqlite-vec vec0, brute force) and Qdrant (HNSW),
@@ -9,8 +10,8 @@
 // holds the sqlite-vec store, and of the qdrant server, from /proc/<pid>/status.
 // Data: synthetic 512-d unit vectors with face-like structure (scripts/bench/synthetic.mjs: 5 faces per identity;
 // same identity cosine ~0.53-0.76, different ~0.0-0.2), probes are unseen faces of stored identities; exact top-10
-// computed here by brute force. Qdrant: scripts/services/up.sh qdrant in a temp STACK_DIR on free ports; HNSW
-// m 16, ef_construct 100, vectors in RAM; searched at hnsw_ef 64/128/256/512, exact, then with int8 scalar
+// computed here by brute force. Qdrant: scripts/services/up.sh qdrant in a temp STACK_DIR on free ports; the
+// collection created by the adapter (HNSW m 32, ef_construct 256 unless --hnsw-m/--hnsw-ef-construct), vectors in RAM; searched at hnsw_ef 64/128/256/512, exact, then with int8 scalar
 // quantisation and rescoring. Sizes whose estimated time would pass --budget-minutes are skipped (and said so).
 // Prints readable lines, then one JSON object as the last line.
 import { execFileSync, fork } from 'node:child_process';
@@ -30,6 +31,13 @@ const { values } = parseArgs({
     'query-seconds': { type: 'string', default: '30' },
     'budget-minutes': { type: 'string', default: '20' },
     seed: { type: 'string', default: '1' },
+    // Qdrant: the graph of the collection the adapter creates (default: the adapter's defaults), the hnsw_ef values
+    // searched, and --no-qdrant-extras to skip the fetch comparison, int8 quantisation and the m 32 rebuild.
+    'hnsw-m': { type: 'string' },
+    'hnsw-ef-construct': { type: 'string' },
+    efs: { type: 'string', default: '64,128,256,512' },
+    'qdrant-extras': { type: 'boolean', default: true },
+    'no-qdrant-extras': { type: 'boolean', default: false },
   },
 });
 const sizes = values.sizes.split(',').map(Number);
@@ -139,6 +147,23 @@ function recall(found, exact) {
   return total ? round(hits / total, 4) : null;
 }
 
+/**
+ * Recall of the probe's own identity: of the same-identity faces in the exact top-10 (all 5 stored faces of the
+ * identity on this set), the share found in the answer's top-10. recall@10 also counts the other identities that
+ * fill the exact top-10 at near-equal, low cosine (~0.2 on this set), which a face search does not need.
+ */
+function matchRecall(found, exact, identities) {
+  const identityOf = (id) => Math.floor(Number(id.slice(1)) / 5);
+  let hits = 0;
+  let total = 0;
+  for (let q = 0; q < Math.min(found.length, exact.length); q++) {
+    const want = new Set(exact[q].filter((id) => identityOf(id) === identities[q]));
+    hits += found[q].filter((id) => want.has(id)).length;
+    total += want.size;
+  }
+  return total ? round(hits / total, 4) : null;
+}
+
 /** Runs one store and size in a child; kills it (and rejects) after timeoutMs. */
 function runWorker(message, timeoutMs) {
   return new Promise((resolve, reject) => {
@@ -214,6 +239,15 @@ try {
             maxQuerySeconds: Number(values['query-seconds']),
             indexTimeoutSeconds: 1800,
             qdrant: qdrant ? { url: qdrant.url, pid: qdrant.pid } : null,
+            hnsw:
+              values['hnsw-m'] || values['hnsw-ef-construct']
+                ? {
+                    m: values['hnsw-m'] ? Number(values['hnsw-m']) : undefined,
+                    ef_construct: values['hnsw-ef-construct'] ? Number(values['hnsw-ef-construct']) : undefined,
+                  }
+                : null,
+            efs: values.efs.split(',').map(Number),
+            extras: values['qdrant-extras'] && !values['no-qdrant-extras'],
           },
           timeoutMs,
         );
@@ -227,16 +261,19 @@ try {
         const full = result.configs.find((c) => c.exact);
         exact = full ? { one_group: full.results.one_group.ids, all_groups: full.results.all_groups.ids } : null;
       }
+      const probeGen = new SyntheticFaces(SEED, GROUPS);
+      const identities = Array.from({ length: Q }, (_, q) => probeGen.query(q, size).identity);
       for (const c of result.configs) {
         for (const [filter, r] of Object.entries(c.results)) {
           r.recall_at_10 = exact ? recall(r.ids, exact[filter]) : null;
+          r.match_recall = exact ? matchRecall(r.ids, exact[filter], identities) : null;
           r.queries = r.ids.length;
           delete r.ids;
         }
         const line = Object.entries(c.results)
           .map(
             ([f, r]) =>
-              `${f}: p50 ${r.latency_ms.p50} p99 ${r.latency_ms.p99} ms, recall@10 ${r.recall_at_10} (${r.queries} q)`,
+              `${f}: p50 ${r.latency_ms.p50} p99 ${r.latency_ms.p99} ms, recall@10 ${r.recall_at_10}, same-identity ${r.match_recall} (${r.queries} q)`,
           )
           .join(' | ');
         log(`  ${store} ${c.name}: ${line}`);

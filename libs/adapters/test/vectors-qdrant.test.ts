@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import { QdrantVectorStore, qdrantPointId } from '@facesearch/adapters';
 import { describe, expect, it } from 'vitest';
@@ -39,6 +40,29 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
         expect(info.payload_schema[field]?.data_type).toBe('keyword');
     } finally {
       await dropCollection(collection);
+    }
+  });
+
+  it('creates the collection with the HNSW graph asked for (default m 32, ef_construct 256)', async () => {
+    const hnswOf = async (collection: string) =>
+      (await (await fetch(`${url}/collections/${collection}`)).json()).result.config.hnsw_config;
+    const byDefault = `contract_${randomUUID().replace(/-/g, '')}`;
+    const custom = `contract_${randomUUID().replace(/-/g, '')}`;
+    try {
+      await new QdrantVectorStore({ url: url as string, collection: byDefault }).init(DIM);
+      expect(await hnswOf(byDefault)).toMatchObject({ m: 32, ef_construct: 256 });
+      await new QdrantVectorStore({ url: url as string, collection: custom, hnsw: { m: 8, ef_construct: 64 } }).init(
+        DIM,
+      );
+      expect(await hnswOf(custom)).toMatchObject({ m: 8, ef_construct: 64 });
+      // An existing collection keeps its graph whatever the options say (changing it is an operator's PATCH).
+      await new QdrantVectorStore({ url: url as string, collection: custom, hnsw: { m: 48, ef_construct: 512 } }).init(
+        DIM,
+      );
+      expect(await hnswOf(custom)).toMatchObject({ m: 8, ef_construct: 64 });
+    } finally {
+      await dropCollection(byDefault);
+      await dropCollection(custom);
     }
   });
 
@@ -144,6 +168,53 @@ describe.skipIf(!url)('QdrantVectorStore search/retrieve over node:http', () => 
     } finally {
       await hung.close();
       await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+});
+
+describe('QdrantVectorStore search params', () => {
+  /** A stand-in Qdrant that records each query body and answers with no points. */
+  async function recordingServer(): Promise<{
+    url: string;
+    bodies: Array<Record<string, unknown>>;
+    close: () => Promise<void>;
+  }> {
+    const bodies: Array<Record<string, unknown>> = [];
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        bodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ result: { points: [] }, status: 'ok' }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      bodies,
+      close: () => new Promise((resolve) => server.close(() => resolve())),
+    };
+  }
+
+  it('searches with hnsw_ef 256 by default and with the configured hnsw_ef otherwise', async () => {
+    const server = await recordingServer();
+    const query = { app_id: 'a', group_ids: ['g'], model_id: 'm', limit: 10 };
+    const stores = [
+      new QdrantVectorStore({ url: server.url, collection: 'x' }),
+      new QdrantVectorStore({ url: server.url, collection: 'x', searchParams: { hnsw_ef: 512 } }),
+    ];
+    try {
+      for (const store of stores) {
+        // search only needs the dimension (init would ask the stand-in for the collection).
+        (store as unknown as { dim: number }).dim = DIM;
+        await store.search(new Float32Array(DIM).fill(1), query);
+      }
+      expect(server.bodies.map((b) => b.params)).toEqual([{ hnsw_ef: 256 }, { hnsw_ef: 512 }]);
+    } finally {
+      for (const store of stores) await store.close();
+      await server.close();
     }
   });
 });

@@ -92,8 +92,21 @@ export async function buildPorts<N extends PortName>(
       built.vectors =
         config.vectorStore === 'sqlite'
           ? // Vectors share the library's database file (one file, one WAL) when both are SQLite.
-            new SqliteVecVectorStore({ database: sqlite ? sqlite.db : join(dataDir(config), 'facesearch.db') })
-          : new QdrantVectorStore({ url: config.qdrantUrl as string, collection: config.qdrantCollection });
+            // Searches run on a reader thread (its own read-only connection), so a long scan leaves the event loop free.
+            new SqliteVecVectorStore({
+              database: sqlite ? sqlite.db : join(dataDir(config), 'facesearch.db'),
+              searchThreads: 1,
+            })
+          : new QdrantVectorStore({
+              url: config.qdrantUrl as string,
+              collection: config.qdrantCollection,
+              // Unset (null): the adapter's defaults. The graph applies only to a collection created here.
+              hnsw: {
+                m: config.qdrantHnswM ?? undefined,
+                ef_construct: config.qdrantHnswEfConstruct ?? undefined,
+              },
+              searchParams: config.qdrantSearchEf ? { hnsw_ef: config.qdrantSearchEf } : undefined,
+            });
     }
     if (need.has('blobs')) {
       if (config.blobStore === 'fs') {

@@ -29,12 +29,20 @@ export interface QdrantVectorStoreOptions {
   /** Request timeout in ms. Default 30000. */
   timeoutMs?: number;
   /**
-   * Search tuning. Default `{ hnsw_ef: 256 }`: at 100k faces the server default (ef 100) missed a same-person
-   * match in a group-filtered search, 256 did not, at about twice the query time (~30 ms). `exact: true` scans
-   * every matching point (recall 1, ~110 ms at 100k).
+   * HNSW graph of a collection this store creates (an existing collection keeps its own; change one with
+   * `PATCH /collections/<name>` `{ hnsw_config: { m, ef_construct } }`, which rebuilds its index). Default
+   * DEFAULT_QDRANT_HNSW: Qdrant's own default (m 16, ef_construct 100) gave recall@10 0.85 at 100k faces.
+   */
+  hnsw?: { m?: number; ef_construct?: number };
+  /**
+   * Search tuning. Default `{ hnsw_ef: DEFAULT_QDRANT_HNSW.search_ef }`; a larger `hnsw_ef` trades query time for
+   * recall. `exact: true` scans every matching point (recall 1, ~110 ms at 100k).
    */
   searchParams?: { hnsw_ef?: number; exact?: boolean };
 }
+
+/** Graph and search defaults (BENCHMARKS.md, Problems 6: measured on 100k synthetic 512-d faces). */
+export const DEFAULT_QDRANT_HNSW = { m: 32, ef_construct: 256, search_ef: 256 } as const;
 
 /** Fixed namespace for point ids (a random v4 UUID chosen once; changing it orphans every stored point). */
 const POINT_ID_NAMESPACE = '6f0b6c2e-3f5c-4d2a-9c71-2b8e5f0d4a13';
@@ -101,7 +109,14 @@ export class QdrantVectorStore implements VectorStore {
     await this.call('init', async () => {
       if (!(await this.client.collectionExists(this.collection)).exists) {
         try {
-          await this.client.createCollection(this.collection, { vectors: { size: dim, distance: 'Cosine' } });
+          // Only a new collection gets these settings: an existing one is never rebuilt behind the operator's back.
+          await this.client.createCollection(this.collection, {
+            vectors: { size: dim, distance: 'Cosine' },
+            hnsw_config: {
+              m: this.options.hnsw?.m ?? DEFAULT_QDRANT_HNSW.m,
+              ef_construct: this.options.hnsw?.ef_construct ?? DEFAULT_QDRANT_HNSW.ef_construct,
+            },
+          });
         } catch (err) {
           // Another process may have created it in between; the check below decides.
           if (!(await this.client.collectionExists(this.collection)).exists) throw err;
@@ -170,7 +185,7 @@ export class QdrantVectorStore implements VectorStore {
         limit: Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT),
         with_payload: true,
         with_vector: false,
-        params: this.options.searchParams ?? { hnsw_ef: 256 },
+        params: this.options.searchParams ?? { hnsw_ef: DEFAULT_QDRANT_HNSW.search_ef },
       }),
     );
     return hits.map((hit) => ({ ...pickPayload(hit.payload as unknown as VectorPayload), similarity: hit.score }));
