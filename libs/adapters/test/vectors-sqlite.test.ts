@@ -70,23 +70,32 @@ describe('SqliteVecVectorStore specifics', () => {
     await store.close();
   });
 
-  it('partitions by app and group: each group gets its own chunks', async () => {
+  it('partitions by app, group and model: each gets its own chunks', async () => {
     const db = new Database(':memory:');
     const store = new SqliteVecVectorStore({ database: db });
     await store.init(DIM);
-    const face = (app: string, group: string, id: string) => ({
+    const face = (app: string, group: string, id: string, model = 'm') => ({
       id,
       vector: atCosine(1),
-      payload: { app_id: app, group_id: group, user_id: 'u', face_id: id, model_id: 'm' },
+      payload: { app_id: app, group_id: group, user_id: 'u', face_id: id, model_id: model },
     });
-    await store.upsert([face('a', 'g1', 'f1'), face('a', 'g1', 'f2'), face('a', 'g2', 'f3'), face('b', 'g1', 'f4')]);
+    await store.upsert([
+      face('a', 'g1', 'f1'),
+      face('a', 'g1', 'f2'),
+      face('a', 'g2', 'f3'),
+      face('b', 'g1', 'f4'),
+      face('a', 'g1', 'f5', 'm2'),
+    ]);
     const partitions = db
-      .prepare('SELECT partition00 AS app, partition01 AS grp FROM face_vectors_chunks ORDER BY 1, 2')
+      .prepare(
+        'SELECT partition00 AS app, partition01 AS grp, partition02 AS model FROM face_vectors_chunks ORDER BY 1, 2, 3',
+      )
       .all();
     expect(partitions).toEqual([
-      { app: 'a', grp: 'g1' },
-      { app: 'a', grp: 'g2' },
-      { app: 'b', grp: 'g1' },
+      { app: 'a', grp: 'g1', model: 'm' },
+      { app: 'a', grp: 'g1', model: 'm2' },
+      { app: 'a', grp: 'g2', model: 'm' },
+      { app: 'b', grp: 'g1', model: 'm' },
     ]);
     await store.close();
     db.close();
@@ -104,7 +113,22 @@ const OLD_LAYOUT = (table: string, dim: number) => `CREATE VIRTUAL TABLE ${table
            +face_id TEXT
          )`;
 
-describe('SqliteVecVectorStore migration from the app-only layout', () => {
+/** The DDL of the second layout (app+group partitions, model a metadata column). */
+const GROUP_LAYOUT = (table: string, dim: number) => `CREATE VIRTUAL TABLE ${table} USING vec0(
+           face_key TEXT PRIMARY KEY,
+           app_id TEXT PARTITION KEY,
+           group_id TEXT PARTITION KEY,
+           user_id TEXT,
+           model_id TEXT,
+           embedding float[${dim}] distance_metric=cosine,
+           +face_id TEXT,
+           chunk_size=64
+         )`;
+
+describe.each([
+  ['app-only', OLD_LAYOUT],
+  ['app+group', GROUP_LAYOUT],
+])('SqliteVecVectorStore migration from the %s layout', (_name, formerLayout) => {
   const rand = seededRandom(99);
   const rows = Array.from({ length: 300 }, (_, i) => ({
     app: i % 5 === 0 ? 'app2' : 'app1',
@@ -123,7 +147,7 @@ describe('SqliteVecVectorStore migration from the app-only layout', () => {
   function writeOldDatabase(file: string): void {
     const db = new Database(file);
     sqliteVec.load(db);
-    db.exec(OLD_LAYOUT('face_vectors', DIM));
+    db.exec(formerLayout('face_vectors', DIM));
     const insert = db.prepare(
       'INSERT INTO face_vectors (face_key, app_id, group_id, user_id, model_id, embedding, face_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
@@ -154,7 +178,7 @@ describe('SqliteVecVectorStore migration from the app-only layout', () => {
     }
   }
 
-  it('moves every row into the app+group layout on init, once, and finds them as before', async () => {
+  it('moves every row into the current layout on init, once, and finds them as before', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'facesearch-vec-migrate-'));
     const file = join(dir, 'facesearch.db');
     try {
@@ -163,6 +187,7 @@ describe('SqliteVecVectorStore migration from the app-only layout', () => {
       await store.init(DIM);
       const [sql, ...leftovers] = tableSql(file);
       expect(sql).toMatch(/group_id TEXT PARTITION KEY/);
+      expect(sql).toMatch(/model_id TEXT PARTITION KEY/);
       expect(leftovers).toEqual([]);
 
       expect(await store.count({})).toBe(rows.length);
@@ -216,7 +241,7 @@ describe('SqliteVecVectorStore migration from the app-only layout', () => {
       const store = new SqliteVecVectorStore({ database: file });
       await expect(store.init(DIM * 2)).rejects.toMatchObject({ code: 'vector_dimension_mismatch' });
       await store.close();
-      expect(tableSql(file)).toEqual([OLD_LAYOUT('face_vectors', DIM)]);
+      expect(tableSql(file)).toEqual([formerLayout('face_vectors', DIM)]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -226,7 +251,7 @@ describe('SqliteVecVectorStore migration from the app-only layout', () => {
     const db = new Database(':memory:');
     sqliteVec.load(db);
     db.exec('CREATE TABLE apps (app_id TEXT PRIMARY KEY)');
-    db.exec(OLD_LAYOUT('vectors_shared', DIM));
+    db.exec(formerLayout('vectors_shared', DIM));
     db.prepare(
       'INSERT INTO vectors_shared (face_key, app_id, group_id, user_id, model_id, embedding, face_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ).run('a/f', 'a', 'g', 'u', 'm', Buffer.from(atCosine(1).buffer), 'f');
