@@ -264,26 +264,26 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
       );
     }
     const rssQuantized = rssMiB(pid);
-    if (hnsw.m >= 32 && hnsw.ef_construct >= 256) {
-      // The collection already has the denser graph (the adapter's default): no rebuild to measure.
-      return {
-        ...base,
-        quantize_seconds: round(quantizeSeconds, 1),
-        rss_mib: {
-          qdrant_before: rssBefore,
-          qdrant_indexed: rssIndexed,
-          qdrant_after_queries: rssQueried,
-          qdrant_quantized: rssQuantized,
-        },
-        configs,
-      };
-    }
+    const result = {
+      ...base,
+      quantize_seconds: round(quantizeSeconds, 1),
+      rss_mib: {
+        qdrant_before: rssBefore,
+        qdrant_indexed: rssIndexed,
+        qdrant_after_queries: rssQueried,
+        qdrant_quantized: rssQuantized,
+      },
+      configs,
+    };
+    // The collection already has the denser graph (the adapter's default): no rebuild to measure.
+    if (hnsw.m >= 32 && hnsw.ef_construct >= 256) return result;
+
     // A denser graph: m 32, ef_construct 256 (Qdrant rebuilds the index), still int8 with rescoring.
     start = performance.now();
     await qdrantFetch(url, 'PATCH', `/collections/${collection}`, { hnsw_config: { m: 32, ef_construct: 256 } });
     await sleep(1500);
     await waitIndexed(url, collection, msg.indexTimeoutSeconds);
-    const rebuildSeconds = (performance.now() - start) / 1000;
+    result.rebuild_m32_seconds = round((performance.now() - start) / 1000, 1);
     for (const ef of [128, 256]) {
       await measure(
         `REST m 32, ef_construct 256, int8 quantised, hnsw_ef ${ef}, rescore, oversampling 2, k=10`,
@@ -296,25 +296,10 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
       'REST m 32, ef_construct 256, float vectors, hnsw_ef 256, k=10',
       rest({ hnsw_ef: 256, quantization: { ignore: true } }),
       10,
-      {
-        m: 32,
-        ef_construct: 256,
-        hnsw_ef: 256,
-      },
+      { m: 32, ef_construct: 256, hnsw_ef: 256 },
     );
-    return {
-      ...base,
-      rebuild_m32_seconds: round(rebuildSeconds, 1),
-      quantize_seconds: round(quantizeSeconds, 1),
-      rss_mib: {
-        qdrant_before: rssBefore,
-        qdrant_indexed: rssIndexed,
-        qdrant_after_queries: rssQueried,
-        qdrant_quantized: rssQuantized,
-        qdrant_quantized_m32: rssMiB(pid),
-      },
-      configs,
-    };
+    result.rss_mib.qdrant_quantized_m32 = rssMiB(pid);
+    return result;
   } finally {
     await qdrantFetch(url, 'DELETE', `/collections/${collection}`).catch(() => undefined);
   }

@@ -197,23 +197,38 @@ export async function waitReady(url: string, group: ProcessGroup, timeoutMs: num
 }
 
 /**
- * The whole stack as processes: 2 embedders, 2 detectors (using both embedders), an indexer and a gateway (using
- * both detectors and both embedders), each on a free port, all with `common` settings (plus `embedderEnv` for the
- * embedders). Resolves with the gateway's base URL and its readiness report once it is ready.
+ * The whole stack as processes: `embedders` embedders and `detectors` detectors (default 2 each), an indexer and a
+ * gateway (using every detector and embedder), each on a free port, all with `common` settings (plus `embedderEnv`
+ * for the embedders). By default detectors call no embedder: they hand crops on through the embed queue; with
+ * `importEmbed: 'inline'` they embed import items through the embedders over gRPC. Resolves with the gateway's base
+ * URL and its readiness report once it is ready.
  */
 export async function startStack(
   group: ProcessGroup,
   common: Record<string, string>,
-  options: { readyTimeoutMs: number; embedderEnv?: Record<string, string> },
+  options: {
+    readyTimeoutMs: number;
+    embedderEnv?: Record<string, string>;
+    detectors?: number;
+    embedders?: number;
+    importEmbed?: 'queue' | 'inline';
+  },
 ): Promise<{ base: string; ready: unknown }> {
-  const [gatewayPort, e1, e2, d1, d2] = await Promise.all([1, 2, 3, 4, 5].map(() => freePort()));
-  const embedders = [e1, e2].map((p) => `127.0.0.1:${p}`).join(',');
-  const detectors = [d1, d2].map((p) => `127.0.0.1:${p}`).join(',');
-  group.start('embedder-1', 'embedder', { ...common, GRPC_PORT: String(e1), ...options.embedderEnv });
-  group.start('embedder-2', 'embedder', { ...common, GRPC_PORT: String(e2), ...options.embedderEnv });
-  // Detectors call no embedder: they hand crops on through the embed queue.
-  group.start('detector-1', 'detector', { ...common, GRPC_PORT: String(d1) });
-  group.start('detector-2', 'detector', { ...common, GRPC_PORT: String(d2) });
+  const nEmbedders = options.embedders ?? 2;
+  const nDetectors = options.detectors ?? 2;
+  const ports = await Promise.all(Array.from({ length: 1 + nEmbedders + nDetectors }, () => freePort()));
+  const [gatewayPort, ...workerPorts] = ports;
+  const embedderPorts = workerPorts.slice(0, nEmbedders);
+  const detectorPorts = workerPorts.slice(nEmbedders);
+  const embedders = embedderPorts.map((p) => `127.0.0.1:${p}`).join(',');
+  const detectors = detectorPorts.map((p) => `127.0.0.1:${p}`).join(',');
+  for (const [i, port] of embedderPorts.entries()) {
+    group.start(`embedder-${i + 1}`, 'embedder', { ...common, GRPC_PORT: String(port), ...options.embedderEnv });
+  }
+  const inline = options.importEmbed === 'inline' ? { IMPORT_EMBED: 'inline', EMBEDDER_GRPC_URL: embedders } : {};
+  for (const [i, port] of detectorPorts.entries()) {
+    group.start(`detector-${i + 1}`, 'detector', { ...common, GRPC_PORT: String(port), ...inline });
+  }
   group.start('indexer-1', 'indexer', common);
   group.start('gateway', 'gateway', {
     ...common,

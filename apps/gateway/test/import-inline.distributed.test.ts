@@ -9,15 +9,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  buildApps,
-  dropIsolated,
-  freePort,
-  isolatedEnv,
-  ProcessGroup,
-  servicesSkipReason,
-  waitReady,
-} from './distributed';
+import { buildApps, dropIsolated, isolatedEnv, ProcessGroup, servicesSkipReason, startStack } from './distributed';
 import { engineSkipReason, photo, TESTDATA } from './helpers';
 
 const skipReason = servicesSkipReason() ?? engineSkipReason();
@@ -42,24 +34,13 @@ describe.skipIf(skipReason !== null)('distributed import with IMPORT_EMBED=inlin
       SHUTDOWN_TIMEOUT_MS: '15000',
       LOG_LEVEL: 'debug',
     };
-    const [gatewayPort, embedderPort, detectorPort] = await Promise.all([freePort(), freePort(), freePort()]);
-    const embedder = `127.0.0.1:${embedderPort}`;
-    group.start('embedder', 'embedder', { ...common, GRPC_PORT: String(embedderPort) });
-    group.start('detector', 'detector', {
-      ...common,
-      GRPC_PORT: String(detectorPort),
-      IMPORT_EMBED: 'inline',
-      EMBEDDER_GRPC_URL: embedder,
+    const stack = await startStack(group, common, {
+      readyTimeoutMs: 150_000,
+      detectors: 1,
+      embedders: 1,
+      importEmbed: 'inline',
     });
-    group.start('indexer', 'indexer', common);
-    group.start('gateway', 'gateway', {
-      ...common,
-      PORT: String(gatewayPort),
-      DETECTOR_GRPC_URL: `127.0.0.1:${detectorPort}`,
-      EMBEDDER_GRPC_URL: embedder,
-    });
-    base = `http://127.0.0.1:${gatewayPort}`;
-    await waitReady(`${base}/health/ready`, group, 150_000);
+    base = stack.base;
   }, 240_000);
 
   afterAll(async () => {
@@ -92,11 +73,11 @@ describe.skipIf(skipReason !== null)('distributed import with IMPORT_EMBED=inlin
 
     // The detector analysed and handed on every good item; the embedder embedded them over gRPC, not from the
     // embed queue; the indexer wrote them.
-    expect(group.lines('detector', 'import item analysed')).toHaveLength(total);
-    expect(group.lines('embedder', 'import item embedded')).toHaveLength(0);
-    const embeddedOverGrpc = group.lines('embedder', 'embedded crops').reduce((n, l) => n + Number(l.crops ?? 1), 0);
+    expect(group.lines('detector-1', 'import item analysed')).toHaveLength(total);
+    expect(group.lines('embedder-1', 'import item embedded')).toHaveLength(0);
+    const embeddedOverGrpc = group.lines('embedder-1', 'embedded crops').reduce((n, l) => n + Number(l.crops ?? 1), 0);
     expect(embeddedOverGrpc).toBeGreaterThanOrEqual(total);
-    const indexed = group.lines('indexer', 'index batch written').reduce((n, l) => n + Number(l.faces), 0);
+    const indexed = group.lines('indexer-1', 'index batch written').reduce((n, l) => n + Number(l.faces), 0);
     expect(indexed).toBe(total);
 
     const [person] = people;

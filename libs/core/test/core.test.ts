@@ -90,6 +90,17 @@ function setup(opts: { maxFacesPerUser?: number } = {}) {
 }
 
 type Setup = ReturnType<typeof setup>;
+
+/** Makes the fake embedder fail (engine_error) for crops of one person, as a model would on a bad crop. */
+function failEmbeddingOf(person: string): void {
+  const embed = s.analyzer.embed.bind(s.analyzer);
+  const poison = personVector(person);
+  s.analyzer.embed = async (crops) => {
+    const vectors = await embed(crops);
+    if (vectors.some((v) => v[0] === poison[0])) throw new FaceSearchError('engine_error', 'bad crop', 422);
+    return vectors;
+  };
+}
 let s: Setup;
 beforeEach(() => {
   s = setup();
@@ -602,13 +613,7 @@ describe('import stages: detect -> embed -> index', () => {
   });
 
   it('an embedding error fails only its item, with its code, and leaves no crop or face image behind', async () => {
-    const embed = s.analyzer.embed.bind(s.analyzer);
-    const poison = personVector('poison');
-    s.analyzer.embed = async (crops) => {
-      const vectors = await embed(crops);
-      if (vectors.some((v) => v[0] === poison[0])) throw new FaceSearchError('engine_error', 'bad crop', 422);
-      return vectors;
-    };
+    failEmbeddingOf('poison');
     s.startWorkers(2);
     const job = await s.imports.create('a', {
       group_id: 'g',
@@ -683,13 +688,7 @@ describe('import with IMPORT_EMBED=inline: detect and embed in one stage -> inde
   });
 
   it('an embedding error fails only its item, with its code, and leaves no face image behind', async () => {
-    const embed = s.analyzer.embed.bind(s.analyzer);
-    const poison = personVector('poison');
-    s.analyzer.embed = async (crops) => {
-      const vectors = await embed(crops);
-      if (vectors.some((v) => v[0] === poison[0])) throw new FaceSearchError('engine_error', 'bad crop', 422);
-      return vectors;
-    };
+    failEmbeddingOf('poison');
     startInline();
     const job = await create(['p1', 'poison', 'p3']);
     await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');

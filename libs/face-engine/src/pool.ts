@@ -54,9 +54,6 @@ export class EnginePool implements LocalFaceEngine {
 
   /** Starts the threads and waits until each has its models open; throws the engine's error if one cannot. */
   static async create(options: EnginePoolOptions): Promise<EnginePool> {
-    if (!Number.isInteger(options.workers) || options.workers < 1) {
-      throw new Error(`EnginePool needs at least one worker, got ${options.workers}`);
-    }
     const { workers, callsPerWorker, respawnDelayMs, ...engineOptions } = options;
     const pool = await ThreadPool.start<EngineCall, unknown, EngineInfo>({
       script: resolveThreadScript(__dirname, 'pool-worker.js', '../dist'),
