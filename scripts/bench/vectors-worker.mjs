@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { latencyStats, require, ROOT, round, rssMiB, sleep } from './lib.mjs';
+import { latencyStats, log, require, ROOT, round, rssMiB, sleep } from './lib.mjs';
 import { DIM, SyntheticFaces } from './synthetic.mjs';
 
 const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
@@ -86,12 +86,22 @@ async function sqliteRun(msg, gen, queries, groupsAll) {
   }
 }
 
-async function qdrantFetch(url, method, path, body) {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: body ? { 'content-type': 'application/json' } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
+async function qdrantFetch(url, method, path, body, tries = 5) {
+  let res;
+  try {
+    res = await fetch(`${url}${path}`, {
+      method,
+      headers: body ? { 'content-type': 'application/json' } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  } catch (err) {
+    // A dropped connection (seen once at ~600k points while Qdrant was busy building segments): try again.
+    const cause = err.cause?.code ?? err.cause?.message ?? '';
+    if (tries <= 1) throw new Error(`Qdrant ${method} ${path}: ${err.message} ${cause}`);
+    log(`qdrant ${method} ${path}: ${err.message} ${cause}; retrying`);
+    await new Promise((r) => setTimeout(r, 2000));
+    return qdrantFetch(url, method, path, body, tries - 1);
+  }
   const json = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(`Qdrant ${method} ${path}: HTTP ${res.status} ${JSON.stringify(json).slice(0, 300)}`);
   return json.result;

@@ -237,7 +237,8 @@ try {
             groups: GROUPS,
             queries: Q,
             maxQuerySeconds: Number(values['query-seconds']),
-            indexTimeoutSeconds: 1800,
+            // Waiting for the graph is bounded by what is left of the budget (at least 30 min).
+            indexTimeoutSeconds: Math.max(1800, Math.round(timeoutMs / 1000)),
             qdrant: qdrant ? { url: qdrant.url, pid: qdrant.pid } : null,
             hnsw:
               values['hnsw-m'] || values['hnsw-ef-construct']
