@@ -41,6 +41,14 @@ export const deleteJobId = (job: Pick<DeleteJob, 'delete_id' | 'round'>) => `${j
 export const faceImageKey = (appId: string, groupId: string, userId: string, faceId: string) =>
   `faces/${appId}/${groupId}/${userId}/${faceId}`;
 export const groupImagePrefix = (appId: string, groupId: string) => `faces/${appId}/${groupId}/`;
+export const userImagePrefix = (appId: string, groupId: string, userId: string) =>
+  `faces/${appId}/${groupId}/${userId}/`;
+/**
+ * Where an import stores an item's upload: the image key of the face the item becomes, so a successful item needs
+ * no copy and no delete. `attempt` tells apart the uploads of two racing requests with the same Idempotency-Key.
+ */
+export const importImageKey = (appId: string, groupId: string, userId: string, faceId: string, attempt?: string) =>
+  `${faceImageKey(appId, groupId, userId, faceId)}${attempt ? `-${attempt}` : ''}`;
 
 /**
  * Removes deleted faces' vectors and images. Idempotent. Faces whose record exists again (the same id enrolled again

@@ -30,7 +30,7 @@ import {
   type VectorPoint,
   type VectorStore,
 } from '@facesearch/common';
-import { faceImageKey } from './delete.pipeline';
+import { faceImageKey, userImagePrefix } from './delete.pipeline';
 import { errors, isConflict, nowIso } from './errors';
 import { ensureGroup } from './library.service';
 import { MicroBatcher, type MicroBatcherOptions } from './micro-batcher';
@@ -79,7 +79,29 @@ export interface EmbedJob extends DetectedFaceJob {
 /** An embedded face, ready to be written. JSON-serialisable. */
 export interface IndexJob extends DetectedFaceJob {
   model_id: string;
-  vector: number[];
+  /**
+   * The vector's little-endian Float32 bytes in base64 (2.7 KB at 512-d, where JSON numbers take ~10 KB to write,
+   * store in Redis and parse). Jobs queued by earlier versions carry `vector` (numbers) instead.
+   */
+  vector_f32?: string;
+  vector?: number[];
+}
+
+export function encodeVector(vector: Float32Array): string {
+  return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString('base64');
+}
+
+/** The index job's vector, in either encoding. */
+export function indexJobVector(job: IndexJob): Float32Array {
+  if (job.vector_f32 !== undefined) {
+    const bytes = Buffer.from(job.vector_f32, 'base64');
+    // Copied into its own buffer: base64 decoding may return a slice of Node's shared pool, unaligned for floats.
+    const vector = new Float32Array(bytes.length / 4);
+    new Uint8Array(vector.buffer).set(bytes);
+    return vector;
+  }
+  if (job.vector) return Float32Array.from(job.vector);
+  throw new FaceSearchError('invalid_request', `Index job ${job.face_id} carries no vector.`, 400);
 }
 
 export const IMPORT_QUEUE = 'imports';
@@ -101,14 +123,19 @@ export class ImportProgress {
     private readonly blobs: BlobStore,
   ) {}
 
-  async succeed(item: { import_id: string; index: number; image_key: string }, faceId: string, attempts: number) {
+  /** The item's upload goes unless it is the face's image (ImportService stores uploads where faces keep them). */
+  async succeed(
+    item: { import_id: string; index: number; image_key: string },
+    face: { face_id: string; image_key: string },
+    attempts: number,
+  ) {
     const changed = await this.repo.finishImportItem(
       item.import_id,
       item.index,
-      { status: 'succeeded', face_id: faceId, attempts },
+      { status: 'succeeded', face_id: face.face_id, attempts },
       nowIso(),
     );
-    if (changed) await this.dropBlob(item.image_key);
+    if (changed && item.image_key !== face.image_key) await this.dropBlob(item.image_key);
     return changed;
   }
 
@@ -126,7 +153,9 @@ export class ImportProgress {
       { status: 'failed', error: reason, attempts: attempts ?? item.attempts + 1 },
       nowIso(),
     );
-    await this.dropBlob(item.image_key);
+    // The upload may already be the image of the item's face (written before a later step failed): it stays.
+    const face = await this.repo.getFace(data.app_id, importFaceId(data.import_id, data.index)).catch(() => null);
+    if (face?.image_key !== item.image_key) await this.dropBlob(item.image_key);
     await this.completeIfDone(data.app_id, data.import_id);
   }
 
@@ -204,9 +233,10 @@ export class ImportDetectStage {
 
     const faceId = importFaceId(job.import_id, item.index);
     // A previous delivery got through indexing and died before recording the item: only that is left to do.
-    if (await this.repo.getFace(job.app_id, faceId)) {
+    const indexed = await this.repo.getFace(job.app_id, faceId);
+    if (indexed) {
       this.attempts.delete(jobId);
-      await this.progress.succeed(item, faceId, ctx.attempt);
+      await this.progress.succeed(item, indexed, ctx.attempt);
       await this.progress.completeIfDone(job.app_id, job.import_id);
       return;
     }
@@ -219,7 +249,11 @@ export class ImportDetectStage {
     if (existing.length >= this.options.maxFacesPerUser) {
       throw errors.tooManyFaces(item.user_id, this.options.maxFacesPerUser);
     }
-    const imageKey = faceImageKey(job.app_id, job.group_id, item.user_id, faceId);
+    // An upload the import stored among this user's images is the face's image as it is; other sources (an
+    // object from the uploads API, or an import queued before uploads were stored there) are copied.
+    const imageKey = item.image_key.startsWith(userImagePrefix(job.app_id, job.group_id, item.user_id))
+      ? item.image_key
+      : faceImageKey(job.app_id, job.group_id, item.user_id, faceId);
     const face: DetectedFaceJob = {
       app_id: job.app_id,
       import_id: job.import_id,
@@ -237,11 +271,11 @@ export class ImportDetectStage {
     const inline = this.options.inline;
     if (inline) {
       const indexJob = await embedFace(inline.embedder, face, detected.crop);
-      await this.blobs.copy(item.image_key, imageKey);
+      if (imageKey !== item.image_key) await this.blobs.copy(item.image_key, imageKey);
       await inline.indexQueue.add([{ id: jobId, data: indexJob }]);
     } else {
       const crop = cropKey(job.app_id, job.import_id, item.index);
-      await this.blobs.copy(item.image_key, imageKey);
+      if (imageKey !== item.image_key) await this.blobs.copy(item.image_key, imageKey);
       await this.blobs.put(crop, detected.crop, 'application/octet-stream');
       await this.embedQueue.add([{ id: jobId, data: { ...face, crop_key: crop } }]);
     }
@@ -270,7 +304,7 @@ export class ImportDetectStage {
 async function embedFace(embedder: CropEmbedder, face: DetectedFaceJob, crop: Uint8Array): Promise<IndexJob> {
   const [vector] = await embedder.embed([crop]);
   if (!vector) throw new FaceSearchError('engine_error', 'The embedder returned no vector for the crop.', 500, true);
-  return { ...face, model_id: embedder.modelId, vector: Array.from(vector) };
+  return { ...face, model_id: embedder.modelId, vector_f32: encodeVector(vector) };
 }
 
 export interface EmbedStageOptions {
@@ -396,13 +430,15 @@ export class ImportIndexStage {
       else if (!item || item.status === 'cancelled') await this.progress.dropBlob(job.image_key);
     }
     if (todo.length === 0) return;
-    await this.ensureVectors(todo[0].vector.length);
+    // A job without a readable vector throws here; the batcher then retries the batch's jobs one by one.
+    const points = todo.map(toPoint);
+    await this.ensureVectors(points[0].vector.length);
     // Vectors first, records after: a listed face is always searchable.
-    await this.vectors.upsert(todo.map(toPoint));
+    await this.vectors.upsert(points);
     let added = 0;
     for (const job of todo) {
       if (await this.writeRecords(job)) added++;
-      await this.progress.succeed({ ...job, image_key: job.item_image_key }, job.face_id, job.attempts);
+      await this.progress.succeed({ ...job, image_key: job.item_image_key }, job, job.attempts);
     }
     for (const key of new Set(todo.map((j) => `${j.app_id}\u0000${j.import_id}`))) {
       const [appId, importId] = key.split('\u0000');
@@ -468,7 +504,7 @@ export class ImportIndexStage {
 function toPoint(job: IndexJob): VectorPoint {
   return {
     id: job.face_id,
-    vector: Float32Array.from(job.vector),
+    vector: indexJobVector(job),
     payload: {
       app_id: job.app_id,
       group_id: job.group_id,

@@ -10,9 +10,10 @@ import {
   type Page,
   type PageRequest,
 } from '@facesearch/common';
+import { importImageKey } from './delete.pipeline';
 import { checkId, errors, isConflict, nowIso } from './errors';
 import { idempotencyKeyReused, idempotentId } from './idempotency';
-import { ImportProgress, type ImportJob, importJobId, UNFINISHED_ITEM } from './import.pipeline';
+import { ImportProgress, type ImportJob, importFaceId, importJobId, UNFINISHED_ITEM } from './import.pipeline';
 import type { LibraryService } from './library.service';
 import type { QualityControl } from './quality';
 import { isUploadKeyOf } from './upload.service';
@@ -64,10 +65,6 @@ export const queueFull = (queued: number, limit: number) =>
     429,
     true,
   ).retryAfter(QUEUE_FULL_RETRY_AFTER_SECONDS);
-
-/** `attempt` tells apart the uploads of two racing requests with the same Idempotency-Key. */
-const itemImageKey = (appId: string, importId: string, index: number, attempt?: string) =>
-  `imports/${appId}/${importId}/${attempt ? `${attempt}-` : ''}${index}`;
 
 /**
  * Bulk enrolment as an asynchronous job: create stores every item and queues one analysis job per item;
@@ -130,7 +127,7 @@ export class ImportService {
     for (const [index, item] of input.items.entries()) {
       let imageKey: string;
       if (item.source.kind === 'bytes') {
-        imageKey = itemImageKey(appId, importId, index, attempt);
+        imageKey = importImageKey(appId, groupId, item.user_id, importFaceId(importId, index), attempt);
         await this.blobs.put(imageKey, item.source.data);
         stored.push(imageKey);
       } else {

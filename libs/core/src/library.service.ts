@@ -135,13 +135,15 @@ export class LibraryService {
 
   async deleteUser(appId: string, groupId: string, userId: string): Promise<{ deleted_faces: number }> {
     await this.getUser(appId, groupId, userId);
+    // Image keys from the records: an imported face keeps its upload's key, which may carry a suffix.
+    const imageKeys = new Map((await this.repo.listFaces(appId, groupId, userId)).map((f) => [f.face_id, f.image_key]));
     const faceIds = await this.repo.deleteUser(appId, groupId, userId);
     if (faceIds.length === 0) return { deleted_faces: 0 };
     await this.scheduleDelete({
       kind: 'faces',
       app_id: appId,
       face_ids: faceIds,
-      image_keys: faceIds.map((faceId) => faceImageKey(appId, groupId, userId, faceId)),
+      image_keys: faceIds.map((faceId) => imageKeys.get(faceId) ?? faceImageKey(appId, groupId, userId, faceId)),
     } as DeleteRequest);
     return { deleted_faces: faceIds.length };
   }

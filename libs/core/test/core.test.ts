@@ -14,6 +14,7 @@ import {
   type ImportJob,
   ImportService,
   type IndexJob,
+  indexJobVector,
   MicroBatcher,
   LibraryService,
   RecognitionService,
@@ -445,6 +446,40 @@ describe('ImportService', () => {
     await expectError(s.imports.cancel('a', job.import_id), 'import_finished', 409);
   });
 
+  it('stores each upload as its face image: a successful item is neither copied nor deleted', async () => {
+    const calls: string[] = [];
+    const copy = s.blobs.copy.bind(s.blobs);
+    const remove = s.blobs.delete.bind(s.blobs);
+    s.blobs.copy = async (from, to) => {
+      calls.push(`copy ${from}`);
+      return copy(from, to);
+    };
+    s.blobs.delete = async (key) => {
+      calls.push(`delete ${key}`);
+      return remove(key);
+    };
+    s.startWorkers(2);
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      // Keyed: the upload's key carries the request's attempt suffix, and still ends up as the face's image.
+      idempotency_key: 'k1',
+      items: [
+        { user_id: 'alice', source: { kind: 'bytes', data: fakeImage({ person: 'alice' }) } },
+        { user_id: 'carol', source: { kind: 'bytes', data: fakeImage() } },
+      ],
+    });
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 1, failed: 1 });
+    const [face] = await s.library.listFaces('a', 'g', 'alice');
+    expect(face.image_key.startsWith(`faces/a/g/alice/${face.face_id}-`)).toBe(true);
+    expect(calls.filter((c) => c.startsWith('copy') || c.includes('/alice/'))).toEqual([]);
+    // The failed item's upload went with it; the face's image is all that is left.
+    expect([...s.blobs.blobs.keys()]).toEqual([face.image_key]);
+    await s.library.deleteUser('a', 'g', 'alice');
+    await s.deletesDone();
+    expect([...s.blobs.blobs.keys()]).toEqual([]);
+  });
+
   it('uses uploaded objects of the same app only', async () => {
     const uploads = new UploadService(s.blobs, { signingSecret: 'secret-secret-secret' });
     const ticket = await uploads.create('a');
@@ -538,7 +573,7 @@ describe('ImportService', () => {
     await s.embedding.handle(embedJob); // redelivered after that: nothing left to do
     const [queued, ...more] = await drain(s.indexQueue);
     expect(more).toEqual([]);
-    expect(queued.vector).toHaveLength(64);
+    expect(indexJobVector(queued)).toHaveLength(64);
     await s.indexing.writeBatch([queued, queued]);
     await s.indexing.writeBatch([queued]);
     await s.detection.handle(data, ctx);
@@ -608,6 +643,35 @@ describe('import stages: detect -> embed -> index', () => {
     // The crops are gone; the face images stay.
     expect([...s.blobs.blobs.keys()].filter((k) => k.startsWith('crops/'))).toEqual([]);
     expect([...s.blobs.blobs.keys()].filter((k) => k.startsWith('faces/'))).toHaveLength(3);
+    const hits = await s.recognition.search('a', { image: fakeImage({ person: 'p2', variant: 1 }), group_ids: ['g'] });
+    expect(hits.results[0].matches[0]).toMatchObject({ user_id: 'p2' });
+  });
+
+  it('index jobs carry the vector as base64 Float32; number jobs still index; a job without one fails alone', async () => {
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: ['p1', 'p2', 'p3'].map((p) => ({
+        user_id: p,
+        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
+      })),
+    });
+    for (const index of [0, 1, 2]) {
+      await s.detection.handle({ app_id: 'a', import_id: job.import_id, index }, { attempt: 1, maxAttempts: 2 });
+    }
+    for (const embedJob of await drain(s.embedQueue)) await s.embedding.handle(embedJob);
+    const [p1, p2, p3] = (await drain(s.indexQueue)).sort((x, y) => x.index - y.index);
+    expect(p1.vector).toBeUndefined();
+    expect(JSON.stringify(p1).length).toBeLessThan(4000);
+    expect(indexJobVector(p1)).toEqual(personVector('p1'));
+    // As queued by an earlier version, and a job whose vector was lost.
+    const older: IndexJob = { ...p2, vector_f32: undefined, vector: Array.from(indexJobVector(p2)) };
+    const broken: IndexJob = { ...p3, vector_f32: undefined };
+    s.indexing.start(s.indexQueue, 64);
+    await s.indexQueue.add([p1, older, broken].map((data) => ({ id: data.face_id, data })));
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 2, failed: 1 });
+    const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
+    expect(failed.items.map((i) => [i.user_id, i.error?.code])).toEqual([['p3', 'invalid_request']]);
     const hits = await s.recognition.search('a', { image: fakeImage({ person: 'p2', variant: 1 }), group_ids: ['g'] });
     expect(hits.results[0].matches[0]).toMatchObject({ user_id: 'p2' });
   });
