@@ -64,7 +64,8 @@ export class RedisLibraryRepository implements LibraryRepository {
     this.keyPrefix = options.keyPrefix ?? DEFAULT_LIBRARY_KEY_PREFIX;
     this.ownsClient = typeof redis === 'string';
     if (typeof redis === 'string') {
-      this.redis = new Redis(redis, { maxRetriesPerRequest: 2 });
+      // Auto-pipelining: calls made together (an index batch's records) share one socket write.
+      this.redis = new Redis(redis, { maxRetriesPerRequest: 2, enableAutoPipelining: true });
       // Connection errors surface on the calls that need Redis; without a listener ioredis prints each one.
       this.redis.on('error', () => {});
     } else {

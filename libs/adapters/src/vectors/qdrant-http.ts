@@ -12,7 +12,7 @@ export class QdrantHttpError extends Error {
 }
 
 /**
- * Minimal JSON POST client for Qdrant's hot read paths (search, retrieve). The REST client's undici `fetch` adds
+ * Minimal JSON client for Qdrant's hot paths (search, retrieve, upsert). The REST client's undici `fetch` adds
  * ~40 ms once an answer spans more than ~2 KB (BENCHMARKS.md, Problems 2); node:http with a keep-alive agent does not.
  */
 export class QdrantHttp {
@@ -33,6 +33,11 @@ export class QdrantHttp {
 
   /** POSTs `body` as JSON to `path` (relative to the base URL) and returns the answer's `result`. */
   post<T>(path: string, body: unknown): Promise<T> {
+    return this.send<T>('POST', path, body);
+  }
+
+  /** Sends `body` as JSON to `path` (relative to the base URL) and returns the answer's `result`. */
+  send<T>(method: 'POST' | 'PUT', path: string, body: unknown): Promise<T> {
     const payload = Buffer.from(JSON.stringify(body), 'utf8');
     const prefix = this.base.pathname.replace(/\/+$/, '');
     const headers: http.OutgoingHttpHeaders = {
@@ -56,7 +61,7 @@ export class QdrantHttp {
           hostname: this.base.hostname,
           port: this.base.port || undefined,
           path: `${prefix}${path}`,
-          method: 'POST',
+          method,
           headers,
           agent: this.agent,
         },

@@ -162,7 +162,10 @@ export class QdrantVectorStore implements VectorStore {
     }));
     for (let i = 0; i < prepared.length; i += this.batchSize) {
       const batch = prepared.slice(i, i + this.batchSize);
-      await this.call('upsert', () => this.client.upsert(this.collection, { wait: true, points: batch }));
+      // Over node:http like search: the batch is ~10 KB of JSON per point (see QdrantHttp).
+      await this.call('upsert', () =>
+        this.http.send('PUT', `${this.collectionPath}/points?wait=true`, { points: batch }),
+      );
     }
   }
 
