@@ -155,9 +155,17 @@ export class RecognitionService {
     // the source of truth, so a vector whose delete failed, or whose record is not written yet (an import between
     // its two writes), never shows up. `exhausted`: every hit passed the threshold, so more hits could add users.
     const collapse = async (hits: VectorHit[]) => {
+      const sorted = [...hits].sort((x, y) => y.similarity - x.similarity);
+      // The records of every hit that can count are asked for at once (one pipelined round trip on Redis) rather
+      // than two round trips per match in turn; the loop below reads them in order.
+      for (const hit of sorted) {
+        if (similarityToScore(hit.similarity, this.options.cosineThreshold) < threshold) break;
+        faceRecord(hit.face_id).catch(() => undefined);
+        userInfo(hit.group_id, hit.user_id).catch(() => undefined);
+      }
       const matches: Match[] = [];
       const matched = new Set<string>();
-      for (const hit of [...hits].sort((x, y) => y.similarity - x.similarity)) {
+      for (const hit of sorted) {
         if (matches.length >= topK) break;
         const score = similarityToScore(hit.similarity, this.options.cosineThreshold);
         if (score < threshold) return { matches, exhausted: false };
