@@ -864,6 +864,32 @@ describe('deletes and re-creation', () => {
   });
 });
 
+describe('deleting a group while an import into it waits', () => {
+  it('takes the waiting uploads with it: the items fail with blob_not_found, nothing is left, no group comes back', async () => {
+    const job = await s.imports.create('a', {
+      group_id: 'g',
+      items: ['p1', 'p2'].map((p) => ({
+        user_id: p,
+        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
+      })),
+    });
+    // The uploads live under the group's image prefix (faces/a/g/...), which the group delete removes.
+    await s.library.deleteGroup('a', 'g');
+    await s.deletesDone();
+    expect([...s.blobs.blobs.keys()]).toEqual([]);
+    s.startWorkers(2);
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'failed');
+    const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
+    expect(failed.items.map((i) => [i.user_id, i.error?.code])).toEqual([
+      ['p1', 'blob_not_found'],
+      ['p2', 'blob_not_found'],
+    ]);
+    expect(await s.repo.getGroup('a', 'g')).toBeNull();
+    expect(s.vectors.points.size).toBe(0);
+    expect([...s.blobs.blobs.keys()]).toEqual([]);
+  });
+});
+
 describe('MicroBatcher', () => {
   it('flushes at the size limit or after the wait, and settles each item with its batch', async () => {
     const flushed: number[][] = [];
