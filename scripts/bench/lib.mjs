@@ -195,7 +195,8 @@ export class Api {
     this.base = base;
     this.key = key;
   }
-  async request(method, path, body) {
+  /** `meta`, when given, receives the answer's Server-Timing header (`meta.serverTiming`). */
+  async request(method, path, body, meta) {
     const headers = { authorization: `Bearer ${this.key}` };
     let payload = body;
     if (body !== undefined && !(body instanceof FormData)) {
@@ -203,6 +204,7 @@ export class Api {
       payload = JSON.stringify(body);
     }
     const res = await fetch(`${this.base}${path}`, { method, headers, body: payload });
+    if (meta) meta.serverTiming = res.headers.get('server-timing');
     const text = await res.text();
     let json;
     try {

@@ -16,6 +16,9 @@
 //     project's adapter: SqliteVecVectorStore on DATA_DIR/facesearch.db (embedded) or QdrantVectorStore on the
 //     stack's collection (distributed), same app ('default'), group and model id, no face records (they score far
 //     below the match threshold, so the service never looks them up). Qdrant is waited on until green.
+// Inside the service: the p50 of each stage the answer's Server-Timing header names (analyze = the models, through
+// gRPC when distributed; vectors = the vector store; library = the records) and `outside` = the client's latency
+// minus those stages (HTTP, multipart, auth, JSON, waiting in the gateway), all from the same requests.
 // Memory: RSS of every process after loading and after the load levels. Prints readable lines, then one JSON object.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -222,8 +225,21 @@ function requestFor(endpoint, i) {
   return form;
 }
 
+/** `analyze;dur=63.2, vectors;dur=21.0` -> { analyze: 63.2, vectors: 21 } */
+function parseServerTiming(header) {
+  const stages = {};
+  for (const entry of (header ?? '').split(',')) {
+    const [name, dur] = entry.trim().split(';dur=');
+    if (name && dur !== undefined) stages[name] = Number(dur);
+  }
+  return stages;
+}
+
 async function level(api, endpoint, concurrency) {
   const latencies = [];
+  // Per stage, from the service's Server-Timing header; `outside` = the client's latency minus every stage (HTTP,
+  // multipart parsing, auth, JSON, queueing in the gateway).
+  const stages = {};
   const errors = {};
   let top1 = 0;
   let searched = 0;
@@ -235,8 +251,13 @@ async function level(api, endpoint, concurrency) {
       const form = requestFor(endpoint, i);
       const t = performance.now();
       try {
-        const body = await api.request('POST', `/v1/${endpoint}`, form);
-        latencies.push(performance.now() - t);
+        const meta = {};
+        const body = await api.request('POST', `/v1/${endpoint}`, form, meta);
+        const ms = performance.now() - t;
+        latencies.push(ms);
+        const timed = parseServerTiming(meta.serverTiming);
+        timed.outside = ms - Object.values(timed).reduce((a, b) => a + b, 0);
+        for (const [name, v] of Object.entries(timed)) (stages[name] ??= []).push(v);
         if (endpoint === 'search') {
           searched++;
           const best = body.results?.[0]?.matches?.[0]?.user_id ?? '';
@@ -254,6 +275,7 @@ async function level(api, endpoint, concurrency) {
   return {
     concurrency,
     latency_ms: latencyStats(latencies),
+    stages_ms: Object.fromEntries(Object.entries(stages).map(([name, v]) => [name, latencyStats(v)])),
     throughput_per_s: round(latencies.length / seconds, 2),
     errors,
     ...(endpoint === 'search' ? { top1_same_identity: round(top1 / Math.max(1, searched), 3) } : {}),
@@ -310,6 +332,9 @@ for (const mode of modes) {
           `${label}: ${endpoint.padEnd(7)} c=${String(c).padEnd(2)} p50 ${r.latency_ms.p50} p95 ${r.latency_ms.p95} p99 ${r.latency_ms.p99} ms, ${r.throughput_per_s} req/s` +
             ` (raw model ${report.raw_model_ms[endpoint]} ms)${acc}${err}`,
         );
+        const inside = Object.entries(r.stages_ms).map(([name, st]) => `${name} ${st.p50}`);
+        if (inside.length)
+          log(`${label}: ${endpoint.padEnd(7)} c=${String(c).padEnd(2)} p50 ms by stage: ${inside.join(', ')}`);
       }
     }
     run.loadavg_after = loadNow();

@@ -219,6 +219,14 @@ describe('library', () => {
         .map((m: { group_id: string; user_id: string }) => `${m.group_id}/${m.user_id}`)
         .sort(),
     ).toEqual(['team/alice', 'vip/alice']);
+    // Where the request's time went: the model, the vector store and the library records, each timed once or more.
+    const stages = Object.fromEntries(
+      String(found.headers['server-timing'])
+        .split(', ')
+        .map((entry) => entry.split(';dur=')),
+    );
+    expect(Object.keys(stages).sort()).toEqual(['analyze', 'library', 'vectors']);
+    for (const ms of Object.values(stages)) expect(Number(ms)).toBeGreaterThanOrEqual(0);
 
     expect((await http.delete(`/v1/groups/team/users/alice/faces/${enrol.body.face_id}`).set(auth)).status).toBe(204);
     expect((await http.get('/v1/groups/team/users/alice/faces').set(auth)).body.items).toHaveLength(1);

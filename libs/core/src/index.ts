@@ -8,6 +8,7 @@ export * from './import.pipeline';
 export * from './micro-batcher';
 export * from './upload.service';
 export * from './idempotency';
+export * from './stage-timings';
 export * from './admission';
 export * from './reindex.service';
 export * from './delete.pipeline';

@@ -13,6 +13,7 @@ import {
   type VectorStore,
 } from '@facesearch/common';
 import { checkId, errors } from './errors';
+import { StageTimings } from './stage-timings';
 
 export interface RecognitionOptions {
   /** Calibrated cosine similarity that maps to score 80. */
@@ -80,27 +81,29 @@ export class RecognitionService {
     private readonly options: RecognitionOptions,
   ) {}
 
-  detect(image: Uint8Array, maxFaces = 10): Promise<DetectResult> {
-    return this.analyzer.detect(image, { maxFaces });
+  /** `timings` (optional, for the Server-Timing header) gets the stages: analyze, vectors, library. */
+  detect(image: Uint8Array, maxFaces = 10, timings = new StageTimings()): Promise<DetectResult> {
+    return timings.time('analyze', () => this.analyzer.detect(image, { maxFaces }));
   }
 
   async compare(
     appId: string,
     input: { image_a: Uint8Array; image_b?: Uint8Array; face_id_b?: string; match_threshold?: number },
+    timings = new StageTimings(),
   ): Promise<CompareResult> {
     const threshold = input.match_threshold ?? DEFAULT_MATCH_SCORE;
-    const a = await this.largestFace(input.image_a, 'image_a');
+    const a = await timings.time('analyze', () => this.largestFace(input.image_a, 'image_a'));
     let b: { embedding: Float32Array; box: Box; face_id?: string };
     if (input.face_id_b !== undefined) {
       const faceId = checkId('face_id_b', input.face_id_b);
-      const record = await this.repo.getFace(appId, faceId);
+      const record = await timings.time('library', () => this.repo.getFace(appId, faceId));
       if (!record) throw errors.faceNotFound(faceId);
-      const [stored] = await this.vectors.retrieve(appId, [faceId]);
+      const [stored] = await timings.time('vectors', () => this.vectors.retrieve(appId, [faceId]));
       if (!stored) throw errors.faceNotFound(faceId);
       if (stored.model_id !== this.analyzer.modelId) throw errors.modelMismatch(faceId);
       b = { embedding: stored.vector, box: record.box, face_id: faceId };
     } else if (input.image_b) {
-      b = await this.largestFace(input.image_b, 'image_b');
+      b = await timings.time('analyze', () => this.largestFace(input.image_b as Uint8Array, 'image_b'));
     } else {
       throw errors.invalidRequest('image_b: required unless face_id_b is given');
     }
@@ -116,18 +119,20 @@ export class RecognitionService {
     };
   }
 
-  async search(appId: string, input: SearchInput): Promise<SearchResult> {
+  async search(appId: string, input: SearchInput, timings = new StageTimings()): Promise<SearchResult> {
     const groupIds = [...new Set(input.group_ids.map((g) => checkId('group_ids', g)))];
     if (groupIds.length === 0) throw errors.invalidRequest('group_ids: at least one group is required');
     if (groupIds.length > SEARCH_LIMITS.maxGroups) {
       throw errors.invalidRequest(`group_ids: at most ${SEARCH_LIMITS.maxGroups} groups`);
     }
     for (const g of groupIds) {
-      if (!(await this.repo.getGroup(appId, g))) throw errors.groupNotFound(g);
+      if (!(await timings.time('library', () => this.repo.getGroup(appId, g)))) throw errors.groupNotFound(g);
     }
     const topK = input.top_k ?? 5;
     const threshold = input.match_threshold ?? DEFAULT_MATCH_SCORE;
-    const analysis = await this.analyzer.analyze(input.image, { maxFaces: input.max_faces ?? 1 });
+    const analysis = await timings.time('analyze', () =>
+      this.analyzer.analyze(input.image, { maxFaces: input.max_faces ?? 1 }),
+    );
     if (analysis.faces.length === 0) throw errors.noFace();
 
     const users = new Map<string, Promise<string | null | undefined>>();
@@ -196,11 +201,19 @@ export class RecognitionService {
     const results: SearchedFace[] = [];
     for (const face of analysis.faces) {
       const search = (limit: number) =>
-        this.vectors.search(face.embedding, { app_id: appId, group_ids: groupIds, model_id: analysis.modelId, limit });
+        timings.time('vectors', () =>
+          this.vectors.search(face.embedding, {
+            app_id: appId,
+            group_ids: groupIds,
+            model_id: analysis.modelId,
+            limit,
+          }),
+        );
       const firstHits = await search(firstLimit);
-      let { matches, exhausted } = await collapse(firstHits);
+      let { matches, exhausted } = await timings.time('library', () => collapse(firstHits));
       if (exhausted && firstHits.length >= firstLimit && firstLimit < fullLimit) {
-        ({ matches } = await collapse(await search(fullLimit)));
+        const moreHits = await search(fullLimit);
+        ({ matches } = await timings.time('library', () => collapse(moreHits)));
       }
       results.push({ box: face.box, landmarks: face.landmarks, score: face.score, quality: face.quality, matches });
     }

@@ -1,7 +1,8 @@
 import type { FaceSearchConfig } from '@facesearch/common';
-import { RecognitionService } from '@facesearch/core';
-import { Body, Controller, HttpCode, Inject, Post, UploadedFiles, UseInterceptors } from '@nestjs/common';
+import { RecognitionService, StageTimings } from '@facesearch/core';
+import { Body, Controller, HttpCode, Inject, Post, Res, UploadedFiles, UseInterceptors } from '@nestjs/common';
 import { ApiBody, ApiConsumes, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
 import type { z } from 'zod';
 import { AppId } from '../auth/auth';
 import { CompareBody, DetectBody, openApiBody, SearchBody } from '../dtos/schemas';
@@ -29,13 +30,14 @@ export class RecognitionController {
     @AppId() _appId: string,
     @UploadedFiles() files: Files | undefined,
     @Body(new ZodPipe(DetectBody)) body: z.output<typeof DetectBody>,
+    @Res({ passthrough: true }) res: Response,
   ) {
     const image = requireImage(
       imageFrom(files, body, 'image', 'image_base64', this.config.maxImageBytes),
       'image',
       'image_base64',
     );
-    const result = await this.recognition.detect(image, body.max_faces);
+    const result = await withServerTiming(res, (timings) => this.recognition.detect(image, body.max_faces, timings));
     return { image: result.image, face_num: result.faces.length, faces: result.faces };
   }
 
@@ -54,6 +56,7 @@ export class RecognitionController {
     @AppId() appId: string,
     @UploadedFiles() files: Files | undefined,
     @Body(new ZodPipe(CompareBody)) body: z.output<typeof CompareBody>,
+    @Res({ passthrough: true }) res: Response,
   ) {
     const max = this.config.maxImageBytes;
     const imageA = requireImage(imageFrom(files, body, 'image_a', 'image_a_base64', max), 'image_a', 'image_a_base64');
@@ -61,12 +64,18 @@ export class RecognitionController {
     if (!imageB && body.face_id_b === undefined) {
       requireImage(undefined, 'image_b', 'image_b_base64'); // throws, naming the field
     }
-    return this.recognition.compare(appId, {
-      image_a: imageA,
-      image_b: body.face_id_b === undefined ? imageB : undefined,
-      face_id_b: body.face_id_b,
-      match_threshold: body.match_threshold,
-    });
+    return withServerTiming(res, (timings) =>
+      this.recognition.compare(
+        appId,
+        {
+          image_a: imageA,
+          image_b: body.face_id_b === undefined ? imageB : undefined,
+          face_id_b: body.face_id_b,
+          match_threshold: body.match_threshold,
+        },
+        timings,
+      ),
+    );
   }
 
   @Post('search')
@@ -81,18 +90,33 @@ export class RecognitionController {
     @AppId() appId: string,
     @UploadedFiles() files: Files | undefined,
     @Body(new ZodPipe(SearchBody)) body: z.output<typeof SearchBody>,
+    @Res({ passthrough: true }) res: Response,
   ) {
     const image = requireImage(
       imageFrom(files, body, 'image', 'image_base64', this.config.maxImageBytes),
       'image',
       'image_base64',
     );
-    return this.recognition.search(appId, {
-      image,
-      group_ids: body.group_ids,
-      top_k: body.top_k,
-      match_threshold: body.match_threshold,
-      max_faces: body.max_faces,
-    });
+    return withServerTiming(res, (timings) =>
+      this.recognition.search(
+        appId,
+        {
+          image,
+          group_ids: body.group_ids,
+          top_k: body.top_k,
+          match_threshold: body.match_threshold,
+          max_faces: body.max_faces,
+        },
+        timings,
+      ),
+    );
   }
+}
+
+/** Answers with a `Server-Timing` header: the time of each stage (analyze, vectors, library) inside this request. */
+async function withServerTiming<T>(res: Response, work: (timings: StageTimings) => Promise<T>): Promise<T> {
+  const timings = new StageTimings();
+  const result = await work(timings);
+  res.setHeader('Server-Timing', timings.header());
+  return result;
 }
