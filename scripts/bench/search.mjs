@@ -261,7 +261,10 @@ async function level(api, endpoint, concurrency) {
         latencies.push(ms);
         const timed = parseServerTiming(meta.serverTiming);
         timed.outside = ms - Object.values(timed).reduce((a, b) => a + b, 0);
-        for (const [name, v] of Object.entries(timed)) (stages[name] ??= []).push(v);
+        for (const [name, v] of Object.entries(timed)) {
+          stages[name] ??= [];
+          stages[name].push(v);
+        }
         if (endpoint === 'search') {
           searched++;
           const best = body.results?.[0]?.matches?.[0]?.user_id ?? '';
