@@ -38,11 +38,11 @@ export const DELETE_CHUNK = 1000;
 export const deleteJobId = (job: Pick<DeleteJob, 'delete_id' | 'round'>) => `${job.delete_id}_${job.round}`;
 
 /** Blob keys of enrolled face images; grouped so deleting a group or user is one prefix delete. */
-export const faceImageKey = (appId: string, groupId: string, userId: string, faceId: string) =>
-  `faces/${appId}/${groupId}/${userId}/${faceId}`;
 export const groupImagePrefix = (appId: string, groupId: string) => `faces/${appId}/${groupId}/`;
 export const userImagePrefix = (appId: string, groupId: string, userId: string) =>
-  `faces/${appId}/${groupId}/${userId}/`;
+  `${groupImagePrefix(appId, groupId)}${userId}/`;
+export const faceImageKey = (appId: string, groupId: string, userId: string, faceId: string) =>
+  `${userImagePrefix(appId, groupId, userId)}${faceId}`;
 /**
  * Where an import stores an item's upload: the image key of the face the item becomes, so a successful item needs
  * no copy and no delete. `attempt` tells apart the uploads of two racing requests with the same Idempotency-Key.

@@ -103,7 +103,8 @@ export class RecognitionService {
       if (stored.model_id !== this.analyzer.modelId) throw errors.modelMismatch(faceId);
       b = { embedding: stored.vector, box: record.box, face_id: faceId };
     } else if (input.image_b) {
-      b = await timings.time('analyze', () => this.largestFace(input.image_b as Uint8Array, 'image_b'));
+      const imageB = input.image_b;
+      b = await timings.time('analyze', () => this.largestFace(imageB, 'image_b'));
     } else {
       throw errors.invalidRequest('image_b: required unless face_id_b is given');
     }

@@ -102,6 +102,13 @@ function failEmbeddingOf(person: string): void {
     return vectors;
   };
 }
+/** An import into group 'g' of app 'a' with one photo per person, each person its own user. */
+const importPeople = (people: string[]) =>
+  s.imports.create('a', {
+    group_id: 'g',
+    items: people.map((p) => ({ user_id: p, source: { kind: 'bytes' as const, data: fakeImage({ person: p }) } })),
+  });
+
 let s: Setup;
 beforeEach(() => {
   s = setup();
@@ -536,13 +543,7 @@ describe('ImportService', () => {
 
   it('resumes unfinished items after a restart', async () => {
     // First "process": the import is recorded and queued, but nothing consumes the queue before it dies.
-    const job = await s.imports.create('a', {
-      group_id: 'g',
-      items: ['x', 'y'].map((p) => ({
-        user_id: p,
-        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
-      })),
-    });
+    const job = await importPeople(['x', 'y']);
     await s.queue.close();
     // Second "process": same stores, a new queue.
     const queue = new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 1, logger: silent });
@@ -596,10 +597,7 @@ describe('ImportService', () => {
     };
     s.startWorkers(4);
     const people = ['p1', 'p2', 'p3', 'poison', 'p5', 'p6'];
-    const job = await s.imports.create('a', {
-      group_id: 'g',
-      items: people.map((p) => ({ user_id: p, source: { kind: 'bytes' as const, data: fakeImage({ person: p }) } })),
-    });
+    const job = await importPeople(people);
     await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
     expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 5, failed: 1 });
     const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
@@ -626,13 +624,7 @@ describe('import stages: detect -> embed -> index', () => {
       return addIndex(jobs);
     };
     s.startWorkers(2);
-    const job = await s.imports.create('a', {
-      group_id: 'g',
-      items: ['p1', 'p2', 'p3'].map((p) => ({
-        user_id: p,
-        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
-      })),
-    });
+    const job = await importPeople(['p1', 'p2', 'p3']);
     await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
     expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 3, failed: 0 });
     expect(seen.embed.map((j) => j.crop_key).sort()).toEqual([0, 1, 2].map((i) => `crops/a/${job.import_id}/${i}`));
@@ -648,13 +640,7 @@ describe('import stages: detect -> embed -> index', () => {
   });
 
   it('index jobs carry the vector as base64 Float32; number jobs still index; a job without one fails alone', async () => {
-    const job = await s.imports.create('a', {
-      group_id: 'g',
-      items: ['p1', 'p2', 'p3'].map((p) => ({
-        user_id: p,
-        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
-      })),
-    });
+    const job = await importPeople(['p1', 'p2', 'p3']);
     for (const index of [0, 1, 2]) {
       await s.detection.handle({ app_id: 'a', import_id: job.import_id, index }, { attempt: 1, maxAttempts: 2 });
     }
@@ -679,13 +665,7 @@ describe('import stages: detect -> embed -> index', () => {
   it('an embedding error fails only its item, with its code, and leaves no crop or face image behind', async () => {
     failEmbeddingOf('poison');
     s.startWorkers(2);
-    const job = await s.imports.create('a', {
-      group_id: 'g',
-      items: ['p1', 'poison', 'p3'].map((p) => ({
-        user_id: p,
-        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
-      })),
-    });
+    const job = await importPeople(['p1', 'poison', 'p3']);
     await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
     expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 2, failed: 1 });
     const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
@@ -719,12 +699,6 @@ describe('import with IMPORT_EMBED=inline: detect and embed in one stage -> inde
     detection.start(s.queue, 2);
     s.indexing.start(s.indexQueue, 64);
   }
-  const create = (people: string[]) =>
-    s.imports.create('a', {
-      group_id: 'g',
-      items: people.map((p) => ({ user_id: p, source: { kind: 'bytes' as const, data: fakeImage({ person: p }) } })),
-    });
-
   it('indexes every item with no embed job and no crop in the blob store', async () => {
     const embedJobs: EmbedJob[] = [];
     const putKeys: string[] = [];
@@ -739,7 +713,7 @@ describe('import with IMPORT_EMBED=inline: detect and embed in one stage -> inde
       return put(key, data, type);
     };
     startInline();
-    const job = await create(['p1', 'p2', 'p3']);
+    const job = await importPeople(['p1', 'p2', 'p3']);
     await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
     expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 3, failed: 0 });
     expect(embedJobs).toEqual([]);
@@ -754,7 +728,7 @@ describe('import with IMPORT_EMBED=inline: detect and embed in one stage -> inde
   it('an embedding error fails only its item, with its code, and leaves no face image behind', async () => {
     failEmbeddingOf('poison');
     startInline();
-    const job = await create(['p1', 'poison', 'p3']);
+    const job = await importPeople(['p1', 'poison', 'p3']);
     await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
     expect(await s.imports.get('a', job.import_id)).toMatchObject({ succeeded: 2, failed: 1 });
     const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
@@ -866,13 +840,7 @@ describe('deletes and re-creation', () => {
 
 describe('deleting a group while an import into it waits', () => {
   it('takes the waiting uploads with it: the items fail with blob_not_found, nothing is left, no group comes back', async () => {
-    const job = await s.imports.create('a', {
-      group_id: 'g',
-      items: ['p1', 'p2'].map((p) => ({
-        user_id: p,
-        source: { kind: 'bytes' as const, data: fakeImage({ person: p }) },
-      })),
-    });
+    const job = await importPeople(['p1', 'p2']);
     // The uploads live under the group's image prefix (faces/a/g/...), which the group delete removes.
     await s.library.deleteGroup('a', 'g');
     await s.deletesDone();
