@@ -250,15 +250,19 @@ export class SwitchableProxy {
   private readonly sockets = new Set<Socket>();
   port = 0;
 
-  constructor(
-    private readonly targetHost: string,
-    private readonly targetPort: number,
-  ) {}
+  // The URL is read when the proxy goes up: a skipped suite (no servers configured) builds its proxies with ''.
+  private constructor(private readonly targetUrl: string) {}
 
   static forUrl(url: string): SwitchableProxy {
-    const u = new URL(url);
-    const port = Number(u.port || (u.protocol === 'https:' ? 443 : u.protocol === 'redis:' ? 6379 : 80));
-    return new SwitchableProxy(u.hostname, port);
+    return new SwitchableProxy(url);
+  }
+
+  private target(): { host: string; port: number } {
+    const u = new URL(this.targetUrl);
+    return {
+      host: u.hostname,
+      port: Number(u.port || (u.protocol === 'https:' ? 443 : u.protocol === 'redis:' ? 6379 : 80)),
+    };
   }
 
   /** The URL with host:port replaced by the proxy's. */
@@ -271,8 +275,9 @@ export class SwitchableProxy {
 
   async up(): Promise<void> {
     if (this.server) return;
+    const target = this.target();
     const server = createServer((client) => {
-      const upstream = connect(this.targetPort, this.targetHost);
+      const upstream = connect(target.port, target.host);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
         s.on('close', () => this.sockets.delete(s));
