@@ -3,7 +3,10 @@
 // core busy (one process per core, one ONNX thread each); then the same work in ONE process through EnginePool
 // (what the services run) for each --pools entry WxT = W engine threads x T ONNX intra-op threads each
 // (default 2x1,1x2 on 2 cores: one thread per core, or one thread with a 2-thread ONNX session), with 2 calls
-// per engine thread in flight. Usage: pnpm bench:engine [--rounds N] [--pools 2x1,1x2]
+// per engine thread in flight. Last, "decode only what the detector needs": the all-cores rate for one face per
+// photo (search, import) with the default small first decode of large JPEGs (previewMaxSide 512) and without it
+// (previewMaxSide 0, the engine before 29 Nov 2026), in the same run.
+// Usage: pnpm bench:engine [--rounds N] [--pools 2x1,1x2]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -81,6 +84,15 @@ for (const spec of values.pools.split(',')) {
   });
 }
 
+// One face per photo (search, import), with and without the small first decode, alternating to share the noise.
+const previewRuns = { 0: [], 512: [] };
+for (let r = 0; r < 2; r++) {
+  for (const side of [0, 512]) {
+    previewRuns[side].push((await rawComputeRate(files, { maxFaces: 1, previewMaxSide: side })).images_per_s);
+  }
+}
+const best = (v) => Math.max(...v);
+
 const report = {
   source,
   images: images.length,
@@ -98,6 +110,7 @@ const report = {
   all_cores_images_per_s: all.images_per_s,
   all_cores_faces_per_s: all.faces_per_s,
   one_process_pools: pools,
+  one_face_all_cores_images_per_s: { preview_0: best(previewRuns[0]), preview_512: best(previewRuns[512]) },
 };
 console.log(`bench:engine on ${report.images} photos (${source}), ${report.faces} faces, ${cores} cores`);
 console.log(
@@ -115,4 +128,8 @@ for (const p of pools) {
     `1 process, EnginePool ${p.workers} threads x ${p.onnx_threads} ONNX threads: ${p.images_per_s} images/s, ${p.faces_per_s} faces/s (${p.ratio_to_processes} of ${cores} processes)`,
   );
 }
+const { preview_0: before, preview_512: after } = report.one_face_all_cores_images_per_s;
+console.log(
+  `one face per photo, ${cores} processes: ${after} images/s with the 512 px first decode, ${before} without (best of 2 each): x${Math.round((after / before) * 100) / 100}`,
+);
 console.log(JSON.stringify(report));

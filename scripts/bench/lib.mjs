@@ -481,7 +481,7 @@ export function loadEngine() {
  * one process per core, each taking every `cores`-th image of `files` (repeated as listed). Returns images/s and
  * faces/s over the wall time of the slowest worker.
  */
-export async function rawComputeRate(files, { cores = availableParallelism(), maxFaces = 1 } = {}) {
+export async function rawComputeRate(files, { cores = availableParallelism(), maxFaces = 1, previewMaxSide } = {}) {
   const worker = join(ROOT, 'scripts/bench/raw-worker.mjs');
   const children = Array.from({ length: cores }, () =>
     fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
@@ -494,7 +494,8 @@ export async function rawComputeRate(files, { cores = availableParallelism(), ma
           c.once('exit', (code) => fail(new Error(`raw worker exited with ${code}`)));
         }),
     );
-    for (const [i, c] of children.entries()) c.send({ files: files.filter((_, j) => j % cores === i), maxFaces });
+    for (const [i, c] of children.entries())
+      c.send({ files: files.filter((_, j) => j % cores === i), maxFaces, previewMaxSide });
     await Promise.all(ready);
     const start = performance.now();
     const results = await Promise.all(

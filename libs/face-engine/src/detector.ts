@@ -40,19 +40,45 @@ export class BlazeFaceDetector {
   }
 
   async detect(image: RgbImage, options: DetectorOptions): Promise<ScoredBox[]> {
-    const whole = { left: 0, top: 0, width: image.width, height: image.height };
-    let boxes = await this.detectRegion(image, whole, options.scoreThreshold);
+    const frame = await this.detectFrame(image, options.scoreThreshold);
+    if (!this.wantsTiles(image, frame, options.tiling)) return this.merge(frame);
+    return this.detectTiles(image, frame, options.scoreThreshold);
+  }
+
+  /** The full-frame pass alone (boxes before NMS): the image is shrunk to the model's input anyway. */
+  detectFrame(image: RgbImage, scoreThreshold: number): Promise<ScoredBox[]> {
+    return this.detectRegion(image, { left: 0, top: 0, width: image.width, height: image.height }, scoreThreshold);
+  }
+
+  /**
+   * Whether the tiles pass should follow the full-frame boxes. `image` may be a smaller decode than the one the
+   * tiles would run on: `toTiled` is the factor from its pixels to those (the rule compares faces with the longer
+   * side, so only the minimum image size needs it).
+   */
+  wantsTiles(
+    image: { width: number; height: number },
+    frame: ScoredBox[],
+    tiling: DetectorOptions['tiling'],
+    toTiled = 1,
+  ): boolean {
+    if (tiling !== 'auto') return tiling === 'always';
     const longer = Math.max(image.width, image.height);
-    const largest = Math.max(0, ...boxes.map((b) => Math.max(b.x2 - b.x1, b.y2 - b.y1)));
-    const wantTiles =
-      options.tiling === 'always' ||
-      (options.tiling === 'auto' && longer >= 2 * this.manifest.input.width && largest < longer * SMALL_FACE_SHARE);
-    if (wantTiles) {
-      for (const tile of overlappingTiles(image.width, image.height)) {
-        const found = await this.detectRegion(image, tile, options.scoreThreshold);
-        boxes = boxes.concat(found.filter((b) => !touchesInnerEdge(b, tile, image)));
-      }
+    const largest = Math.max(0, ...frame.map((b) => Math.max(b.x2 - b.x1, b.y2 - b.y1)));
+    return longer * toTiled >= 2 * this.manifest.input.width && largest < longer * SMALL_FACE_SHARE;
+  }
+
+  /** The tiles pass over `image`, merged with the full-frame boxes (in `image`'s pixels) and NMS-ed. */
+  async detectTiles(image: RgbImage, frame: ScoredBox[], scoreThreshold: number): Promise<ScoredBox[]> {
+    let boxes = frame;
+    for (const tile of overlappingTiles(image.width, image.height)) {
+      const found = await this.detectRegion(image, tile, scoreThreshold);
+      boxes = boxes.concat(found.filter((b) => !touchesInnerEdge(b, tile, image)));
     }
+    return this.merge(boxes);
+  }
+
+  /** One box per face out of overlapping detections (weighted NMS). */
+  merge(boxes: ScoredBox[]): ScoredBox[] {
     return weightedNms(boxes, NMS_IOU);
   }
 

@@ -14,7 +14,7 @@ export interface DecodedImage {
   /** Size of the upright original, after EXIF orientation. */
   width: number;
   height: number;
-  /** The image decoded at most `workingMaxSide` on its longer side; `scale` = working / original. */
+  /** The image decoded at most `maxSide` (default `workingMaxSide`) on its longer side; `scale` = working / original. */
   working: RgbImage;
   scale: number;
 }
@@ -36,15 +36,22 @@ export const DEFAULT_IMAGE_LIMITS: ImageLimits = {
 const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'avif']);
 const MIN_SIDE = 16;
 
+/** What the header says, checked against the limits before any pixel is decoded. */
+export interface ImageHeader {
+  format: string;
+  /** Size of the upright original, after EXIF orientation. */
+  width: number;
+  height: number;
+}
+
 /**
- * Decodes an untrusted image: checks size and pixel count from the header before decoding, honours EXIF
- * orientation, flattens alpha, converts greyscale/CMYK/16-bit to 8-bit sRGB, and decodes only as large as the
- * working size (JPEG shrink-on-load). Every failure is a FaceSearchError with an image_* code.
+ * Reads and checks an untrusted image's header: size in bytes, accepted format, pixel count, minimum size.
+ * Every failure is a FaceSearchError with an image_* code.
  */
-export async function decodeImage(
+export async function inspectImage(
   input: Uint8Array,
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
-): Promise<DecodedImage> {
+): Promise<ImageHeader> {
   if (!input || input.length === 0) throw imageError.empty();
   if (input.length > limits.maxBytes) throw imageError.tooLarge(input.length, limits.maxBytes);
 
@@ -64,8 +71,22 @@ export async function decodeImage(
   const width = rotated ? rawHeight : rawWidth;
   const height = rotated ? rawWidth : rawHeight;
   if (width < MIN_SIDE || height < MIN_SIDE) throw imageError.tooSmall(width, height);
+  return { format, width, height };
+}
 
-  const scale = Math.min(1, limits.workingMaxSide / Math.max(width, height));
+/**
+ * Decodes an untrusted image: checks its header (inspectImage, unless `header` comes from it already), honours EXIF
+ * orientation, flattens alpha, converts greyscale/CMYK/16-bit to 8-bit sRGB, and decodes only as large as
+ * `maxSide` (default: the working size) on the longer side (JPEG shrink-on-load). Every failure is a
+ * FaceSearchError with an image_* code.
+ */
+export async function decodeImage(
+  input: Uint8Array,
+  limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
+  options: { header?: ImageHeader; maxSide?: number } = {},
+): Promise<DecodedImage> {
+  const { format, width, height } = options.header ?? (await inspectImage(input, limits));
+  const scale = Math.min(1, (options.maxSide ?? limits.workingMaxSide) / Math.max(width, height));
   const targetWidth = Math.max(1, Math.round(width * scale));
   const targetHeight = Math.max(1, Math.round(height * scale));
   try {

@@ -1,7 +1,7 @@
 import { cosineSimilarity } from '@facesearch/common';
 import { FaceEngine } from '@facesearch/face-engine';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fixture, FIXTURES, HAS_FIXTURES } from './helpers';
 
 // These photos ship inside an npm package and are fetched by `pnpm install`, so they run on any machine.
@@ -52,6 +52,62 @@ describe.skipIf(!HAS_FIXTURES)(`group photos from @vladmandic/face-api (${FIXTUR
       .toBuffer();
     const found = (await engine.detect(canvas)).faces;
     expect(found).toHaveLength(tiles.length);
+  });
+
+  it('decodes a large JPEG small first, and decodes it whole only for faces too small in the preview', async () => {
+    const group = fixture('face-api-sample2.jpg');
+    const [largest, second] = (await engine.detect(group)).faces;
+    const around = (box: { x: number; y: number; width: number; height: number }, height: number) =>
+      sharp(group)
+        .extract({
+          left: Math.round(box.x - box.width * 0.5),
+          top: Math.round(box.y - box.height * 0.6),
+          width: Math.round(box.width * 2),
+          height: Math.round(box.height * 2.4),
+        })
+        .resize({ height })
+        .toBuffer();
+    // A portrait, 1,400 px tall with the face ~40 % of it: the 512 px preview is enough.
+    const portrait = await sharp(await around(largest.box, 1400))
+      .jpeg({ quality: 92 })
+      .toBuffer();
+    // A large face (no tiles pass) beside a smaller one, ~60 px in the preview: too small there for its crop.
+    const pair = await sharp({ create: { width: 2400, height: 1400, channels: 3, background: '#7a8a7a' } })
+      .composite([
+        { input: await around(largest.box, 1250), left: 100, top: 75 },
+        { input: await around(second.box, 700), left: 1500, top: 350 },
+      ])
+      .jpeg({ quality: 92 })
+      .toBuffer();
+    const whole = await FaceEngine.create({ previewMaxSide: 0 });
+    try {
+      const decode = vi.spyOn(engine, 'decode');
+      const quick = await engine.analyze(portrait);
+      expect(decode.mock.calls.map((call) => call[2])).toEqual([512]);
+      const full = await whole.analyze(portrait);
+      expect(quick.faces).toHaveLength(1);
+      expect(full.faces).toHaveLength(1);
+      expect(Math.abs(quick.faces[0].box.x - full.faces[0].box.x)).toBeLessThan(full.faces[0].box.width * 0.05);
+      // The model sees a differently resampled 256 px input, which moves the landmarks a little (as re-encoding
+      // the photo would): 0.96-0.99 measured; a wrong mapping from the preview falls far below.
+      expect(cosineSimilarity(quick.faces[0].embedding, full.faces[0].embedding)).toBeGreaterThan(0.93);
+
+      // A face too small in the preview, or faces small enough for the tiles pass (the group photo): the faces come
+      // from the working-size decode, exactly as without a preview.
+      for (const [photo, faces] of [
+        [pair, 2],
+        [group, 3],
+      ] as const) {
+        decode.mockClear();
+        const result = await engine.analyze(photo);
+        expect(decode.mock.calls.map((call) => call[2])).toEqual([512, undefined]);
+        expect(result.faces).toHaveLength(faces);
+        expect(result).toEqual(await whole.analyze(photo));
+      }
+      decode.mockRestore();
+    } finally {
+      await whole.close();
+    }
   });
 
   it('sees the same person through resizing and re-encoding', async () => {
