@@ -257,14 +257,18 @@ export async function runImport(api, groupId, items, { chunk = 50, pollMs = 200,
   const submittedSeconds = (performance.now() - start) / 1000;
   const deadline = Date.now() + timeoutMs;
   const done = new Map();
-  while (done.size < importIds.length) {
-    if (Date.now() > deadline) throw new Error(`imports not finished after ${timeoutMs / 1000} s`);
-    for (const id of importIds) {
-      if (done.has(id)) continue;
+  // The imports finish about in the order they were sent: polling the oldest unfinished one (and the next at once
+  // when it is done) times the end as precisely as polling all, for a fraction of the requests.
+  for (const id of importIds) {
+    for (;;) {
+      if (Date.now() > deadline) throw new Error(`imports not finished after ${timeoutMs / 1000} s`);
       const job = await api.request('GET', `/v1/imports/${id}`);
-      if (!['queued', 'running'].includes(job.status)) done.set(id, job);
+      if (!['queued', 'running'].includes(job.status)) {
+        done.set(id, job);
+        break;
+      }
+      await sleep(pollMs);
     }
-    if (done.size < importIds.length) await sleep(pollMs);
   }
   const seconds = (performance.now() - start) / 1000;
   let succeeded = 0;
@@ -320,6 +324,9 @@ export async function startEmbedded({ env = {}, label = 'embedded' } = {}) {
       DEFAULT_APP_API_KEY: APP_KEY,
       // The product's default log level unless the caller sets one (logs go to /dev/null here).
       ...(process.env.LOG_LEVEL ? { LOG_LEVEL: process.env.LOG_LEVEL } : {}),
+      // Profiling (profile-hook.cjs) reaches the gateway too.
+      ...(process.env.PROFILE_DIR ? { PROFILE_DIR: process.env.PROFILE_DIR } : {}),
+      ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}),
       ...env,
     },
     stdio: ['ignore', 'ignore', 'pipe'],
