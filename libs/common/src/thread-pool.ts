@@ -58,6 +58,8 @@ type ThreadReply<Result, Info> =
 type PendingCall<Request, Result> = {
   id: number;
   request: Request;
+  /** Moved to the thread instead of copied; the caller no longer reads them. */
+  transfer: ArrayBuffer[];
   resolve: (result: Result) => void;
   reject: (error: Error) => void;
 };
@@ -127,11 +129,12 @@ export class ThreadPool<Request, Result, Info = undefined> {
     return this.live;
   }
 
-  call(request: Request): Promise<Result> {
+  /** Runs `request` on a thread. `transfer`: buffers the request holds that move there instead of being copied. */
+  call(request: Request, transfer: ArrayBuffer[] = []): Promise<Result> {
     if (this.closing) return Promise.reject(this.options.unavailable('shutting down'));
     if (this.live.size === 0) return Promise.reject(this.options.unavailable('no thread is running'));
     return new Promise((resolve, reject) => {
-      this.waiting.push({ id: this.nextId++, request, resolve, reject });
+      this.waiting.push({ id: this.nextId++, request, transfer, resolve, reject });
       this.dispatch();
     });
   }
@@ -168,7 +171,7 @@ export class ThreadPool<Request, Result, Info = undefined> {
       const call = this.waiting.shift() as PendingCall<Request, Result>;
       best.inFlight.set(call.id, call);
       try {
-        best.worker.postMessage({ id: call.id, request: call.request } satisfies ThreadCall<Request>);
+        best.worker.postMessage({ id: call.id, request: call.request } satisfies ThreadCall<Request>, call.transfer);
       } catch (err) {
         best.inFlight.delete(call.id); // e.g. a request that cannot be cloned
         call.reject(err instanceof Error ? err : new Error(String(err)));

@@ -38,7 +38,12 @@ import { assertQuality } from './quality';
 
 /** Detects and aligns faces (the engine in process: FaceEngine fits as is). */
 export interface FaceAligner {
-  detectAligned(image: Uint8Array, options?: DetectOptions): Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
+  /** `handOver`: the caller will not read the image again (an engine thread may take its memory). */
+  detectAligned(
+    image: Uint8Array,
+    options?: DetectOptions,
+    call?: { handOver?: boolean },
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
 }
 
 /** Embeds aligned crops (the engine in process: FaceEngine fits as is). */
@@ -241,7 +246,8 @@ export class ImportDetectStage {
       return;
     }
     const image = await this.blobs.get(item.image_key);
-    const detected = (await this.aligner.detectAligned(image, { maxFaces: 1 })).faces[0];
+    // The image is not read again here: an engine thread may take it instead of a copy.
+    const detected = (await this.aligner.detectAligned(image, { maxFaces: 1 }, { handOver: true })).faces[0];
     if (!detected) throw errors.noFace();
     assertQuality(detected.quality.level, job.options.quality_control);
     await ensureGroup(this.repo, job.app_id, job.group_id);

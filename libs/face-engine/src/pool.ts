@@ -10,11 +10,23 @@ import type {
 import { FaceSearchError, resolveThreadScript, ThreadPool } from '@facesearch/common';
 import type { FaceEngineOptions } from './engine';
 
+/**
+ * `handOver`: the caller will not read the image again, so an engine thread may take its memory instead of a copy
+ * (when the bytes fill their own ArrayBuffer; otherwise they are copied as usual).
+ */
+export interface ImageHandOver {
+  handOver?: boolean;
+}
+
 /** What the services need from a local engine: FaceEngine and EnginePool both offer it. */
 export interface LocalFaceEngine extends FaceAnalyzer {
   readonly matchThreshold: number;
   readonly detectorModelId: string;
-  detectAligned(image: Uint8Array, options?: DetectOptions): Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
+  detectAligned(
+    image: Uint8Array,
+    options?: DetectOptions,
+    call?: ImageHandOver,
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
   embed(crops: Uint8Array[]): Promise<Float32Array[]>;
 }
 
@@ -96,8 +108,12 @@ export class EnginePool implements LocalFaceEngine {
     return this.pool.call({ op: 'detect', image, options }) as Promise<DetectResult>;
   }
 
-  detectAligned(image: Uint8Array, options?: DetectOptions): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
-    return this.pool.call({ op: 'detectAligned', image, options }) as Promise<{
+  detectAligned(
+    image: Uint8Array,
+    options?: DetectOptions,
+    call: ImageHandOver = {},
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
+    return this.pool.call({ op: 'detectAligned', image, options }, call.handOver ? movable(image) : []) as Promise<{
       image: ImageInfo;
       faces: AlignedFace[];
     }>;
@@ -115,4 +131,12 @@ export class EnginePool implements LocalFaceEngine {
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/** The image's ArrayBuffer when the image is all of it (never a slice of Node's shared Buffer pool). */
+function movable(image: Uint8Array): ArrayBuffer[] {
+  const { buffer } = image;
+  return buffer instanceof ArrayBuffer && image.byteOffset === 0 && image.byteLength === buffer.byteLength
+    ? [buffer]
+    : [];
 }

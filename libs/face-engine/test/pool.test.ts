@@ -27,6 +27,25 @@ describe.skipIf(!HAS_FIXTURES)(`EnginePool: the engine on worker threads (${FIXT
     await Promise.all([pool?.close(), engine?.close()]);
   });
 
+  it('takes an image handed over instead of copying it, and copies one that is a slice of a larger buffer', async () => {
+    const photo = fixture('face-api-sample2.jpg');
+    const expected = await pool.detectAligned(photo, { maxFaces: 1 });
+    // Its own ArrayBuffer, handed over: moved to the engine thread (detached here), same answer.
+    const own = new Uint8Array(photo);
+    expect(await pool.detectAligned(own, { maxFaces: 1 }, { handOver: true })).toEqual(expected);
+    expect(own.byteLength).toBe(0);
+    // Not handed over: copied, still readable.
+    const kept = new Uint8Array(photo);
+    await pool.detectAligned(kept, { maxFaces: 1 });
+    expect(kept.byteLength).toBe(photo.length);
+    // A view into a larger buffer (e.g. Node's shared pool) is never moved: that would take its neighbours too.
+    const larger = new Uint8Array(photo.length + 16);
+    larger.set(photo, 8);
+    const view = larger.subarray(8, 8 + photo.length);
+    expect(await pool.detectAligned(view, { maxFaces: 1 }, { handOver: true })).toEqual(expected);
+    expect(larger.byteLength).toBe(photo.length + 16);
+  });
+
   it('answers exactly as the engine on the calling thread: boxes, quality, crops and vectors', async () => {
     expect(pool.modelId).toBe(engine.modelId);
     expect(pool.embeddingDim).toBe(engine.embeddingDim);
