@@ -40,6 +40,16 @@ const ENROLLED = [
 const STRANGER = 'biden';
 
 /** Runs in order, each scenario on the state the ones before it left (the group `people` with ENROLLED). */
+/** `analyze;dur=63.2, engine;dur=60.1` -> { analyze: 63.2, engine: 60.1 } */
+function serverTiming(header: unknown): Record<string, number> {
+  return Object.fromEntries(
+    String(header ?? '')
+      .split(', ')
+      .map((entry) => entry.split(';dur='))
+      .map(([name, ms]) => [name, Number(ms)]),
+  );
+}
+
 export function describeServiceScenarios(
   name: string,
   start: () => Promise<ServiceUnderTest>,
@@ -115,6 +125,10 @@ export function describeServiceScenarios(
           .attach('image', photo(`multi/${file}`), file);
         expect(res.status).toBe(200);
         expect(res.body.face_num, file).toBe(2);
+        // The engine's own time is part of `analyze`; the rest is the hand-off to its thread or the gRPC hop.
+        const timing = serverTiming(res.headers['server-timing']);
+        expect(timing.engine, file).toBeGreaterThan(0);
+        expect(timing.engine, file).toBeLessThanOrEqual(timing.analyze);
         expect(res.body.faces[0]).toMatchObject({
           box: expect.any(Object),
           landmarks: expect.any(Object),

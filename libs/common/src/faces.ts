@@ -58,7 +58,16 @@ export interface DetectOptions {
   scoreThreshold?: number;
 }
 
-export interface DetectResult {
+/** Where the face engine reports its own share of a call (for the Server-Timing header). */
+export interface EngineTiming {
+  /**
+   * Milliseconds the face engine worked on the call, measured where it runs (its thread, or inside the detector and
+   * embedder services): the rest of the call's time is hand-off and transport. Absent when the engine does not say.
+   */
+  engine_ms?: number;
+}
+
+export interface DetectResult extends EngineTiming {
   image: ImageInfo;
   faces: DetectedFace[];
 }
@@ -72,7 +81,7 @@ export interface EmbeddedFace extends DetectedFace {
   embedding: Float32Array;
 }
 
-export interface AnalyzeResult {
+export interface AnalyzeResult extends EngineTiming {
   image: ImageInfo;
   faces: EmbeddedFace[];
   modelId: string;

@@ -16,6 +16,12 @@ export class StageTimings {
     }
   }
 
+  /** Adds a duration measured elsewhere (e.g. the engine's own time inside `analyze`); nothing when unknown. */
+  add(stage: string, ms: number | undefined): void {
+    if (ms === undefined || !Number.isFinite(ms)) return;
+    this.ms.set(stage, (this.ms.get(stage) ?? 0) + ms);
+  }
+
   /** The Server-Timing header value, e.g. `analyze;dur=63.2, vectors;dur=21.0`; empty when nothing was timed. */
   header(): string {
     return [...this.ms].map(([stage, ms]) => `${stage};dur=${ms.toFixed(1)}`).join(', ');

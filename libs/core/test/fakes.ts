@@ -85,10 +85,12 @@ export class FakeAnalyzer implements FaceAnalyzer {
 
   async detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult> {
     const r = await this.analyze(image, options);
-    return { image: r.image, faces: r.faces.map(({ embedding: _e, ...f }) => f) };
+    return { image: r.image, faces: r.faces.map(({ embedding: _e, ...f }) => f), engine_ms: r.engine_ms };
   }
 
+  /** Reports its own time as `engine_ms`, as the real engine does. */
   async analyze(image: Uint8Array, options: DetectOptions = {}): Promise<AnalyzeResult> {
+    const start = performance.now();
     this.calls++;
     if (image.length === 0) throw imageError.empty();
     let parsed: { faces: FakeFace[] };
@@ -116,7 +118,12 @@ export class FakeAnalyzer implements FaceAnalyzer {
       })
       .sort((a, b) => b.box.width - a.box.width)
       .slice(0, options.maxFaces ?? 20);
-    return { image: { width: 640, height: 480, format: 'fake' }, faces, modelId: this.modelId };
+    return {
+      image: { width: 640, height: 480, format: 'fake' },
+      faces,
+      modelId: this.modelId,
+      engine_ms: performance.now() - start,
+    };
   }
 
   async close(): Promise<void> {}

@@ -5,6 +5,7 @@ import type {
   DetectResult,
   EmbeddedFace,
   ImageInfo,
+  EngineTiming,
   Landmarks,
   Point,
 } from '@facesearch/common';
@@ -135,7 +136,7 @@ export class FaceEngine implements LocalFaceEngine {
   async detectAligned(
     input: Uint8Array,
     options: DetectOptions = {},
-  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming> {
     const start = performance.now();
     let header: ImageHeader;
     try {
@@ -149,31 +150,34 @@ export class FaceEngine implements LocalFaceEngine {
       this.previewMaxSide > 0 &&
       header.format === 'jpeg' &&
       Math.max(header.width, header.height) >= 2 * this.previewMaxSide;
-    if (!preview) return { image, faces: await this.findFaces(await this.decode(input, header), options) };
-    let working: Promise<DecodedImage> | undefined;
-    const workingSize = () => {
-      working ??= this.decode(input, header);
-      return working;
-    };
-    return {
-      image,
-      faces: await this.findFaces(await this.decode(input, header, this.previewMaxSide), options, workingSize),
-    };
+    let faces: AlignedFace[];
+    if (!preview) {
+      faces = await this.findFaces(await this.decode(input, header), options);
+    } else {
+      let working: Promise<DecodedImage> | undefined;
+      const workingSize = () => {
+        working ??= this.decode(input, header);
+        return working;
+      };
+      faces = await this.findFaces(await this.decode(input, header, this.previewMaxSide), options, workingSize);
+    }
+    return { image, faces, engine_ms: performance.now() - start };
   }
 
   async detect(input: Uint8Array, options: DetectOptions = {}): Promise<DetectResult> {
-    const { image, faces } = await this.detectAligned(input, options);
-    return { image, faces: faces.map(({ crop: _crop, ...face }) => face) };
+    const { image, faces, engine_ms } = await this.detectAligned(input, options);
+    return { image, faces: faces.map(({ crop: _crop, ...face }) => face), engine_ms };
   }
 
   async analyze(input: Uint8Array, options: DetectOptions = {}): Promise<AnalyzeResult> {
+    const start = performance.now();
     const { image, faces } = await this.detectAligned(input, options);
     const embeddings = await this.embed(faces.map((f) => f.crop));
     const embedded: EmbeddedFace[] = faces.map(({ crop: _crop, ...face }, i) => ({
       ...face,
       embedding: embeddings[i],
     }));
-    return { image, faces: embedded, modelId: this.modelId };
+    return { image, faces: embedded, modelId: this.modelId, engine_ms: performance.now() - start };
   }
 
   /** Embeds aligned 112x112 RGB crops, one after another (the model's batch size is fixed at 1). */

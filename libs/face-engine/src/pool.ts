@@ -3,6 +3,7 @@ import type {
   AnalyzeResult,
   DetectOptions,
   DetectResult,
+  EngineTiming,
   FaceAnalyzer,
   ImageInfo,
   PoolThread,
@@ -26,7 +27,7 @@ export interface LocalFaceEngine extends FaceAnalyzer {
     image: Uint8Array,
     options?: DetectOptions,
     call?: ImageHandOver,
-  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming>;
   embed(crops: Uint8Array[]): Promise<Float32Array[]>;
 }
 
@@ -112,11 +113,10 @@ export class EnginePool implements LocalFaceEngine {
     image: Uint8Array,
     options?: DetectOptions,
     call: ImageHandOver = {},
-  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
-    return this.pool.call({ op: 'detectAligned', image, options }, call.handOver ? movable(image) : []) as Promise<{
-      image: ImageInfo;
-      faces: AlignedFace[];
-    }>;
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming> {
+    return this.pool.call({ op: 'detectAligned', image, options }, call.handOver ? movable(image) : []) as Promise<
+      { image: ImageInfo; faces: AlignedFace[] } & EngineTiming
+    >;
   }
 
   analyze(image: Uint8Array, options?: DetectOptions): Promise<AnalyzeResult> {

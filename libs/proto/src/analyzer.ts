@@ -1,4 +1,4 @@
-import type { AnalyzeResult, DetectOptions, DetectResult, FaceAnalyzer } from '@facesearch/common';
+import type { AnalyzeResult, DetectOptions, DetectResult, EngineTiming, FaceAnalyzer } from '@facesearch/common';
 import { FaceSearchError } from '@facesearch/common';
 import { DetectorClient, EmbedderClient, type GrpcClientOptions } from './client';
 import type { DetectorImplementation } from './server';
@@ -17,6 +17,16 @@ export interface GrpcFaceAnalyzerOptions extends GrpcClientOptions {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Both services' engine time, when every call reported one (older servers do not). */
+function engineTime(...calls: EngineTiming[]): EngineTiming {
+  let total = 0;
+  for (const call of calls) {
+    if (call.engine_ms === undefined) return {};
+    total += call.engine_ms;
+  }
+  return { engine_ms: total };
+}
 
 /** FaceAnalyzer over the embedder service and the detector service (or a detector in process). */
 export class GrpcFaceAnalyzer implements FaceAnalyzer {
@@ -54,14 +64,16 @@ export class GrpcFaceAnalyzer implements FaceAnalyzer {
   }
 
   async analyze(image: Uint8Array, options: DetectOptions = {}): Promise<AnalyzeResult> {
-    const { image: info, faces } = await this.detector.detectAligned(image, options);
-    if (faces.length === 0) return { image: info, faces: [], modelId: this.modelId };
-    const { modelId, embeddings } = await this.embedder.embed(faces.map((f) => f.crop));
+    const detected = await this.detector.detectAligned(image, options);
+    const { image: info, faces } = detected;
+    if (faces.length === 0) return { image: info, faces: [], modelId: this.modelId, ...engineTime(detected) };
+    const embedded = await this.embedder.embed(faces.map((f) => f.crop));
     return {
       image: info,
-      faces: faces.map(({ crop: _crop, ...face }, i) => ({ ...face, embedding: embeddings[i] })),
+      faces: faces.map(({ crop: _crop, ...face }, i) => ({ ...face, embedding: embedded.embeddings[i] })),
       // The id that produced these vectors; differs from this.modelId only during a model roll-out.
-      modelId,
+      modelId: embedded.modelId,
+      ...engineTime(detected, embedded),
     };
   }
 

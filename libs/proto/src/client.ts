@@ -2,11 +2,18 @@ import {
   type AlignedFace,
   type DetectOptions,
   type DetectResult,
+  type EngineTiming,
   FaceSearchError,
   type ImageInfo,
 } from '@facesearch/common';
 import * as grpc from '@grpc/grpc-js';
-import { alignedFacesFromWire, detectRequest, detectResultFromWire, embeddingsFromWire } from './convert';
+import {
+  alignedFacesFromWire,
+  detectRequest,
+  detectResultFromWire,
+  embeddingsFromWire,
+  engineTimingFromWire,
+} from './convert';
 import { fromServiceError } from './errors';
 import { services } from './load';
 import type * as pb from './messages';
@@ -171,12 +178,12 @@ export class DetectorClient extends BalancedClient {
   async detectAligned(
     image: Uint8Array,
     options: DetectOptions = {},
-  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming> {
     return alignedFacesFromWire(await this.detectRaw(detectRequest(image, options, true)));
   }
 }
 
-export interface Embeddings {
+export interface Embeddings extends EngineTiming {
   modelId: string;
   dim: number;
   /** One per crop, in order. */
@@ -203,7 +210,7 @@ export class EmbedderClient extends BalancedClient {
         true,
       );
     }
-    return { modelId: reply.model_id, dim: reply.dim, embeddings };
+    return { modelId: reply.model_id, dim: reply.dim, embeddings, ...engineTimingFromWire(reply) };
   }
 
   /** The model id and dimension, from an Embed call with no crops. */

@@ -4,6 +4,7 @@ import {
   type DetectedFace,
   type DetectOptions,
   type DetectResult,
+  type EngineTiming,
   FaceSearchError,
   type ImageInfo,
   type Landmarks,
@@ -60,10 +61,23 @@ export function faceToWire(face: DetectedFace & { crop?: Uint8Array }, withCrop:
 }
 
 export function detectReplyToWire(
-  result: { image: ImageInfo; faces: Array<DetectedFace & { crop?: Uint8Array }> },
+  result: { image: ImageInfo; faces: Array<DetectedFace & { crop?: Uint8Array }> } & EngineTiming,
   withCrops: boolean,
 ): pb.DetectReply {
-  return { image: { ...result.image }, faces: result.faces.map((f) => faceToWire(f, withCrops)) };
+  return {
+    image: { ...result.image },
+    faces: result.faces.map((f) => faceToWire(f, withCrops)),
+    ...engineTimingToWire(result.engine_ms),
+  };
+}
+
+function engineTimingToWire(ms: number | undefined): { engine_ms?: number } {
+  return ms === undefined ? {} : { engine_ms: Math.round(ms * 10) / 10 };
+}
+
+/** The engine's time from a reply; absent from servers that do not send it. */
+export function engineTimingFromWire(reply: { engine_ms?: number | null }): EngineTiming {
+  return typeof reply.engine_ms === 'number' ? { engine_ms: reply.engine_ms } : {};
 }
 
 function badReply(what: string): FaceSearchError {
@@ -117,13 +131,14 @@ export function bytes(b: Uint8Array): Uint8Array {
 export function detectResultFromWire(reply: pb.DetectReply): DetectResult {
   if (!reply.image) throw badReply('image');
   const { width, height, format } = reply.image;
-  return { image: { width, height, format }, faces: reply.faces.map(faceFromWire) };
+  return { image: { width, height, format }, faces: reply.faces.map(faceFromWire), ...engineTimingFromWire(reply) };
 }
 
-export function alignedFacesFromWire(reply: pb.DetectReply): { image: ImageInfo; faces: AlignedFace[] } {
+export function alignedFacesFromWire(reply: pb.DetectReply): { image: ImageInfo; faces: AlignedFace[] } & EngineTiming {
   const { image, faces } = detectResultFromWire(reply);
   return {
     image,
+    ...engineTimingFromWire(reply),
     faces: faces.map((face, i) => {
       const crop = reply.faces[i].crop;
       if (!crop || crop.byteLength === 0) throw badReply(`crop of face ${i}`);
@@ -132,8 +147,18 @@ export function alignedFacesFromWire(reply: pb.DetectReply): { image: ImageInfo;
   };
 }
 
-export function embeddingsToWire(vectors: Float32Array[], modelId: string, dim: number): pb.EmbedReply {
-  return { embeddings: vectors.map((v) => ({ values: Array.from(v) })), model_id: modelId, dim };
+export function embeddingsToWire(
+  vectors: Float32Array[],
+  modelId: string,
+  dim: number,
+  engineMs?: number,
+): pb.EmbedReply {
+  return {
+    embeddings: vectors.map((v) => ({ values: Array.from(v) })),
+    model_id: modelId,
+    dim,
+    ...engineTimingToWire(engineMs),
+  };
 }
 
 export function embeddingsFromWire(reply: pb.EmbedReply): Float32Array[] {

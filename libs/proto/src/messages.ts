@@ -66,6 +66,7 @@ export interface Face {
 export interface DetectReply {
   image: ImageInfo | null;
   faces: Face[];
+  engine_ms?: number | null;
 }
 
 export interface EmbedRequest {
@@ -80,6 +81,7 @@ export interface EmbedReply {
   embeddings: Embedding[];
   model_id: string;
   dim: number;
+  engine_ms?: number | null;
 }
 
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';

@@ -1,4 +1,4 @@
-import type { AlignedFace, DetectOptions, DetectResult, ImageInfo } from '@facesearch/common';
+import type { AlignedFace, DetectOptions, DetectResult, EngineTiming, ImageInfo } from '@facesearch/common';
 import { FaceSearchError } from '@facesearch/common';
 import * as grpc from '@grpc/grpc-js';
 import { detectOptions, detectReplyToWire, embeddingsToWire } from './convert';
@@ -14,7 +14,10 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 export interface DetectorImplementation {
   detect(image: Uint8Array, options: DetectOptions): Promise<DetectResult>;
   /** Faces with their aligned 112x112x3 RGB crops. */
-  detectAligned(image: Uint8Array, options: DetectOptions): Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
+  detectAligned(
+    image: Uint8Array,
+    options: DetectOptions,
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming>;
 }
 
 /** What the embedder service runs; FaceEngine fits as is. */
@@ -53,10 +56,13 @@ function detectHandler(impl: DetectorImplementation, options: GrpcServerOptions)
     'Detect',
     async (request) => {
       const opts = detectOptions(request);
+      const start = performance.now();
       const result = request.with_crops
         ? await impl.detectAligned(request.image, opts)
         : await impl.detect(request.image, opts);
-      return detectReplyToWire(result, request.with_crops);
+      // The engine's own figure when it gives one (inside its thread), else the handler's.
+      const engineMs = result.engine_ms ?? performance.now() - start;
+      return detectReplyToWire({ ...result, engine_ms: engineMs }, request.with_crops);
     },
     options,
   );
@@ -67,7 +73,9 @@ function embedHandler(impl: EmbedderImplementation, options: GrpcServerOptions):
     'Embed',
     async (request) => {
       // Zero crops: the caller only wants the model id and dimension.
+      const start = performance.now();
       const vectors = request.crops.length === 0 ? [] : await impl.embed(request.crops);
+      const engineMs = performance.now() - start;
       if (vectors.length !== request.crops.length) {
         throw new FaceSearchError(
           'engine_error',
@@ -76,7 +84,7 @@ function embedHandler(impl: EmbedderImplementation, options: GrpcServerOptions):
           true,
         );
       }
-      return embeddingsToWire(vectors, impl.modelId, impl.embeddingDim);
+      return embeddingsToWire(vectors, impl.modelId, impl.embeddingDim, engineMs);
     },
     options,
   );

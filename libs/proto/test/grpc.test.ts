@@ -170,7 +170,9 @@ describe('gRPC transport', () => {
     const client = track(new DetectorClient(detectorAddress));
     const image = Uint8Array.from([1, 2, 3, 4]);
     const result = await client.detect(image, { maxFaces: 5, minFaceSize: 0, scoreThreshold: 0.5 });
-    expect(result).toEqual({ image: IMAGE, faces: FACES.map(withoutCrop) });
+    // engine_ms: the engine gave none, so the server reports its handler's time.
+    expect(result).toEqual({ image: IMAGE, faces: FACES.map(withoutCrop), engine_ms: expect.any(Number) });
+    expect(result.engine_ms).toBeGreaterThanOrEqual(0);
     expect(result.faces[1].landmarks).not.toHaveProperty('mouth_left');
     const call = detector.calls.at(-1);
     expect(call?.aligned).toBe(false);
@@ -203,6 +205,7 @@ describe('gRPC transport', () => {
     expect(out.embeddings[0]).toBeInstanceOf(Float32Array);
     expect(out.embeddings[0]).toEqual(fakeVector(FACES[0].crop));
     expect(out.embeddings[1]).toEqual(fakeVector(FACES[1].crop));
+    expect(out.engine_ms).toBeGreaterThanOrEqual(0);
     const calls = embedder.calls;
     expect(await client.info()).toEqual({ modelId: 'fake-arcface-v1', dim: 4 });
     expect(embedder.calls).toBe(calls); // zero crops never reach the model
@@ -346,6 +349,8 @@ describe('gRPC transport', () => {
       expect(analyzed.faces.map(({ embedding: _e, ...face }) => face)).toEqual(FACES.map(withoutCrop));
       expect(analyzed.faces.map((f) => f.embedding)).toEqual(FACES.map((f) => fakeVector(f.crop)));
       expect(analyzed.faces[0]).not.toHaveProperty('crop');
+      // The engine's time in both services together (each reported its handler's time).
+      expect(analyzed.engine_ms).toBeGreaterThanOrEqual(0);
 
       const calls = embedder.calls;
       expect((await analyzer.analyze(Uint8Array.from([0]))).faces).toEqual([]);
