@@ -5,7 +5,8 @@
 // (default 2x1,1x2 on 2 cores: one thread per core, or one thread with a 2-thread ONNX session), with 2 calls
 // per engine thread in flight. Last, "decode only what the detector needs": the all-cores rate for one face per
 // photo (search, import) with the default small first decode of large JPEGs (previewMaxSide 512) and without it
-// (previewMaxSide 0, the engine before 29 Nov 2026), in the same run.
+// (previewMaxSide 0, the engine before 29 Nov 2026), in the same run; and how far the answers move: the face count
+// per photo and the cosine between the two embeddings of each face.
 // Usage: pnpm bench:engine [--rounds N] [--pools 2x1,1x2]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -93,6 +94,24 @@ for (let r = 0; r < 2; r++) {
 }
 const best = (v) => Math.max(...v);
 
+// What the small first decode changes in the answers: every face of every photo with and without it.
+const withPreview = await FaceEngine.create({ threads: 1 });
+const without = await FaceEngine.create({ threads: 1, previewMaxSide: 0 });
+const cosines = [];
+let sameCount = 0;
+for (const image of images) {
+  const [a, b] = await Promise.all([withPreview.analyze(image), without.analyze(image)]);
+  if (a.faces.length === b.faces.length) sameCount++;
+  for (const [i, face] of b.faces.entries()) {
+    if (!a.faces[i]) continue;
+    let dot = 0;
+    for (let k = 0; k < face.embedding.length; k++) dot += face.embedding[k] * a.faces[i].embedding[k];
+    cosines.push(dot);
+  }
+}
+await Promise.all([withPreview.close(), without.close()]);
+cosines.sort((x, y) => x - y);
+
 const report = {
   source,
   images: images.length,
@@ -111,6 +130,13 @@ const report = {
   all_cores_faces_per_s: all.faces_per_s,
   one_process_pools: pools,
   one_face_all_cores_images_per_s: { preview_0: best(previewRuns[0]), preview_512: best(previewRuns[512]) },
+  preview_fidelity: {
+    photos_with_the_same_face_count: sameCount,
+    photos: images.length,
+    faces_compared: cosines.length,
+    cosine_min: Math.round(cosines[0] * 10000) / 10000,
+    cosine_median: Math.round(median(cosines) * 10000) / 10000,
+  },
 };
 console.log(`bench:engine on ${report.images} photos (${source}), ${report.faces} faces, ${cores} cores`);
 console.log(
@@ -131,5 +157,9 @@ for (const p of pools) {
 const { preview_0: before, preview_512: after } = report.one_face_all_cores_images_per_s;
 console.log(
   `one face per photo, ${cores} processes: ${after} images/s with the 512 px first decode, ${before} without (best of 2 each): x${Math.round((after / before) * 100) / 100}`,
+);
+const fid = report.preview_fidelity;
+console.log(
+  `same faces with and without it: ${fid.photos_with_the_same_face_count}/${fid.photos} photos with the same face count; cosine between the two embeddings of each face (${fid.faces_compared}): min ${fid.cosine_min}, median ${fid.cosine_median}`,
 );
 console.log(JSON.stringify(report));
