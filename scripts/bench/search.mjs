@@ -20,8 +20,9 @@
 //     below the match threshold, so the service never looks them up). Qdrant is waited on until green.
 // Inside the service: the p50 of each stage the answer's Server-Timing header names (analyze = the models, through
 // gRPC when distributed; engine = the part of analyze the engine reports as its own work, so analyze - engine is the
-// hand-off and transport; vectors = the vector store; library = the records) and `outside` = the client's latency
-// minus those stages (HTTP, multipart, auth, JSON, waiting in the gateway), all from the same requests.
+// hand-off and transport; vectors = the vector store; library = the records; gateway = the whole request inside the
+// gateway, so `around` = gateway minus the stages: upload, multipart, auth, validation) and `outside` = the client's
+// latency minus the gateway's (the bench's HTTP client, serialising the answer), all from the same requests.
 // Memory: RSS of every process after loading and after the load levels. Prints readable lines, then one JSON object.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -275,8 +276,19 @@ async function level(api, endpoint, concurrency) {
         const ms = performance.now() - t;
         latencies.push(ms);
         const timed = parseServerTiming(meta.serverTiming);
-        // `engine` lies inside `analyze` (the engine's own share of it): not added again.
-        timed.outside = ms - Object.entries(timed).reduce((sum, [name, v]) => (name === 'engine' ? sum : sum + v), 0);
+        // `engine` lies inside `analyze` (the engine's own share of it) and the stages inside `gateway` (the whole
+        // request in the gateway): `around` = gateway minus the stages (upload, multipart, auth, validation);
+        // `outside` = the client's latency minus the gateway's (HTTP client, serialising the answer, the network).
+        const stagesMs = Object.entries(timed).reduce(
+          (sum, [name, v]) => (name === 'engine' || name === 'gateway' ? sum : sum + v),
+          0,
+        );
+        if (timed.gateway !== undefined) {
+          timed.around = timed.gateway - stagesMs;
+          timed.outside = ms - timed.gateway;
+        } else {
+          timed.outside = ms - stagesMs;
+        }
         for (const [name, v] of Object.entries(timed)) {
           stages[name] ??= [];
           stages[name].push(v);

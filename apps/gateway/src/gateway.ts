@@ -19,6 +19,7 @@ import { buildServices, GatewayModule, type Services } from './app.module';
 import { requireBodyContentType } from './http/content-type';
 import { ErrorFilter } from './http/error.filter';
 import { fromBodyParserError, toErrorResponse } from './http/errors';
+import { markArrival } from './http/server-timing';
 
 export interface GatewayOptions {
   /** Ports built elsewhere (tests); otherwise built from the config. */
@@ -67,6 +68,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
     );
     app.useLogger(app.get(NestPinoLogger));
     app.disable('x-powered-by');
+    app.use(markArrival);
     app.use(requestMetrics(services));
     // The gateway's own upload URL takes raw bytes; everything else is JSON or multipart.
     const isRawUpload = (req: Request) => req.method === 'PUT' && req.path.startsWith('/v1/uploads/');

@@ -1,5 +1,5 @@
 import type { FaceSearchConfig } from '@facesearch/common';
-import { RecognitionService, StageTimings } from '@facesearch/core';
+import { RecognitionService } from '@facesearch/core';
 import { Body, Controller, HttpCode, Inject, Post, Res, UploadedFiles, UseInterceptors } from '@nestjs/common';
 import { ApiBody, ApiConsumes, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
@@ -8,6 +8,7 @@ import { AppId } from '../auth/auth';
 import { CompareBody, DetectBody, openApiBody, SearchBody } from '../dtos/schemas';
 import { imageFrom, requireImage, type UploadedFiles as Files } from '../http/images';
 import { Multipart } from '../http/multipart';
+import { withServerTiming } from '../http/server-timing';
 import { ZodPipe } from '../http/zod.pipe';
 import { CONFIG } from '../tokens';
 
@@ -111,12 +112,4 @@ export class RecognitionController {
       ),
     );
   }
-}
-
-/** Answers with a `Server-Timing` header: the time of each stage (analyze, vectors, library) inside this request. */
-async function withServerTiming<T>(res: Response, work: (timings: StageTimings) => Promise<T>): Promise<T> {
-  const timings = new StageTimings();
-  const result = await work(timings);
-  res.setHeader('Server-Timing', timings.header());
-  return result;
 }
