@@ -324,8 +324,9 @@ export async function startEmbedded({ env = {}, label = 'embedded' } = {}) {
       DEFAULT_APP_API_KEY: APP_KEY,
       // The product's default log level unless the caller sets one (logs go to /dev/null here).
       ...(process.env.LOG_LEVEL ? { LOG_LEVEL: process.env.LOG_LEVEL } : {}),
-      // Profiling (profile-hook.cjs) reaches the gateway too.
+      // Profiling (profile-hook.cjs, gc-hook.cjs) reaches the gateway too.
       ...(process.env.PROFILE_DIR ? { PROFILE_DIR: process.env.PROFILE_DIR } : {}),
+      ...(process.env.GC_DIR ? { GC_DIR: process.env.GC_DIR } : {}),
       ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}),
       ...env,
     },
