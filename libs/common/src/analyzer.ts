@@ -1,6 +1,14 @@
 import type { AnalyzeResult, DetectOptions, DetectResult } from './faces';
 
 /**
+ * `handOver`: the caller will not read the image again, so an engine on another thread may take its memory instead
+ * of a copy (when the bytes fill their own ArrayBuffer; otherwise, or in process, nothing changes).
+ */
+export interface AnalyzeCall {
+  handOver?: boolean;
+}
+
+/**
  * What the gateway and workers need from the face models. Embedded: the engine in process;
  * distributed: detector and embedder services over gRPC.
  */
@@ -8,9 +16,9 @@ export interface FaceAnalyzer {
   /** Id of the embedding model; stored with every vector. */
   readonly modelId: string;
   readonly embeddingDim: number;
-  detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult>;
+  detect(image: Uint8Array, options?: DetectOptions, call?: AnalyzeCall): Promise<DetectResult>;
   /** Detect, align and embed every face kept by the options. */
-  analyze(image: Uint8Array, options?: DetectOptions): Promise<AnalyzeResult>;
+  analyze(image: Uint8Array, options?: DetectOptions, call?: AnalyzeCall): Promise<AnalyzeResult>;
   close(): Promise<void>;
 }
 

@@ -1,4 +1,5 @@
 import {
+  type AnalyzeCall,
   type AnalyzeResult,
   type DetectOptions,
   type DetectResult,
@@ -45,12 +46,12 @@ export class AdmissionLimitedAnalyzer implements FaceAnalyzer {
     return this.active;
   }
 
-  detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult> {
-    return this.admit(() => this.inner.detect(image, options));
+  detect(image: Uint8Array, options?: DetectOptions, call?: AnalyzeCall): Promise<DetectResult> {
+    return this.admit(() => this.inner.detect(image, options, call));
   }
 
-  analyze(image: Uint8Array, options?: DetectOptions): Promise<AnalyzeResult> {
-    return this.admit(() => this.inner.analyze(image, options));
+  analyze(image: Uint8Array, options?: DetectOptions, call?: AnalyzeCall): Promise<AnalyzeResult> {
+    return this.admit(() => this.inner.analyze(image, options, call));
   }
 
   /** The inner analyzer belongs to whoever built it. */

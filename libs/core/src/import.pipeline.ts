@@ -14,6 +14,7 @@
  */
 import {
   type AlignedFace,
+  type AnalyzeCall,
   type BlobStore,
   type Box,
   type DetectOptions,
@@ -38,11 +39,10 @@ import { assertQuality } from './quality';
 
 /** Detects and aligns faces (the engine in process: FaceEngine fits as is). */
 export interface FaceAligner {
-  /** `handOver`: the caller will not read the image again (an engine thread may take its memory). */
   detectAligned(
     image: Uint8Array,
     options?: DetectOptions,
-    call?: { handOver?: boolean },
+    call?: AnalyzeCall,
   ): Promise<{ image: ImageInfo; faces: AlignedFace[] }>;
 }
 

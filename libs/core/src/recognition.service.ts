@@ -73,6 +73,12 @@ const FIRST_PAGE_HITS_PER_USER = 4;
 const round = (n: number) => Math.round(n * 1e6) / 1e6;
 
 /** Detect, 1:1 compare and 1:N / M:N search. */
+/**
+ * Detect, compare and search read each uploaded image once, for the analysis: an engine thread may take its memory
+ * instead of a copy (enrolment does not: it stores the image afterwards).
+ */
+const HAND_OVER = { handOver: true } as const;
+
 export class RecognitionService {
   constructor(
     private readonly repo: LibraryRepository,
@@ -86,7 +92,7 @@ export class RecognitionService {
    * part of `analyze` the face engine itself reports (the rest of `analyze` is hand-off and transport).
    */
   async detect(image: Uint8Array, maxFaces = 10, timings = new StageTimings()): Promise<DetectResult> {
-    const result = await timings.time('analyze', () => this.analyzer.detect(image, { maxFaces }));
+    const result = await timings.time('analyze', () => this.analyzer.detect(image, { maxFaces }, HAND_OVER));
     timings.add('engine', result.engine_ms);
     return result;
   }
@@ -140,7 +146,7 @@ export class RecognitionService {
     const topK = input.top_k ?? 5;
     const threshold = input.match_threshold ?? DEFAULT_MATCH_SCORE;
     const analysis = await timings.time('analyze', () =>
-      this.analyzer.analyze(input.image, { maxFaces: input.max_faces ?? 1 }),
+      this.analyzer.analyze(input.image, { maxFaces: input.max_faces ?? 1 }, HAND_OVER),
     );
     timings.add('engine', analysis.engine_ms);
     if (analysis.faces.length === 0) throw errors.noFace();
@@ -234,7 +240,7 @@ export class RecognitionService {
     image: Uint8Array,
     field: string,
   ): Promise<{ embedding: Float32Array; box: Box; engine_ms?: number }> {
-    const analysis = await this.analyzer.analyze(image, { maxFaces: 1 });
+    const analysis = await this.analyzer.analyze(image, { maxFaces: 1 }, HAND_OVER);
     const face = analysis.faces[0];
     if (!face) throw errors.noFace(field);
     return { embedding: face.embedding, box: face.box, engine_ms: analysis.engine_ms };

@@ -330,6 +330,20 @@ describe('RecognitionService', () => {
     }
   });
 
+  it('lets the engine take the images of detect, compare and search; enrolment keeps its image', async () => {
+    s.analyzer.handedOver.length = 0;
+    await s.recognition.detect(fakeImage({ person: 'bob', variant: 3 }));
+    await s.recognition.compare('a', {
+      image_a: fakeImage({ person: 'bob', variant: 3 }),
+      image_b: fakeImage({ person: 'bob', variant: 4 }),
+    });
+    await s.recognition.search('a', { image: fakeImage({ person: 'bob', variant: 3 }), group_ids: ['staff'] });
+    expect(s.analyzer.handedOver).toEqual([true, true, true, true]);
+    // Enrolment stores the image after analysing it: never handed over.
+    await s.library.enrol('a', 'staff', 'dave', { image: fakeImage({ person: 'dave' }) });
+    expect(s.analyzer.handedOver.at(-1)).toBe(false);
+  });
+
   it('finds the right person once (faces of one user collapse) with a score', async () => {
     const r = await s.recognition.search('a', {
       image: fakeImage({ person: 'bob', variant: 3 }),

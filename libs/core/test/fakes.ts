@@ -5,6 +5,7 @@
  */
 import {
   type AlignedFace,
+  type AnalyzeCall,
   type AnalyzeResult,
   type BlobStore,
   type DetectOptions,
@@ -69,9 +70,15 @@ export class FakeAnalyzer implements FaceAnalyzer {
   readonly embeddingDim = DIM;
   calls = 0;
   embedCalls = 0;
+  /** Whether each detect/analyze/detectAligned call, in order, handed its image over. */
+  handedOver: boolean[] = [];
 
-  async detectAligned(image: Uint8Array, options?: DetectOptions): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
-    const r = await this.analyze(image, options);
+  async detectAligned(
+    image: Uint8Array,
+    options?: DetectOptions,
+    call?: AnalyzeCall,
+  ): Promise<{ image: ImageInfo; faces: AlignedFace[] }> {
+    const r = await this.analyze(image, options, call);
     return {
       image: r.image,
       faces: r.faces.map(({ embedding, ...f }) => ({ ...f, crop: new Uint8Array(embedding.slice().buffer) })),
@@ -83,15 +90,16 @@ export class FakeAnalyzer implements FaceAnalyzer {
     return crops.map((crop) => new Float32Array(Uint8Array.from(crop).buffer));
   }
 
-  async detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult> {
-    const r = await this.analyze(image, options);
+  async detect(image: Uint8Array, options?: DetectOptions, call?: AnalyzeCall): Promise<DetectResult> {
+    const r = await this.analyze(image, options, call);
     return { image: r.image, faces: r.faces.map(({ embedding: _e, ...f }) => f), engine_ms: r.engine_ms };
   }
 
   /** Reports its own time as `engine_ms`, as the real engine does. */
-  async analyze(image: Uint8Array, options: DetectOptions = {}): Promise<AnalyzeResult> {
+  async analyze(image: Uint8Array, options: DetectOptions = {}, call: AnalyzeCall = {}): Promise<AnalyzeResult> {
     const start = performance.now();
     this.calls++;
+    this.handedOver.push(call.handOver === true);
     if (image.length === 0) throw imageError.empty();
     let parsed: { faces: FakeFace[] };
     try {

@@ -1,5 +1,6 @@
 import type {
   AlignedFace,
+  AnalyzeCall,
   AnalyzeResult,
   DetectOptions,
   DetectResult,
@@ -11,14 +12,6 @@ import type {
 import { FaceSearchError, resolveThreadScript, ThreadPool } from '@facesearch/common';
 import type { FaceEngineOptions } from './engine';
 
-/**
- * `handOver`: the caller will not read the image again, so an engine thread may take its memory instead of a copy
- * (when the bytes fill their own ArrayBuffer; otherwise they are copied as usual).
- */
-export interface ImageHandOver {
-  handOver?: boolean;
-}
-
 /** What the services need from a local engine: FaceEngine and EnginePool both offer it. */
 export interface LocalFaceEngine extends FaceAnalyzer {
   readonly matchThreshold: number;
@@ -26,7 +19,7 @@ export interface LocalFaceEngine extends FaceAnalyzer {
   detectAligned(
     image: Uint8Array,
     options?: DetectOptions,
-    call?: ImageHandOver,
+    call?: AnalyzeCall,
   ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming>;
   embed(crops: Uint8Array[]): Promise<Float32Array[]>;
 }
@@ -105,22 +98,22 @@ export class EnginePool implements LocalFaceEngine {
     return this.pool.threads;
   }
 
-  detect(image: Uint8Array, options?: DetectOptions): Promise<DetectResult> {
-    return this.pool.call({ op: 'detect', image, options }) as Promise<DetectResult>;
+  detect(image: Uint8Array, options?: DetectOptions, call: AnalyzeCall = {}): Promise<DetectResult> {
+    return this.pool.call({ op: 'detect', image, options }, handedOver(image, call)) as Promise<DetectResult>;
   }
 
   detectAligned(
     image: Uint8Array,
     options?: DetectOptions,
-    call: ImageHandOver = {},
+    call: AnalyzeCall = {},
   ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming> {
-    return this.pool.call({ op: 'detectAligned', image, options }, call.handOver ? movable(image) : []) as Promise<
+    return this.pool.call({ op: 'detectAligned', image, options }, handedOver(image, call)) as Promise<
       { image: ImageInfo; faces: AlignedFace[] } & EngineTiming
     >;
   }
 
-  analyze(image: Uint8Array, options?: DetectOptions): Promise<AnalyzeResult> {
-    return this.pool.call({ op: 'analyze', image, options }) as Promise<AnalyzeResult>;
+  analyze(image: Uint8Array, options?: DetectOptions, call: AnalyzeCall = {}): Promise<AnalyzeResult> {
+    return this.pool.call({ op: 'analyze', image, options }, handedOver(image, call)) as Promise<AnalyzeResult>;
   }
 
   embed(crops: Uint8Array[]): Promise<Float32Array[]> {
@@ -133,10 +126,16 @@ export class EnginePool implements LocalFaceEngine {
   }
 }
 
-/** The image's ArrayBuffer when the image is all of it (never a slice of Node's shared Buffer pool). */
-function movable(image: Uint8Array): ArrayBuffer[] {
+/**
+ * What the engine thread may take: the image's ArrayBuffer when the caller hands it over and the image is all of it
+ * (never a slice of Node's shared Buffer pool, which would take its neighbours along).
+ */
+function handedOver(image: Uint8Array, call: AnalyzeCall): ArrayBuffer[] {
   const { buffer } = image;
-  return buffer instanceof ArrayBuffer && image.byteOffset === 0 && image.byteLength === buffer.byteLength
+  return call.handOver &&
+    buffer instanceof ArrayBuffer &&
+    image.byteOffset === 0 &&
+    image.byteLength === buffer.byteLength
     ? [buffer]
     : [];
 }
