@@ -119,7 +119,7 @@ export class FaceEngine implements LocalFaceEngine {
     return this.detector.manifest.id;
   }
 
-  /** Checks the header and decodes at the working size (or `maxSide`); the time counts as decode. */
+  /** Decodes at the working size (or `maxSide`), checking the header unless given; the time counts as decode. */
   async decode(input: Uint8Array, header?: ImageHeader, maxSide?: number): Promise<DecodedImage> {
     const start = performance.now();
     try {
@@ -154,11 +154,7 @@ export class FaceEngine implements LocalFaceEngine {
     if (!preview) {
       faces = await this.findFaces(await this.decode(input, header), options);
     } else {
-      let working: Promise<DecodedImage> | undefined;
-      const workingSize = () => {
-        working ??= this.decode(input, header);
-        return working;
-      };
+      const workingSize = () => this.decode(input, header);
       faces = await this.findFaces(await this.decode(input, header, this.previewMaxSide), options, workingSize);
     }
     return { image, faces, engine_ms: performance.now() - start };
