@@ -40,6 +40,11 @@ export interface FaceSearchConfig {
   embedderManifest: string | null;
   maxImageBytes: number;
   maxImagePixels: number;
+  /**
+   * Longer side of the first, small decode of JPEGs of twice that size or more (detection and the crops of faces
+   * large in it; the working-size decode follows only when needed). 0: always decode once at the working size.
+   */
+  enginePreviewMaxSide: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**
    * Cosine similarity that maps to score 80 (DEFAULT_MATCH_SCORE). Null: the embedding model's calibrated
@@ -112,6 +117,19 @@ function int(def: number, min: number, max: number) {
     const n = Number(v);
     if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
       ctx.addIssue({ code: 'custom', message: `expected an integer ${min}-${max}, got '${v}'` });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
+/** 0 (off), or an integer min-max; `def` when unset. */
+function intOrZero(def: number, min: number, max: number) {
+  return raw.transform((v, ctx) => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || (n !== 0 && (n < min || n > max))) {
+      ctx.addIssue({ code: 'custom', message: `expected 0 (off) or an integer ${min}-${max}, got '${v}'` });
       return z.NEVER;
     }
     return n;
@@ -250,6 +268,7 @@ const envSchema = z.object({
   EMBEDDER_MANIFEST: optionalString,
   MAX_IMAGE_BYTES: int(20 * MiB, 1024, 1024 * MiB),
   MAX_IMAGE_PIXELS: int(50_000_000, 10_000, 1_000_000_000),
+  ENGINE_PREVIEW_MAX_SIDE: intOrZero(512, 256, 1536),
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   MATCH_COSINE_THRESHOLD: num(null, 0.01, 0.99),
   MAX_REQUEST_BYTES: int(100 * MiB, 1024, 4096 * MiB),
@@ -332,6 +351,7 @@ export function loadConfig(
     embedderManifest: e.EMBEDDER_MANIFEST,
     maxImageBytes: e.MAX_IMAGE_BYTES,
     maxImagePixels: e.MAX_IMAGE_PIXELS,
+    enginePreviewMaxSide: e.ENGINE_PREVIEW_MAX_SIDE,
     logLevel: e.LOG_LEVEL ?? 'info',
     matchCosineThreshold: e.MATCH_COSINE_THRESHOLD,
     maxRequestBytes: e.MAX_REQUEST_BYTES,

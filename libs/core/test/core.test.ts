@@ -148,6 +148,15 @@ describe('config', () => {
     expect(err?.message).toContain("MATCH_COSINE_THRESHOLD: expected a number 0.01-0.99, got '2'");
   });
 
+  it('decodes large JPEGs at 512 px first unless ENGINE_PREVIEW_MAX_SIDE says otherwise (0: off)', () => {
+    expect(loadConfig({}).enginePreviewMaxSide).toBe(512);
+    expect(loadConfig({ ENGINE_PREVIEW_MAX_SIDE: '0' }).enginePreviewMaxSide).toBe(0);
+    expect(loadConfig({ ENGINE_PREVIEW_MAX_SIDE: '768' }).enginePreviewMaxSide).toBe(768);
+    expect(() => loadConfig({ ENGINE_PREVIEW_MAX_SIDE: '100' })).toThrow(
+      "ENGINE_PREVIEW_MAX_SIDE: expected 0 (off) or an integer 256-1536, got '100'",
+    );
+  });
+
   it('runs the models on one thread per core unless ENGINE_WORKERS says otherwise', () => {
     expect(loadConfig({}).engineWorkers).toBe(availableParallelism());
     expect(loadConfig({ ENGINE_WORKERS: 'auto' }).engineWorkers).toBe(availableParallelism());

@@ -27,6 +27,7 @@ export function createLocalEngine(config: FaceSearchConfig): Promise<LocalFaceEn
     embedderManifest: config.embedderManifest ?? undefined,
     maxImageBytes: config.maxImageBytes,
     maxImagePixels: config.maxImagePixels,
+    previewMaxSide: config.enginePreviewMaxSide,
   });
 }
 
