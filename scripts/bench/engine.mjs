@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { listPhotos, rawComputeRate, require, ROOT as root } from './lib.mjs';
 
 const { EnginePool, FaceEngine, median } = require(join(root, 'libs/face-engine/dist/index.js'));
+const { cosineSimilarity } = require(join(root, 'libs/common/dist/index.js'));
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '2' },
@@ -103,10 +104,7 @@ for (const image of images) {
   const [a, b] = await Promise.all([withPreview.analyze(image), without.analyze(image)]);
   if (a.faces.length === b.faces.length) sameCount++;
   for (const [i, face] of b.faces.entries()) {
-    if (!a.faces[i]) continue;
-    let dot = 0;
-    for (let k = 0; k < face.embedding.length; k++) dot += face.embedding[k] * a.faces[i].embedding[k];
-    cosines.push(dot);
+    if (a.faces[i]) cosines.push(cosineSimilarity(face.embedding, a.faces[i].embedding));
   }
 }
 await Promise.all([withPreview.close(), without.close()]);

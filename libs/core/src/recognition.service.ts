@@ -3,6 +3,7 @@ import {
   cosineSimilarity,
   DEFAULT_MATCH_SCORE,
   type DetectResult,
+  type EngineTiming,
   type FaceAnalyzer,
   type FaceQuality,
   type ImageInfo,
@@ -72,13 +73,20 @@ const FIRST_PAGE_HITS_PER_USER = 4;
 
 const round = (n: number) => Math.round(n * 1e6) / 1e6;
 
-/** Detect, 1:1 compare and 1:N / M:N search. */
 /**
  * Detect, compare and search read each uploaded image once, for the analysis: an engine thread may take its memory
  * instead of a copy (enrolment does not: it stores the image afterwards).
  */
 const HAND_OVER = { handOver: true } as const;
 
+/** Times `work` as the `analyze` stage and records the engine's own share of it as `engine`. */
+async function timeAnalysis<T extends EngineTiming>(timings: StageTimings, work: () => Promise<T>): Promise<T> {
+  const result = await timings.time('analyze', work);
+  timings.add('engine', result.engine_ms);
+  return result;
+}
+
+/** Detect, 1:1 compare and 1:N / M:N search. */
 export class RecognitionService {
   constructor(
     private readonly repo: LibraryRepository,
@@ -91,10 +99,8 @@ export class RecognitionService {
    * `timings` (optional, for the Server-Timing header) gets the stages: analyze, vectors, library; and `engine`, the
    * part of `analyze` the face engine itself reports (the rest of `analyze` is hand-off and transport).
    */
-  async detect(image: Uint8Array, maxFaces = 10, timings = new StageTimings()): Promise<DetectResult> {
-    const result = await timings.time('analyze', () => this.analyzer.detect(image, { maxFaces }, HAND_OVER));
-    timings.add('engine', result.engine_ms);
-    return result;
+  detect(image: Uint8Array, maxFaces = 10, timings = new StageTimings()): Promise<DetectResult> {
+    return timeAnalysis(timings, () => this.analyzer.detect(image, { maxFaces }, HAND_OVER));
   }
 
   async compare(
@@ -103,8 +109,7 @@ export class RecognitionService {
     timings = new StageTimings(),
   ): Promise<CompareResult> {
     const threshold = input.match_threshold ?? DEFAULT_MATCH_SCORE;
-    const a = await timings.time('analyze', () => this.largestFace(input.image_a, 'image_a'));
-    timings.add('engine', a.engine_ms);
+    const a = await timeAnalysis(timings, () => this.largestFace(input.image_a, 'image_a'));
     let b: { embedding: Float32Array; box: Box; face_id?: string };
     if (input.face_id_b !== undefined) {
       const faceId = checkId('face_id_b', input.face_id_b);
@@ -116,9 +121,7 @@ export class RecognitionService {
       b = { embedding: stored.vector, box: record.box, face_id: faceId };
     } else if (input.image_b) {
       const imageB = input.image_b;
-      const largest = await timings.time('analyze', () => this.largestFace(imageB, 'image_b'));
-      timings.add('engine', largest.engine_ms);
-      b = largest;
+      b = await timeAnalysis(timings, () => this.largestFace(imageB, 'image_b'));
     } else {
       throw errors.invalidRequest('image_b: required unless face_id_b is given');
     }
@@ -145,10 +148,9 @@ export class RecognitionService {
     }
     const topK = input.top_k ?? 5;
     const threshold = input.match_threshold ?? DEFAULT_MATCH_SCORE;
-    const analysis = await timings.time('analyze', () =>
+    const analysis = await timeAnalysis(timings, () =>
       this.analyzer.analyze(input.image, { maxFaces: input.max_faces ?? 1 }, HAND_OVER),
     );
-    timings.add('engine', analysis.engine_ms);
     if (analysis.faces.length === 0) throw errors.noFace();
 
     const users = new Map<string, Promise<string | null | undefined>>();

@@ -68,7 +68,7 @@ export class BlazeFaceDetector {
   }
 
   /** The tiles pass over `image`, merged with the full-frame boxes (in `image`'s pixels) and NMS-ed. */
-  async detectTiles(image: RgbImage, frame: ScoredBox[], scoreThreshold: number): Promise<ScoredBox[]> {
+  private async detectTiles(image: RgbImage, frame: ScoredBox[], scoreThreshold: number): Promise<ScoredBox[]> {
     let boxes = frame;
     for (const tile of overlappingTiles(image.width, image.height)) {
       const found = await this.detectRegion(image, tile, scoreThreshold);

@@ -119,14 +119,19 @@ export class FaceEngine implements LocalFaceEngine {
     return this.detector.manifest.id;
   }
 
-  /** Decodes at the working size (or `maxSide`), checking the header unless given; the time counts as decode. */
-  async decode(input: Uint8Array, header?: ImageHeader, maxSide?: number): Promise<DecodedImage> {
+  /** Runs `work`, adding its duration to `stage` in `timings`. */
+  private async timed<T>(stage: keyof StageTimings, work: () => Promise<T>): Promise<T> {
     const start = performance.now();
     try {
-      return await decodeImage(input, this.limits, { header, maxSide });
+      return await work();
     } finally {
-      this.timings.decode += performance.now() - start;
+      this.timings[stage] += performance.now() - start;
     }
+  }
+
+  /** Decodes at the working size (or `maxSide`), checking the header unless given; the time counts as decode. */
+  decode(input: Uint8Array, header?: ImageHeader, maxSide?: number): Promise<DecodedImage> {
+    return this.timed('decode', () => decodeImage(input, this.limits, { header, maxSide }));
   }
 
   /**
@@ -138,12 +143,7 @@ export class FaceEngine implements LocalFaceEngine {
     options: DetectOptions = {},
   ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming> {
     const start = performance.now();
-    let header: ImageHeader;
-    try {
-      header = await inspectImage(input, this.limits);
-    } finally {
-      this.timings.decode += performance.now() - start;
-    }
+    const header = await this.timed('decode', () => inspectImage(input, this.limits));
     const image = { width: header.width, height: header.height, format: header.format };
     // Only JPEG decodes faster when smaller; other formats would pay a second full decode for nothing.
     const preview =
@@ -177,15 +177,12 @@ export class FaceEngine implements LocalFaceEngine {
   }
 
   /** Embeds aligned 112x112 RGB crops, one after another (the model's batch size is fixed at 1). */
-  async embed(crops: Uint8Array[]): Promise<Float32Array[]> {
-    const start = performance.now();
-    try {
+  embed(crops: Uint8Array[]): Promise<Float32Array[]> {
+    return this.timed('embed', async () => {
       const out: Float32Array[] = [];
       for (const crop of crops) out.push(await this.embedder.embed(crop));
       return out;
-    } finally {
-      this.timings.embed += performance.now() - start;
-    }
+    });
   }
 
   /**
@@ -200,13 +197,11 @@ export class FaceEngine implements LocalFaceEngine {
   ): Promise<AlignedFace[]> {
     const opts = { ...DEFAULT_DETECT_OPTIONS, ...stripUndefined(options) };
     const start = performance.now();
-    const frame = await this.detector.detectFrame(decoded.working, opts.scoreThreshold);
     let boxes: ScoredBox[] | undefined;
     if (!workingSize) {
-      boxes = this.detector.wantsTiles(decoded.working, frame, this.tiling)
-        ? await this.detector.detectTiles(decoded.working, frame, opts.scoreThreshold)
-        : this.detector.merge(frame);
+      boxes = await this.detector.detect(decoded.working, { scoreThreshold: opts.scoreThreshold, tiling: this.tiling });
     } else {
+      const frame = await this.detector.detectFrame(decoded.working, opts.scoreThreshold);
       // The preview's pixels -> the working size's, where a tiles pass would run.
       const toWorking =
         Math.min(1, this.limits.workingMaxSide / Math.max(decoded.width, decoded.height)) / decoded.scale;
@@ -270,7 +265,7 @@ export class FaceEngine implements LocalFaceEngine {
     const y2 = clamp(b.y2 * inv, 0, decoded.height);
     const pose = estimatePose(working.leftEye, working.rightEye, working.nose, working.mouth);
     const measured = {
-      size: Math.round(size),
+      size,
       blur: round1(laplacianVariance(crop, 112, 112)),
       ...pose,
       score: round3(b.score),

@@ -135,10 +135,9 @@ export function detectResultFromWire(reply: pb.DetectReply): DetectResult {
 }
 
 export function alignedFacesFromWire(reply: pb.DetectReply): { image: ImageInfo; faces: AlignedFace[] } & EngineTiming {
-  const { image, faces } = detectResultFromWire(reply);
+  const { faces, ...rest } = detectResultFromWire(reply);
   return {
-    image,
-    ...engineTimingFromWire(reply),
+    ...rest,
     faces: faces.map((face, i) => {
       const crop = reply.faces[i].crop;
       if (!crop || crop.byteLength === 0) throw badReply(`crop of face ${i}`);
