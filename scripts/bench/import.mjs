@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// pnpm bench:import [--mode embedded|distributed|both] [--images N] [--topologies 2x2,1x1,1x1/inline] [--chunk 50]
-//                   [--engine-workers auto|N] [--import-concurrency N]
+// pnpm bench:import [--mode embedded|distributed|both] [--images N] [--topologies 2x2,1x1,1x1/inline,1x0/inline]
+//                   [--chunk 50] [--engine-workers auto|N] [--import-concurrency N]
 //
 // Bulk import of real photos (../shared/testdata faces/ + multi/, else .fixtures/) repeated to N items (default 200),
 // through the public API (multipart POST /v1/imports of --chunk files each, then polling GET /v1/imports/{id}),
@@ -9,7 +9,7 @@
 //   - distributed: scripts/stack/up.sh in a temp STACK_DIR on free ports, once per topology DxE
 //     (D detectors + E embedders + 1 indexer; default 2x2 and 1x1); `DxE/inline` runs the detectors with
 //     IMPORT_EMBED=inline (they embed each item through the embedder service over gRPC: no embed queue, no crop
-//     in S3), plain `DxE` with IMPORT_EMBED=queue.
+//     in S3; `Dx0/inline`: no embedder, the detectors embed with their own engine), plain `DxE` with IMPORT_EMBED=queue.
 // --engine-workers and --import-concurrency set ENGINE_WORKERS and IMPORT_CONCURRENCY of every app (default: the
 // apps' own defaults).
 // Before them, the raw compute rate on the same N items: FaceEngine.analyze (decode+detect+align+embed, maxFaces 1
@@ -60,6 +60,10 @@ const topologies = values.topologies.split(',').map((t) => {
   const m = /^(\d+)x(\d+)(\/inline)?$/.exec(t.trim());
   if (!m) {
     console.error(`--topologies: expected DxE or DxE/inline like 2x2, got '${t}'`);
+    process.exit(2);
+  }
+  if (Number(m[1]) === 0 || (Number(m[2]) === 0 && !m[3])) {
+    console.error(`--topologies: '${t}' needs a detector, and 0 embedders needs /inline (the detectors embed)`);
     process.exit(2);
   }
   return { detectors: Number(m[1]), embedders: Number(m[2]), importEmbed: m[3] ? 'inline' : 'queue' };

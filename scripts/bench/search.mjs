@@ -5,7 +5,7 @@
 // Latency p50/p95/p99 and throughput of POST /v1/detect, /v1/compare (two images) and /v1/search at each
 // concurrency level (--requests requests per level, bounded), through the public API, on the embedded default
 // (gateway child process, temp DATA_DIR) and the local distributed stack (scripts/stack/up.sh, temp STACK_DIR, free
-// ports, --topology DxE workers). Beside them, the raw model time per request: FaceEngine in this process (one ONNX
+// ports, --topology DxE workers; E = 0: no embedder, the detectors embed, one gRPC call per image). Beside them, the raw model time per request: FaceEngine in this process (one ONNX
 // thread), median over the same probes: detect = engine.detect(probe), search = engine.analyze(probe, maxFaces 1),
 // compare = analyze(a) + analyze(b); and the raw p95/p99, so that a tail the photos themselves cause (a 4,600 px group
 // photo costs the model ~5x a portrait) is not read as the service's. --probes uniform sends only the probes whose raw
@@ -329,8 +329,12 @@ log(`enrolment set: ${enrolment.length} variants of ${probes.length} photos`);
 for (const mode of modes) {
   const label = mode === 'embedded' ? 'embedded' : `distributed ${DETECTORS}d+${EMBEDDERS}e+1i`;
   log(`${label}: starting ...`);
+  // Without embedders the detectors embed the enrolment imports too.
+  const stackEnv = EMBEDDERS === 0 ? { IMPORT_EMBED: 'inline' } : {};
   current =
-    mode === 'embedded' ? await startEmbedded() : await startStack({ detectors: DETECTORS, embedders: EMBEDDERS });
+    mode === 'embedded'
+      ? await startEmbedded()
+      : await startStack({ detectors: DETECTORS, embedders: EMBEDDERS, env: stackEnv });
   try {
     const api = current.api;
     await ensureGroup(api, GROUP);

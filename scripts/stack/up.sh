@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pnpm stack:up - the whole distributed stack on this machine, without Docker: the backing servers (real Redis,
 # Qdrant and Ceph S3 via scripts/services/up.sh), then each app as its own node process on 127.0.0.1:
-#   embedders  EMBEDDERS (default 2), gRPC ports GRPC_BASE_PORT (default 50051) and up
+#   embedders  EMBEDDERS (default 2), gRPC ports GRPC_BASE_PORT (default 50051) and up; 0 (with IMPORT_EMBED=inline):
+#              none, the detectors embed everything themselves (EMBEDDER_GRPC_URL unset)
 #   detectors  DETECTORS (default 2), gRPC ports after the embedders'
 #   indexer    1
 #   gateway    HTTP on PORT (default 3000)
@@ -22,7 +23,10 @@ dev_keys=0
 if [ -z "${ADMIN_API_KEY:-}" ]; then ADMIN_API_KEY=dev-admin-key-change-me; dev_keys=1; fi
 if [ -z "${DEFAULT_APP_API_KEY:-}" ]; then DEFAULT_APP_API_KEY=dev-default-app-key-change-me; dev_keys=1; fi
 [[ "$DETECTORS" =~ ^[1-9][0-9]*$ ]] || die "DETECTORS must be a positive integer, got '$DETECTORS'"
-[[ "$EMBEDDERS" =~ ^[1-9][0-9]*$ ]] || die "EMBEDDERS must be a positive integer, got '$EMBEDDERS'"
+[[ "$EMBEDDERS" =~ ^[0-9]+$ ]] || die "EMBEDDERS must be a whole number, got '$EMBEDDERS'"
+# Queued import items wait for embedder workers: without any, the detectors must embed them (inline).
+[ "$EMBEDDERS" -gt 0 ] || [ "${IMPORT_EMBED:-}" = inline ] ||
+  die "EMBEDDERS=0 needs IMPORT_EMBED=inline (queued import items are embedded by embedder workers)"
 
 mkdir -p "$APPS_DIR"
 if app_pid "$APPS_DIR/gateway.pid" >/dev/null; then
@@ -51,7 +55,9 @@ embedder_urls=$(join "${embedder_ports[@]/#/127.0.0.1:}")
 detector_urls=$(join "${detector_ports[@]/#/127.0.0.1:}")
 
 export FACESEARCH_MODE=distributed HOST=127.0.0.1 PORT ADMIN_API_KEY DEFAULT_APP_API_KEY
-export EMBEDDER_GRPC_URL=$embedder_urls DETECTOR_GRPC_URL=$detector_urls
+export DETECTOR_GRPC_URL=$detector_urls
+# Unset without embedders: the gateway then asks the detectors to embed too (Detector.Analyze).
+if [ "$EMBEDDERS" -gt 0 ]; then export EMBEDDER_GRPC_URL=$embedder_urls; else unset EMBEDDER_GRPC_URL; fi
 
 # start NAME [VAR=VALUE...]: runs apps/<kind>/dist/main.js with the extra env, in its own session.
 start() {
@@ -98,7 +104,7 @@ done
 started_ok=1
 
 say "ready: http://127.0.0.1:$PORT (API docs /docs, metrics /metrics)"
-say "  embedders $embedder_urls; detectors $detector_urls; 1 indexer; logs in $APPS_DIR"
+say "  embedders ${embedder_urls:-none (the detectors embed)}; detectors $detector_urls; 1 indexer; logs in $APPS_DIR"
 if [ "$dev_keys" = 1 ]; then
   say "  development keys (set ADMIN_API_KEY / DEFAULT_APP_API_KEY to choose your own):"
 fi

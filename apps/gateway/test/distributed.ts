@@ -201,7 +201,7 @@ export async function waitReady(url: string, group: ProcessGroup, timeoutMs: num
  * gateway (using every detector and embedder), each on a free port, all with `common` settings (plus `embedderEnv`
  * for the embedders). By default detectors call no embedder: they hand crops on through the embed queue; with
  * `importEmbed: 'inline'` they embed import items through the embedders over gRPC. Resolves with the gateway's base
- * URL and its readiness report once it is ready.
+ * URL, its readiness report and the workers' gRPC addresses once it is ready.
  */
 export async function startStack(
   group: ProcessGroup,
@@ -213,7 +213,7 @@ export async function startStack(
     embedders?: number;
     importEmbed?: 'queue' | 'inline';
   },
-): Promise<{ base: string; ready: unknown }> {
+): Promise<{ base: string; ready: unknown; detectors: string; embedders: string }> {
   const nEmbedders = options.embedders ?? 2;
   const nDetectors = options.detectors ?? 2;
   const ports = await Promise.all(Array.from({ length: 1 + nEmbedders + nDetectors }, () => freePort()));
@@ -238,7 +238,7 @@ export async function startStack(
   });
   const base = `http://127.0.0.1:${gatewayPort}`;
   const ready = await waitReady(`${base}/health/ready`, group, options.readyTimeoutMs);
-  return { base, ready };
+  return { base, ready, detectors, embedders };
 }
 
 /**

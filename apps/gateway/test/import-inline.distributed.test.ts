@@ -1,6 +1,8 @@
 /**
  * IMPORT_EMBED=inline on the distributed stack: the detector embeds each import item through the embedder
  * service over gRPC and queues the index job itself, so no crop goes through S3 and nothing uses the embed queue.
+ * And a second gateway without EMBEDDER_GRPC_URL, whose synchronous calls the detector answers alone
+ * (Detector.Analyze, one gRPC call per image).
  * Real Redis, Qdrant and Ceph S3 (scripts/services/up.sh), each app its own process. Skipped with the reason
  * without the servers, the test photos or the models.
  */
@@ -9,7 +11,16 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApps, dropIsolated, isolatedEnv, ProcessGroup, servicesSkipReason, startStack } from './distributed';
+import {
+  buildApps,
+  dropIsolated,
+  freePort,
+  isolatedEnv,
+  ProcessGroup,
+  servicesSkipReason,
+  startStack,
+  waitReady,
+} from './distributed';
 import { engineSkipReason, photo, TESTDATA } from './helpers';
 
 const skipReason = servicesSkipReason() ?? engineSkipReason();
@@ -23,10 +34,12 @@ describe.skipIf(skipReason !== null)('distributed import with IMPORT_EMBED=inlin
   const group = new ProcessGroup();
   const env = isolatedEnv(`${Date.now().toString(36)}${randomBytes(3).toString('hex')}`);
   let base = '';
+  let common: Record<string, string> = {};
+  let detectors = '';
 
   beforeAll(async () => {
     buildApps();
-    const common = {
+    common = {
       ...env,
       ADMIN_API_KEY: ADMIN_KEY,
       DEFAULT_APP_API_KEY: DEFAULT_KEY,
@@ -41,6 +54,7 @@ describe.skipIf(skipReason !== null)('distributed import with IMPORT_EMBED=inlin
       importEmbed: 'inline',
     });
     base = stack.base;
+    detectors = stack.detectors;
   }, 240_000);
 
   afterAll(async () => {
@@ -91,5 +105,28 @@ describe.skipIf(skipReason !== null)('distributed import with IMPORT_EMBED=inlin
       .attach('image', photo(`faces/${person}/${probe}`), 'probe.jpg')
       .expect(200);
     expect(found.body.results[0].matches[0]?.user_id).toBe(person);
+
+    // A gateway without EMBEDDER_GRPC_URL: the detector detects and embeds in one call, the embedder is not asked,
+    // and the answers equal the two-call gateway's.
+    const port = await freePort();
+    group.start('gateway-2', 'gateway', { ...common, PORT: String(port), DETECTOR_GRPC_URL: detectors });
+    const oneCall = `http://127.0.0.1:${port}`;
+    const ready = (await waitReady(`${oneCall}/health/ready`, group, 60_000)) as { details?: object };
+    expect(Object.keys(ready.details ?? {})).toContain('detectors');
+    expect(Object.keys(ready.details ?? {})).not.toContain('embedders');
+    const embedderCalls = group.lines('embedder-1', 'embedded crops').length;
+    const search = (url: string) =>
+      request(url)
+        .post('/v1/search')
+        .set(auth)
+        .field('group_ids', 'inline')
+        .attach('image', photo(`faces/${person}/${probe}`), 'probe.jpg')
+        .expect(200);
+    const viaDetector = await search(oneCall);
+    expect(group.lines('embedder-1', 'embedded crops')).toHaveLength(embedderCalls);
+    expect(viaDetector.body.results[0].matches[0]?.user_id).toBe(person);
+    expect(viaDetector.body).toEqual((await search(base)).body);
+    // (the embedder's log reaches this process a little later than its answer)
+    await expect.poll(() => group.lines('embedder-1', 'embedded crops').length).toBe(embedderCalls + 1);
   }, 200_000);
 });

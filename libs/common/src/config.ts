@@ -390,7 +390,7 @@ export function loadConfig(
   }
   needs(config.qdrantUrl || config.vectorStore !== 'qdrant', 'QDRANT_URL', 'when VECTOR_STORE=qdrant');
   needs(config.detectorGrpcUrls.length > 0 || config.engine !== 'grpc', 'DETECTOR_GRPC_URL', 'when ENGINE=grpc');
-  needs(config.embedderGrpcUrls.length > 0 || config.engine !== 'grpc', 'EMBEDDER_GRPC_URL', 'when ENGINE=grpc');
+  // EMBEDDER_GRPC_URL may be unset with ENGINE=grpc: the detector services then embed too (Detector.Analyze).
   // An in-process queue cannot be shared by several processes, so it only works next to a local engine.
   if (config.queue === 'memory' && config.mode === 'distributed') {
     problems.push('QUEUE: memory is an in-process queue; distributed mode needs QUEUE=bullmq');

@@ -178,7 +178,7 @@ describe('config', () => {
     expect(() => loadConfig({ FACESEARCH_MODE: 'distributed' })).toThrowError(
       /REDIS_URL: required when QUEUE=bullmq[\s\S]*S3_ENDPOINT[\s\S]*QDRANT_URL[\s\S]*DETECTOR_GRPC_URL/,
     );
-    const c = loadConfig({
+    const servers = {
       FACESEARCH_MODE: 'distributed',
       REDIS_URL: 'redis://127.0.0.1:6379',
       S3_ENDPOINT: 'http://127.0.0.1:9000',
@@ -186,11 +186,13 @@ describe('config', () => {
       S3_SECRET_KEY: 'b',
       QDRANT_URL: 'http://127.0.0.1:6333',
       DETECTOR_GRPC_URL: '127.0.0.1:50051, 127.0.0.1:50052',
-      EMBEDDER_GRPC_URL: 'dns:///embedder:50051',
-    });
+    };
+    const c = loadConfig({ ...servers, EMBEDDER_GRPC_URL: 'dns:///embedder:50051' });
     expect(c.detectorGrpcUrls).toEqual(['127.0.0.1:50051', '127.0.0.1:50052']);
     expect(c.embedderGrpcUrls).toEqual(['dns:///embedder:50051']);
     expect(c.queue).toBe('bullmq');
+    // Without an embedder address the detectors embed too (Detector.Analyze).
+    expect(loadConfig(servers).embedderGrpcUrls).toEqual([]);
     expect(() => loadConfig({ DETECTOR_GRPC_URL: 'http://detector' })).toThrow(
       /DETECTOR_GRPC_URL: expected a comma-separated/,
     );

@@ -10,9 +10,12 @@ export interface GrpcFaceAnalyzerOptions extends GrpcClientOptions {
    * belongs to the caller and is not closed with the analyzer.
    */
   detector: string | DetectorImplementation;
-  /** EMBEDDER_GRPC_URL */
-  embedderAddresses: string;
-  /** How long connect() keeps asking the embedder for its model while it is unavailable. Default 30 s. */
+  /**
+   * EMBEDDER_GRPC_URL. Empty: the detector services embed too (Detector.Analyze), one call per image instead of
+   * two; only with a detector address.
+   */
+  embedderAddresses?: string;
+  /** How long connect() keeps asking for the model while the service is unavailable. Default 30 s. */
   connectTimeoutMs?: number;
 }
 
@@ -28,32 +31,48 @@ function engineTime(...calls: EngineTiming[]): EngineTiming {
   return { engine_ms: total };
 }
 
-/** FaceAnalyzer over the embedder service and the detector service (or a detector in process). */
+/**
+ * FaceAnalyzer over the detector service (or a detector in process) and the embedder service; without an
+ * embedder address, over the detector service alone.
+ */
 export class GrpcFaceAnalyzer implements FaceAnalyzer {
   private constructor(
     readonly detector: DetectorImplementation,
-    readonly embedder: EmbedderClient,
+    /** null: the detector services embed (Detector.Analyze). */
+    readonly embedder: EmbedderClient | null,
     readonly modelId: string,
     readonly embeddingDim: number,
   ) {}
 
-  /** Learns the embedding model from the embedder (waiting for it to come up), then returns the analyzer. */
+  /** Learns the embedding model from the service that embeds (waiting for it to come up), then returns the analyzer. */
   static async connect(options: GrpcFaceAnalyzerOptions): Promise<GrpcFaceAnalyzer> {
     const detector =
       typeof options.detector === 'string' ? new DetectorClient(options.detector, options) : options.detector;
-    const embedder = new EmbedderClient(options.embedderAddresses, options);
+    const embedder = options.embedderAddresses ? new EmbedderClient(options.embedderAddresses, options) : null;
+    const close = () => {
+      if (detector instanceof DetectorClient) detector.close();
+      embedder?.close();
+    };
+    const modelSource = embedder ?? (detector instanceof DetectorClient ? detector : null);
+    if (!modelSource) {
+      close();
+      throw new FaceSearchError(
+        'invalid_config',
+        'GrpcFaceAnalyzer: a detector in this process needs embedder addresses',
+        500,
+      );
+    }
     const giveUpAt = Date.now() + (options.connectTimeoutMs ?? 30_000);
     for (;;) {
       try {
-        const { modelId, dim } = await embedder.info();
+        const { modelId, dim } = await modelSource.info();
         return new GrpcFaceAnalyzer(detector, embedder, modelId, dim);
       } catch (error) {
         if (error instanceof FaceSearchError && error.retryable && Date.now() < giveUpAt) {
           await sleep(500);
           continue;
         }
-        if (detector instanceof DetectorClient) detector.close();
-        embedder.close();
+        close();
         throw error;
       }
     }
@@ -64,6 +83,7 @@ export class GrpcFaceAnalyzer implements FaceAnalyzer {
   }
 
   async analyze(image: Uint8Array, options: DetectOptions = {}): Promise<AnalyzeResult> {
+    if (!this.embedder) return (this.detector as DetectorClient).analyze(image, options);
     const detected = await this.detector.detectAligned(image, options);
     const { image: info, faces } = detected;
     if (faces.length === 0) return { image: info, faces: [], modelId: this.modelId, ...engineTime(detected) };
@@ -79,7 +99,7 @@ export class GrpcFaceAnalyzer implements FaceAnalyzer {
 
   async close(): Promise<void> {
     if (this.detector instanceof DetectorClient) this.detector.close();
-    this.embedder.close();
+    this.embedder?.close();
   }
 }
 

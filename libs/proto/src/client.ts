@@ -1,5 +1,6 @@
 import {
   type AlignedFace,
+  type AnalyzeResult,
   type DetectOptions,
   type DetectResult,
   type EngineTiming,
@@ -9,6 +10,7 @@ import {
 import * as grpc from '@grpc/grpc-js';
 import {
   alignedFacesFromWire,
+  analyzeResultFromWire,
   detectRequest,
   detectResultFromWire,
   embeddingsFromWire,
@@ -180,6 +182,21 @@ export class DetectorClient extends BalancedClient {
     options: DetectOptions = {},
   ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming> {
     return alignedFacesFromWire(await this.detectRaw(detectRequest(image, options, true)));
+  }
+
+  analyzeRaw(request: pb.DetectRequest): Promise<pb.AnalyzeReply> {
+    return this.call('Analyze', request);
+  }
+
+  /** Faces with their embeddings, computed by the detector service itself (one call instead of two). */
+  async analyze(image: Uint8Array, options: DetectOptions = {}): Promise<AnalyzeResult> {
+    return analyzeResultFromWire(await this.analyzeRaw(detectRequest(image, options, false)));
+  }
+
+  /** The embedding model the detectors run, from an Analyze call with an empty image. */
+  async info(): Promise<{ modelId: string; dim: number }> {
+    const reply = await this.analyzeRaw(detectRequest(new Uint8Array(0), {}, false));
+    return { modelId: reply.model_id, dim: reply.dim };
   }
 }
 

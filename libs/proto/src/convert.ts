@@ -1,6 +1,7 @@
 /** Between the shared types of @facesearch/common and the wire messages. */
 import {
   type AlignedFace,
+  type AnalyzeResult,
   type DetectedFace,
   type DetectOptions,
   type DetectResult,
@@ -84,6 +85,39 @@ function badReply(what: string): FaceSearchError {
   return new FaceSearchError('engine_bad_reply', `The detector sent an incomplete reply: ${what} missing`, 502, false);
 }
 
+/** The reply to Detector.Analyze; `model` alone (no result) answers a model info call. */
+export function analyzeReplyToWire(model: { modelId: string; dim: number }, result?: AnalyzeResult): pb.AnalyzeReply {
+  if (!result) return { image: null, faces: [], embeddings: [], model_id: model.modelId, dim: model.dim };
+  return {
+    image: { ...result.image },
+    faces: result.faces.map((f) => faceToWire(f, false)),
+    embeddings: result.faces.map((f) => ({ values: Array.from(f.embedding) })),
+    model_id: result.modelId,
+    dim: model.dim,
+    ...engineTimingToWire(result.engine_ms),
+  };
+}
+
+export function analyzeResultFromWire(reply: pb.AnalyzeReply): AnalyzeResult {
+  if (!reply.image) throw badReply('image');
+  const { width, height, format } = reply.image;
+  if (reply.embeddings.length !== reply.faces.length || reply.embeddings.some((e) => e.values.length !== reply.dim)) {
+    throw new FaceSearchError(
+      'engine_bad_reply',
+      `The detector sent ${reply.embeddings.length} vectors for ${reply.faces.length} faces (dim ${reply.dim})`,
+      502,
+      true,
+    );
+  }
+  const vectors = embeddingsFromWire(reply);
+  return {
+    image: { width, height, format },
+    faces: reply.faces.map((face, i) => ({ ...faceFromWire(face), embedding: vectors[i] })),
+    modelId: reply.model_id,
+    ...engineTimingFromWire(reply),
+  };
+}
+
 function point(p: pb.Point | null | undefined, what: string): Point {
   if (!p) throw badReply(what);
   return { x: p.x, y: p.y };
@@ -160,6 +194,6 @@ export function embeddingsToWire(
   };
 }
 
-export function embeddingsFromWire(reply: pb.EmbedReply): Float32Array[] {
+export function embeddingsFromWire(reply: { embeddings: pb.Embedding[] }): Float32Array[] {
   return reply.embeddings.map((e) => Float32Array.from(e.values));
 }

@@ -87,6 +87,14 @@ export function fromServiceError(error: ServiceError, target: string): FaceSearc
       return new FaceSearchError('engine_unavailable', `Face engine call cancelled (${detail})`, 503, true);
     case Status.RESOURCE_EXHAUSTED:
       return new FaceSearchError('engine_overloaded', `Face engine service refused the call (${detail})`, 503, true);
+    case Status.UNIMPLEMENTED:
+      // An older service, or a detector without the embedding model: asking again cannot help.
+      return new FaceSearchError(
+        'engine_unsupported',
+        `The face engine service does not offer this call (${detail})`,
+        502,
+        false,
+      );
     default:
       return new FaceSearchError(
         'engine_error',

@@ -69,6 +69,16 @@ export interface DetectReply {
   engine_ms?: number | null;
 }
 
+export interface AnalyzeReply {
+  /** Null when the request's image was empty (a model info call). */
+  image: ImageInfo | null;
+  faces: Face[];
+  embeddings: Embedding[];
+  model_id: string;
+  dim: number;
+  engine_ms?: number | null;
+}
+
 export interface EmbedRequest {
   crops: Uint8Array[];
 }

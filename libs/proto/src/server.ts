@@ -1,7 +1,14 @@
-import type { AlignedFace, DetectOptions, DetectResult, EngineTiming, ImageInfo } from '@facesearch/common';
+import type {
+  AlignedFace,
+  AnalyzeResult,
+  DetectOptions,
+  DetectResult,
+  EngineTiming,
+  ImageInfo,
+} from '@facesearch/common';
 import { FaceSearchError } from '@facesearch/common';
 import * as grpc from '@grpc/grpc-js';
-import { detectOptions, detectReplyToWire, embeddingsToWire } from './convert';
+import { analyzeReplyToWire, detectOptions, detectReplyToWire, embeddingsToWire } from './convert';
 import { toWireError } from './errors';
 import { HealthImplementation } from './health';
 import { DETECTOR_SERVICE, EMBEDDER_SERVICE, services } from './load';
@@ -18,6 +25,21 @@ export interface DetectorImplementation {
     image: Uint8Array,
     options: DetectOptions,
   ): Promise<{ image: ImageInfo; faces: AlignedFace[] } & EngineTiming>;
+}
+
+/**
+ * A detector that also embeds (FaceEngine: the detector worker loads both models): it serves Detector.Analyze,
+ * so a caller needs one call per image instead of Detect then Embedder.Embed.
+ */
+export interface AnalyzingDetectorImplementation extends DetectorImplementation {
+  readonly modelId: string;
+  readonly embeddingDim: number;
+  analyze(image: Uint8Array, options: DetectOptions): Promise<AnalyzeResult>;
+}
+
+function canAnalyze(impl: DetectorImplementation): impl is AnalyzingDetectorImplementation {
+  const candidate = impl as Partial<AnalyzingDetectorImplementation>;
+  return typeof candidate.analyze === 'function' && typeof candidate.modelId === 'string';
 }
 
 /** What the embedder service runs; FaceEngine fits as is. */
@@ -68,6 +90,21 @@ function detectHandler(impl: DetectorImplementation, options: GrpcServerOptions)
   );
 }
 
+function analyzeHandler(impl: AnalyzingDetectorImplementation, options: GrpcServerOptions): UnaryHandler {
+  return unary<pb.DetectRequest, pb.AnalyzeReply>(
+    'Analyze',
+    async (request) => {
+      const model = { modelId: impl.modelId, dim: impl.embeddingDim };
+      // An empty image asks for the model only.
+      if (request.image.byteLength === 0) return analyzeReplyToWire(model);
+      const start = performance.now();
+      const result = await impl.analyze(request.image, detectOptions(request));
+      return analyzeReplyToWire(model, { ...result, engine_ms: result.engine_ms ?? performance.now() - start });
+    },
+    options,
+  );
+}
+
 function embedHandler(impl: EmbedderImplementation, options: GrpcServerOptions): UnaryHandler {
   return unary<pb.EmbedRequest, pb.EmbedReply>(
     'Embed',
@@ -104,7 +141,10 @@ export class FaceSearchGrpcServer {
     const { Detector, Embedder, Health } = services();
     const serving: Record<string, 'SERVING'> = { '': 'SERVING' };
     if (impl.detector) {
-      this.server.addService(Detector.service, { Detect: detectHandler(impl.detector, options) });
+      // A detector without the embedding model answers Analyze with UNIMPLEMENTED.
+      const handlers: grpc.UntypedServiceImplementation = { Detect: detectHandler(impl.detector, options) };
+      if (canAnalyze(impl.detector)) handlers.Analyze = analyzeHandler(impl.detector, options);
+      this.server.addService(Detector.service, handlers);
       serving[DETECTOR_SERVICE] = 'SERVING';
     }
     if (impl.embedder) {

@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import {
   type AlignedFace,
+  type AnalyzeResult,
   type DetectOptions,
   type DetectResult,
   FaceSearchError,
@@ -22,6 +23,7 @@ import {
   type FaceSearchGrpcServer,
   GrpcFaceAnalyzer,
   PROTO_DIR,
+  analyzeResultFromWire,
   createDetectorServer,
   createEmbedderServer,
   services,
@@ -110,6 +112,24 @@ class FakeEmbedder implements EmbedderImplementation {
     if (crops.some((c) => c.byteLength !== CROP_BYTES))
       throw new FaceSearchError('invalid_crop', 'crop must be 112x112x3', 400);
     return crops.map(fakeVector);
+  }
+}
+
+/** A detector with the embedding model too (as the detector worker's FaceEngine): it serves Detector.Analyze. */
+class FakeAnalyzingDetector extends FakeDetector {
+  readonly modelId = 'fake-arcface-v1';
+  readonly embeddingDim = 4;
+  analyses = 0;
+
+  async analyze(image: Uint8Array, options: DetectOptions): Promise<AnalyzeResult> {
+    this.analyses++;
+    const { image: info, faces } = await this.detectAligned(image, options);
+    return {
+      image: info,
+      faces: faces.map((face) => ({ ...withoutCrop(face), embedding: fakeVector(face.crop) })),
+      modelId: this.modelId,
+      engine_ms: 12.5,
+    };
   }
 }
 
@@ -371,6 +391,78 @@ describe('gRPC transport', () => {
       }).catch((e: unknown) => e);
       expect(error).toMatchObject({ code: 'engine_unavailable' });
       expect(Date.now() - t0).toBeLessThan(3000);
+    });
+
+    describe('without an embedder address: the detector service embeds (Detector.Analyze)', () => {
+      const analyzing = new FakeAnalyzingDetector();
+      let analyzingAddress: string;
+      beforeAll(async () => {
+        analyzingAddress = await start(createDetectorServer(analyzing));
+      });
+
+      it('learns the model from the detector and analyzes in one call, with the same result as over both services', async () => {
+        const oneHop = await GrpcFaceAnalyzer.connect({ detector: analyzingAddress });
+        const twoHops = await GrpcFaceAnalyzer.connect({
+          detector: detectorAddress,
+          embedderAddresses: embedderAddress,
+        });
+        clients.push({ close: () => void oneHop.close() }, { close: () => void twoHops.close() });
+        expect(oneHop.embedder).toBeNull();
+        expect([oneHop.modelId, oneHop.embeddingDim]).toEqual(['fake-arcface-v1', 4]);
+
+        const embedderCalls = embedder.calls;
+        const analyses = analyzing.analyses;
+        const { engine_ms, ...result } = await oneHop.analyze(Uint8Array.from([1]), { maxFaces: 2 });
+        expect(analyzing.analyses).toBe(analyses + 1);
+        expect(embedder.calls).toBe(embedderCalls);
+        expect(analyzing.calls.at(-1)?.options).toEqual({ maxFaces: 2 });
+        expect(engine_ms).toBe(12.5);
+        const { engine_ms: _, ...viaBoth } = await twoHops.analyze(Uint8Array.from([1]), { maxFaces: 2 });
+        expect(result).toEqual(viaBoth);
+        expect(result.faces).toHaveLength(2);
+        expect(result.faces[0]).not.toHaveProperty('crop');
+
+        expect((await oneHop.analyze(Uint8Array.from([0]))).faces).toEqual([]);
+        await expect(oneHop.analyze(Uint8Array.from([CORRUPT]))).rejects.toMatchObject({
+          code: 'image_corrupt',
+          status: 422,
+        });
+      });
+
+      it('answers an empty image with the model only', async () => {
+        const client = track(new DetectorClient(analyzingAddress));
+        const analyses = analyzing.analyses;
+        expect(await client.info()).toEqual({ modelId: 'fake-arcface-v1', dim: 4 });
+        const reply = await client.analyzeRaw({ image: new Uint8Array(0), with_crops: false });
+        expect(reply).toMatchObject({ image: null, faces: [], embeddings: [] });
+        expect(analyzing.analyses).toBe(analyses);
+      });
+
+      it('a detector without the embedding model says so at once (UNIMPLEMENTED, not retried)', async () => {
+        const t0 = Date.now();
+        const error = await GrpcFaceAnalyzer.connect({ detector: detectorAddress, connectTimeoutMs: 5000 }).catch(
+          (e: unknown) => e,
+        );
+        expect(error).toMatchObject({ code: 'engine_unsupported', status: 502, retryable: false });
+        expect(Date.now() - t0).toBeLessThan(2000);
+      });
+
+      it('a detector in this process needs embedder addresses', async () => {
+        await expect(GrpcFaceAnalyzer.connect({ detector: analyzing })).rejects.toMatchObject({
+          code: 'invalid_config',
+        });
+      });
+
+      it('rejects a reply whose vectors do not match its faces', async () => {
+        const client = track(new DetectorClient(analyzingAddress));
+        const reply = await client.analyzeRaw({ image: Uint8Array.from([1]), with_crops: false });
+        expect(() => analyzeResultFromWire({ ...reply, embeddings: reply.embeddings.slice(1) })).toThrow(
+          expect.objectContaining({ code: 'engine_bad_reply' }),
+        );
+        expect(() => analyzeResultFromWire({ ...reply, dim: 5 })).toThrow(
+          expect.objectContaining({ code: 'engine_bad_reply' }),
+        );
+      });
     });
 
     it('rejects an empty address list', () => {

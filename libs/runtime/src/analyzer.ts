@@ -7,7 +7,10 @@ import type { Logger } from 'pino';
 /** How long a process waits at start for the embedder service to answer (it may start at the same time). */
 export const ENGINE_CONNECT_TIMEOUT_MS = 60_000;
 
-/** The analyzer ENGINE names: the models in process (local), or the detector and embedder services (grpc). */
+/**
+ * The analyzer ENGINE names: the models in process (local), or the detector and embedder services (grpc; without
+ * EMBEDDER_GRPC_URL the detector services embed too).
+ */
 export async function createAnalyzer(config: FaceSearchConfig, logger: Logger): Promise<FaceAnalyzer> {
   if (config.engine === 'local') return createLocalEngine(config);
   const analyzer = await GrpcFaceAnalyzer.connect({
@@ -65,6 +68,13 @@ function withCalibratedThreshold<A extends FaceAnalyzer>(analyzer: A, config: Fa
 export function importEngines(analyzer: FaceAnalyzer): { aligner: FaceAligner; embedder: CropEmbedder } {
   if (analyzer instanceof GrpcFaceAnalyzer) {
     const client = analyzer.embedder;
+    if (!client) {
+      throw new FaceSearchError(
+        'invalid_config',
+        'The import stages embed crops through the embedder service: set EMBEDDER_GRPC_URL.',
+        500,
+      );
+    }
     return {
       aligner: analyzer.detector,
       embedder: {

@@ -26,15 +26,15 @@ export async function requireServing(client: BalancedClient, service: string, ti
 }
 
 /**
- * The readiness checks of the analyzer: with the gRPC engine, at least one detector and one embedder must
- * answer SERVING; the local engine is ready once it is built.
+ * The readiness checks of the analyzer: with the gRPC engine, at least one detector and one embedder (when it
+ * uses the embedder service) must answer SERVING; the local engine is ready once it is built.
  */
 export function engineChecks(analyzer: FaceAnalyzer): Record<string, () => Promise<unknown>> {
   if (analyzer instanceof GrpcFaceAnalyzer) {
-    const { detector } = analyzer;
+    const { detector, embedder } = analyzer;
     return {
       ...(detector instanceof DetectorClient ? { detectors: () => requireServing(detector, DETECTOR_SERVICE) } : {}),
-      embedders: () => requireServing(analyzer.embedder, EMBEDDER_SERVICE),
+      ...(embedder ? { embedders: () => requireServing(embedder, EMBEDDER_SERVICE) } : {}),
     };
   }
   return { engine: async () => undefined };
