@@ -8,7 +8,10 @@
 //   2. with the models: the Detector and Embedder services over the real engine (EnginePool, ENGINE_WORKERS 2, as the
 //      apps run it) in a child process, on real photos: the client's latency per call against the handler's own time
 //      measured inside the server, so the difference is the hop (gRPC both ways, protobuf, the engine thread hand-off
-//      is inside the handler's time); and the same engine in this process through EnginePool, for the hand-off.
+//      is inside the handler's time); and the same engine in this process through EnginePool, for the hand-off;
+//   3. one call or two: the analysis a search asks for (largest face, embedded) through Detector.Detect then
+//      Embedder.Embed (a gateway with EMBEDDER_GRPC_URL) and through Detector.Analyze (one call, the detector
+//      embeds), alternating per photo against the same server; latency and the part beyond the handlers.
 // Prints readable lines, then one JSON object.
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -49,8 +52,11 @@ async function serve() {
       };
     impl = {
       detector: {
+        modelId: engine.modelId,
+        embeddingDim: engine.embeddingDim,
         detect: timed((i, o) => engine.detect(i, o)),
         detectAligned: timed((i, o) => engine.detectAligned(i, o)),
+        analyze: timed((i, o) => engine.analyze(i, o)),
       },
       embedder: { modelId: engine.modelId, embeddingDim: engine.embeddingDim, embed: timed((c) => engine.embed(c)) },
     };
@@ -178,6 +184,67 @@ async function main() {
       log(
         `with the models, ${kind.padEnd(6)} (${w.calls} calls): p50 ${w.client_p50_ms} ms through gRPC, ${w.handler_p50_ms} ms inside the server's handler -> the hop ${w.hop_p50_ms} ms (p50 of the differences); ${w.in_process_pool_p50_ms} ms through EnginePool in this process`,
       );
+    }
+
+    // 3. One call or two, alternating which goes first per photo.
+    const oneCall = await proto.GrpcFaceAnalyzer.connect({ detector: `127.0.0.1:${server.port}` });
+    try {
+      let runs = [];
+      for (let round = 0; round < 3; round++) {
+        if (round === 1) {
+          runs = [];
+          await server.stats();
+        }
+        for (const [i, image] of images.entries()) {
+          const order = (i + round) % 2 === 0 ? ['two', 'one'] : ['one', 'two'];
+          for (const kind of order) {
+            const analyzer = kind === 'one' ? oneCall : remote;
+            const { result, ms } = await timed(() => analyzer.analyze(image, { maxFaces: 1 }));
+            // Handler times this call left in the server: Analyze, or Detect plus Embed when a face was found.
+            runs.push({ kind, ms, handlers: kind === 'one' ? 1 : result.faces.length > 0 ? 2 : 1 });
+          }
+        }
+      }
+      const handler = (await server.stats()).handlerMs;
+      let next = 0;
+      for (const run of runs) {
+        run.inside = handler.slice(next, next + run.handlers).reduce((a, b) => a + b, 0);
+        next += run.handlers;
+      }
+      if (next !== handler.length) throw new Error(`${handler.length} handler times for ${next} expected`);
+      const pick = (kind) => runs.filter((r) => r.kind === kind);
+      const summary = (kind) => ({
+        calls: pick(kind).length,
+        client_p50_ms: round(median(pick(kind).map((r) => r.ms))),
+        handlers_p50_ms: round(median(pick(kind).map((r) => r.inside))),
+        beyond_handlers_p50_ms: round(median(pick(kind).map((r) => r.ms - r.inside))),
+      });
+      const two = pick('two');
+      const one = pick('one');
+      // CPU of both processes per analysis, each way in a block of its own (CPU cannot be split per call).
+      const cpuPerAnalysis = async (analyzer) => {
+        const before = { client: process.cpuUsage(), server: (await server.stats()).cpu };
+        for (const image of images) await analyzer.analyze(image, { maxFaces: 1 });
+        const after = { client: process.cpuUsage(), server: (await server.stats()).cpu };
+        const spent = cpuMs(after.client) - cpuMs(before.client) + cpuMs(after.server) - cpuMs(before.server);
+        return round(spent / images.length, 1);
+      };
+      const cpu = { two: [], one: [] };
+      for (let i = 0; i < 2; i++) {
+        cpu.two.push(await cpuPerAnalysis(remote));
+        cpu.one.push(await cpuPerAnalysis(oneCall));
+      }
+      report.one_call_or_two = {
+        two_calls: { ...summary('two'), cpu_ms_per_analysis: cpu.two },
+        one_call: { ...summary('one'), cpu_ms_per_analysis: cpu.one },
+        saved_p50_ms: round(median(two.map((r, i) => r.ms - one[i].ms))),
+      };
+      const o = report.one_call_or_two;
+      log(
+        `one call or two, search's analysis (${o.one_call.calls} photos each): Detect + Embed p50 ${o.two_calls.client_p50_ms} ms (${o.two_calls.beyond_handlers_p50_ms} beyond the handlers); Analyze p50 ${o.one_call.client_p50_ms} ms (${o.one_call.beyond_handlers_p50_ms} beyond); saved per photo p50 ${o.saved_p50_ms} ms; CPU ms per analysis, client + server (two blocks each): ${cpu.two.join(', ')} vs ${cpu.one.join(', ')}`,
+      );
+    } finally {
+      await oneCall.close();
     }
   } finally {
     await remote.close();

@@ -460,6 +460,37 @@ export async function startStack({ detectors = 2, embedders = 2, env = {} } = {}
   };
 }
 
+/**
+ * A Qdrant server alone (scripts/services/up.sh qdrant) in its own temp STACK_DIR on free ports. stop() runs
+ * services/down.sh qdrant (which removes its data) and deletes the folder.
+ */
+export async function startQdrant() {
+  const stackDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-qdrant-'));
+  const base = await freePortBlock(2);
+  const env = {
+    ...process.env,
+    STACK_DIR: stackDir,
+    QDRANT_HTTP_PORT: String(base),
+    QDRANT_GRPC_PORT: String(base + 1),
+  };
+  const stop = () => {
+    try {
+      execFileSync('bash', [join(ROOT, 'scripts/services/down.sh'), 'qdrant'], { env, stdio: 'ignore' });
+    } catch {
+      // best effort
+    }
+    rmSync(stackDir, { recursive: true, force: true });
+  };
+  try {
+    execFileSync('bash', [join(ROOT, 'scripts/services/up.sh'), 'qdrant'], { env, stdio: 'ignore', timeout: 120_000 });
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  const pid = Number(readFileSync(join(stackDir, 'qdrant/qdrant.pid'), 'utf8').trim());
+  return { url: `http://127.0.0.1:${base}`, pid, stop };
+}
+
 /** Runs `stop` on SIGINT/SIGTERM and exits, so an interrupted run leaves no process behind. */
 export function stopOnSignals(stop) {
   let stopping = false;

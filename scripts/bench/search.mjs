@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // pnpm bench:search [--mode embedded|distributed|both] [--faces 100000] [--real 1000] [--requests 100]
-//                   [--levels 1,4,16] [--topology 2x2] [--probes all|uniform]
+//                   [--levels 1,4,16] [--topology 2x2] [--probes all|uniform] [--vector-store sqlite|qdrant]
 //
 // Latency p50/p95/p99 and throughput of POST /v1/detect, /v1/compare (two images) and /v1/search at each
 // concurrency level (--requests requests per level, bounded), through the public API, on the embedded default
-// (gateway child process, temp DATA_DIR) and the local distributed stack (scripts/stack/up.sh, temp STACK_DIR, free
-// ports, --topology DxE workers; E = 0: no embedder, the detectors embed, one gRPC call per image). Beside them, the raw model time per request: FaceEngine in this process (one ONNX
-// thread), median over the same probes: detect = engine.detect(probe), search = engine.analyze(probe, maxFaces 1),
+// (gateway child process, temp DATA_DIR; --vector-store qdrant: with VECTOR_STORE=qdrant on a Qdrant server of its
+// own, the models still in process) and the local distributed stack (scripts/stack/up.sh, temp STACK_DIR, free
+// ports, --topology DxE workers; E = 0: no embedder, the detectors embed, one gRPC call per image). Beside them,
+// the raw model time per request: FaceEngine in this process (one ONNX thread), median over the same probes: detect = engine.detect(probe), search = engine.analyze(probe, maxFaces 1),
 // compare = analyze(a) + analyze(b); and the raw p95/p99, so that a tail the photos themselves cause (a 4,600 px group
 // photo costs the model ~5x a portrait) is not read as the service's. --probes uniform sends only the probes whose raw
 // search time is within 25 % of the median (the library is the same): the latency spread left is the service's own.
@@ -48,6 +49,7 @@ import {
   sleep,
   snapshotRss,
   startEmbedded,
+  startQdrant,
   startStack,
   stopOnSignals,
 } from './lib.mjs';
@@ -62,9 +64,13 @@ const { values } = parseArgs({
     levels: { type: 'string', default: '1,4,16' },
     topology: { type: 'string', default: '2x2' },
     probes: { type: 'string', default: 'all' },
+    'vector-store': { type: 'string', default: 'sqlite' },
   },
 });
 if (values.probes !== 'all' && values.probes !== 'uniform') throw new Error('--probes: all or uniform');
+if (!['sqlite', 'qdrant'].includes(values['vector-store'])) throw new Error('--vector-store: sqlite or qdrant');
+// The embedded gateway over a Qdrant server (VECTOR_STORE=qdrant): the models in process, the vectors in Qdrant.
+const EMBEDDED_QDRANT = values['vector-store'] === 'qdrant';
 const modes = values.mode === 'both' ? ['embedded', 'distributed'] : [values.mode];
 const FACES = Number(values.faces);
 const REAL = Number(values.real);
@@ -179,10 +185,11 @@ async function enrolmentItems() {
 
 async function fillSynthetic(target, count) {
   if (count <= 0) return 0;
-  const store =
-    target.mode === 'embedded'
-      ? new adapters.SqliteVecVectorStore({ database: join(target.dataDir, 'facesearch.db') })
-      : new adapters.QdrantVectorStore({ url: target.services.QDRANT_URL, collection: target.qdrantCollection });
+  const qdrantUrl = target.qdrant?.url ?? target.services?.QDRANT_URL;
+  const collection = target.qdrantCollection ?? 'faces';
+  const store = qdrantUrl
+    ? new adapters.QdrantVectorStore({ url: qdrantUrl, collection })
+    : new adapters.SqliteVecVectorStore({ database: join(target.dataDir, 'facesearch.db') });
   await store.init(DIM);
   const gen = new SyntheticFaces(7, 1);
   const start = performance.now();
@@ -208,8 +215,28 @@ async function fillSynthetic(target, count) {
   } finally {
     await store.close();
   }
-  if (target.mode !== 'embedded') await waitQdrantGreen(target.services.QDRANT_URL, target.qdrantCollection);
+  if (qdrantUrl) await waitQdrantGreen(qdrantUrl, collection);
   return (performance.now() - start) / 1000;
+}
+
+/** The embedded gateway with VECTOR_STORE=qdrant on a Qdrant server of its own; stop() stops both. */
+async function startEmbeddedOnQdrant() {
+  const qdrant = await startQdrant();
+  try {
+    const gateway = await startEmbedded({ env: { VECTOR_STORE: 'qdrant', QDRANT_URL: qdrant.url } });
+    return {
+      ...gateway,
+      qdrant,
+      pids: () => ({ ...gateway.pids(), qdrant: qdrant.pid }),
+      stop: async () => {
+        await gateway.stop();
+        qdrant.stop();
+      },
+    };
+  } catch (err) {
+    qdrant.stop();
+    throw err;
+  }
 }
 
 async function waitQdrantGreen(url, collection) {
@@ -327,13 +354,18 @@ const enrolment = await enrolmentItems();
 log(`enrolment set: ${enrolment.length} variants of ${probes.length} photos`);
 
 for (const mode of modes) {
-  const label = mode === 'embedded' ? 'embedded' : `distributed ${DETECTORS}d+${EMBEDDERS}e+1i`;
+  const label =
+    mode === 'embedded'
+      ? `embedded${EMBEDDED_QDRANT ? ' + Qdrant' : ''}`
+      : `distributed ${DETECTORS}d+${EMBEDDERS}e+1i`;
   log(`${label}: starting ...`);
   // Without embedders the detectors embed the enrolment imports too.
   const stackEnv = EMBEDDERS === 0 ? { IMPORT_EMBED: 'inline' } : {};
   current =
     mode === 'embedded'
-      ? await startEmbedded()
+      ? EMBEDDED_QDRANT
+        ? await startEmbeddedOnQdrant()
+        : await startEmbedded()
       : await startStack({ detectors: DETECTORS, embedders: EMBEDDERS, env: stackEnv });
   try {
     const api = current.api;

@@ -14,12 +14,10 @@
 // collection created by the adapter (HNSW m 32, ef_construct 256 unless --hnsw-m/--hnsw-ef-construct), vectors in RAM; searched at hnsw_ef 64/128/256/512, exact, then with int8 scalar
 // quantisation and rescoring. Sizes whose estimated time would pass --budget-minutes are skipped (and said so).
 // Prints readable lines, then one JSON object as the last line.
-import { execFileSync, fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { fork } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePortBlock, loadNow, log, machine, ROOT, round, stopOnSignals } from './lib.mjs';
+import { loadNow, log, machine, ROOT, round, startQdrant, stopOnSignals } from './lib.mjs';
 import { DIM, SyntheticFaces, similarityProfile } from './synthetic.mjs';
 
 const { values } = parseArgs({
@@ -68,34 +66,15 @@ log(
 // ---------------------------------------------------------------- Qdrant server
 
 let qdrant = null;
-const stackDir = stores.includes('qdrant') ? mkdtempSync(join(tmpdir(), 'facesearch-bench-qdrant-')) : null;
 const stopQdrant = () => {
-  if (!qdrant) {
-    if (stackDir) rmSync(stackDir, { recursive: true, force: true });
-    return;
-  }
-  try {
-    execFileSync('bash', [join(ROOT, 'scripts/services/down.sh'), 'qdrant'], { env: qdrant.env, stdio: 'ignore' });
-  } catch {
-    // best effort
-  }
-  rmSync(stackDir, { recursive: true, force: true });
+  qdrant?.stop();
   qdrant = null;
 };
 stopOnSignals(async () => stopQdrant());
 
 if (stores.includes('qdrant')) {
-  const base = await freePortBlock(2);
-  const env = {
-    ...process.env,
-    STACK_DIR: stackDir,
-    QDRANT_HTTP_PORT: String(base),
-    QDRANT_GRPC_PORT: String(base + 1),
-  };
-  execFileSync('bash', [join(ROOT, 'scripts/services/up.sh'), 'qdrant'], { env, stdio: 'ignore', timeout: 120_000 });
-  const pid = Number(readFileSync(join(stackDir, 'qdrant/qdrant.pid'), 'utf8').trim());
-  qdrant = { env, url: `http://127.0.0.1:${base}`, pid };
-  log(`qdrant: ${qdrant.url} (pid ${pid})`);
+  qdrant = await startQdrant();
+  log(`qdrant: ${qdrant.url} (pid ${qdrant.pid})`);
 }
 
 // ---------------------------------------------------------------- exact answers
