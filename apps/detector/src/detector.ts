@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 
 /**
  * The detector: serves the Detector gRPC service (decode, detect, quality, aligned crops; and Analyze, which
- * embeds too, for a gateway without EMBEDDER_GRPC_URL) for the gateway's synchronous requests, and consumes the `imports` queue: each item is detected and aligned here. With
+ * embeds too, for a gateway without EMBEDDER_GRPC_URL) for the gateway's synchronous requests, and consumes the
+ * `imports` queue: each item is detected and aligned here. With
  * IMPORT_EMBED=queue its crop goes to the blob store and an `embed` job to the embedder workers; with
  * IMPORT_EMBED=inline it is embedded at once (by the embedder service when EMBEDDER_GRPC_URL is set, else by this
  * process's own engine) and the index job is queued.

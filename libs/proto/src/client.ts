@@ -6,6 +6,7 @@ import {
   type EngineTiming,
   FaceSearchError,
   type ImageInfo,
+  imageError,
 } from '@facesearch/common';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -190,6 +191,8 @@ export class DetectorClient extends BalancedClient {
 
   /** Faces with their embeddings, computed by the detector service itself (one call instead of two). */
   async analyze(image: Uint8Array, options: DetectOptions = {}): Promise<AnalyzeResult> {
+    // On the wire an empty image asks for the model only; as an image it is the caller's error, as with Detect.
+    if (image.byteLength === 0) throw imageError.empty();
     return analyzeResultFromWire(await this.analyzeRaw(detectRequest(image, options, false)));
   }
 

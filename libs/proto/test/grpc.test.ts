@@ -423,6 +423,7 @@ describe('gRPC transport', () => {
         expect(result.faces[0]).not.toHaveProperty('crop');
 
         expect((await oneHop.analyze(Uint8Array.from([0]))).faces).toEqual([]);
+        await expect(oneHop.analyze(new Uint8Array(0))).rejects.toMatchObject({ code: 'image_empty', status: 400 });
         await expect(oneHop.analyze(Uint8Array.from([CORRUPT]))).rejects.toMatchObject({
           code: 'image_corrupt',
           status: 422,
