@@ -175,7 +175,8 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
         const points = pointsOf(gen, from, next).map((p) => ({
           id: adapters.qdrantPointId(APP, p.id),
           vector: Array.from(p.vector),
-          payload: p.payload,
+          // As the adapter writes it (the REST upload skips the adapter for speed).
+          payload: { ...p.payload, scope: adapters.qdrantScope(APP, p.payload.group_id, MODEL) },
         }));
         await qdrantFetch(url, 'PUT', `/collections/${collection}/points?wait=false`, { points });
       }
@@ -186,12 +187,9 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
     const indexSeconds = (performance.now() - start) / 1000;
     const rssIndexed = rssMiB(pid);
 
+    // The adapter's filter: one `scope` condition (app, group and model).
     const filterOf = (groupIds) => ({
-      must: [
-        { key: 'app_id', match: { value: APP } },
-        { key: 'model_id', match: { value: MODEL } },
-        { key: 'group_id', match: { any: groupIds } },
-      ],
+      must: [{ key: 'scope', match: { any: groupIds.map((g) => adapters.qdrantScope(APP, g, MODEL)) } }],
     });
     const rest =
       (params, transport = 'http') =>

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { QdrantVectorStore, qdrantPointId } from '@facesearch/adapters';
+import { QdrantVectorStore, qdrantPointId, qdrantScope } from '@facesearch/adapters';
 import { describe, expect, it } from 'vitest';
 import { DIM, describeVectorStoreContract } from './vectors.contract';
 
@@ -36,8 +36,50 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
       const info = (await (await fetch(`${url}/collections/${collection}`)).json()).result;
       expect(info.config.params.vectors).toMatchObject({ size: DIM, distance: 'Cosine' });
       expect(info.payload_schema.app_id).toMatchObject({ data_type: 'keyword', params: { is_tenant: true } });
-      for (const field of ['group_id', 'user_id', 'model_id'])
+      for (const field of ['group_id', 'user_id', 'model_id', 'scope'])
         expect(info.payload_schema[field]?.data_type).toBe('keyword');
+    } finally {
+      await dropCollection(collection);
+    }
+  });
+
+  it('gives points written before `scope` existed their scope at init, so searches find them', async () => {
+    const collection = `contract_${randomUUID().replace(/-/g, '')}`;
+    try {
+      await new QdrantVectorStore({ url: url as string, collection }).init(DIM);
+      // As an older version wrote them: the five fields, no scope.
+      const old = (faceId: string, groupId: string, modelId: string, x: number) => ({
+        id: qdrantPointId('a', faceId),
+        vector: Array.from({ length: DIM }, (_, i) => (i === 0 ? 1 : i === 1 ? x : 0)),
+        payload: { app_id: 'a', group_id: groupId, user_id: `u-${faceId}`, face_id: faceId, model_id: modelId },
+      });
+      const points = [old('f1', 'g1', 'm', 0), old('f2', 'g2', 'm', 0.1), old('f3', 'g1', 'm2', 0.2)];
+      const put = await fetch(`${url}/collections/${collection}/points?wait=true`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ points }),
+      });
+      expect(put.status).toBe(200);
+      const store = new QdrantVectorStore({ url: url as string, collection });
+      const vector = new Float32Array(DIM);
+      vector[0] = 1;
+      const search = (groupIds: string[], modelId = 'm') =>
+        store.search(vector, { app_id: 'a', group_ids: groupIds, model_id: modelId, limit: 10 });
+      await store.init(DIM);
+      expect((await search(['g1', 'g2'])).map((h) => h.face_id)).toEqual(['f1', 'f2']);
+      expect((await search(['g1'], 'm2')).map((h) => h.face_id)).toEqual(['f3']);
+      const scroll = await fetch(`${url}/collections/${collection}/points/scroll`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ limit: 10, with_payload: ['scope'] }),
+      });
+      const scopes = (await scroll.json()).result.points.map((p: { payload: { scope: string } }) => p.payload.scope);
+      expect(scopes.sort()).toEqual([
+        qdrantScope('a', 'g1', 'm'),
+        qdrantScope('a', 'g1', 'm2'),
+        qdrantScope('a', 'g2', 'm'),
+      ]);
+      await store.close();
     } finally {
       await dropCollection(collection);
     }
@@ -212,6 +254,8 @@ describe('QdrantVectorStore search params', () => {
         await store.search(new Float32Array(DIM).fill(1), query);
       }
       expect(server.bodies.map((b) => b.params)).toEqual([{ hnsw_ef: 256 }, { hnsw_ef: 512 }]);
+      // One filter condition (app, group and model in `scope`), not three.
+      expect(server.bodies[0].filter).toEqual({ must: [{ key: 'scope', match: { any: ['a/g/m'] } }] });
     } finally {
       for (const store of stores) await store.close();
       await server.close();

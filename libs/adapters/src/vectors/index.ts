@@ -1,2 +1,2 @@
 export { SqliteVecVectorStore, type SqliteVecVectorStoreOptions } from './sqlite-vec-store';
-export { QdrantVectorStore, qdrantPointId, type QdrantVectorStoreOptions } from './qdrant-store';
+export { QdrantVectorStore, qdrantPointId, qdrantScope, type QdrantVectorStoreOptions } from './qdrant-store';
