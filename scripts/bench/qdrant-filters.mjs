@@ -1,0 +1,145 @@
+#!/usr/bin/env node
+// node scripts/bench/qdrant-filters.mjs [--size 100000] [--probes 150]
+//
+// What the search filter costs Qdrant: --size synthetic 512-d faces in one group (as bench:search's library),
+// the adapter's collection (HNSW m 32 / ef_construct 256, payload indexes), then the same query (hnsw_ef 256,
+// limit 20, full payload) with each filter: none; the three conditions the adapter used before session 5 (app,
+// model, group any); one condition of each kind; and the one `scope` condition it uses now. The filter matches
+// every point, so recall and the walk are the same and the difference is the cost of checking the conditions.
+// Latency over node:http, two rounds; recall@10 against Qdrant's own exact search. Prints lines, then one JSON.
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { latencyStats, log, machine, require, ROOT, round, sleep, startQdrant, stopOnSignals } from './lib.mjs';
+import { DIM, SyntheticFaces } from './synthetic.mjs';
+
+const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
+const { values } = parseArgs({
+  options: { size: { type: 'string', default: '100000' }, probes: { type: 'string', default: '150' } },
+});
+const N = Number(values.size);
+const APP = 'default';
+const GROUP = 'g';
+const MODEL = 'm';
+const report = { benchmark: 'qdrant-filters', machine: machine(), size: N, rows: [] };
+log(
+  `bench qdrant-filters: ${N} points in one group; ${report.machine.cores} cores, load ${report.machine.loadavg.join(' ')}`,
+);
+
+const qdrant = await startQdrant();
+stopOnSignals(async () => qdrant.stop());
+const keepAlive = new Agent({ keepAlive: true });
+const call = (method, path, body) =>
+  new Promise((resolve, reject) => {
+    const data = body === undefined ? '' : JSON.stringify(body);
+    const req = request(
+      `${qdrant.url}${path}`,
+      {
+        method,
+        agent: keepAlive,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200) reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 300)}`));
+          else resolve(JSON.parse(text).result);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+
+try {
+  const collection = 'faces';
+  await new adapters.QdrantVectorStore({ url: qdrant.url, collection }).init(DIM);
+  const gen = new SyntheticFaces(7, 1);
+  const start = performance.now();
+  let next = 0;
+  const upload = async () => {
+    while (next < N) {
+      const from = next;
+      next = Math.min(N, next + 1000);
+      const points = [];
+      for (let j = from; j < next; j++) {
+        const p = gen.point(j);
+        const payload = {
+          app_id: APP,
+          group_id: GROUP,
+          user_id: `u${p.identity}`,
+          face_id: `syn${j}`,
+          model_id: MODEL,
+        };
+        points.push({
+          id: adapters.qdrantPointId(APP, `syn${j}`),
+          vector: Array.from(p.vector),
+          payload: { ...payload, scope: adapters.qdrantScope(APP, GROUP, MODEL) },
+        });
+      }
+      await call('PUT', `/collections/${collection}/points?wait=false`, { points });
+    }
+  };
+  await Promise.all([upload(), upload()]);
+  let last = -1;
+  let stable = 0;
+  while (stable < 2) {
+    await sleep(1000);
+    const info = await call('GET', `/collections/${collection}`);
+    stable = info.status === 'green' && info.indexed_vectors_count === last ? stable + 1 : 0;
+    last = info.indexed_vectors_count;
+  }
+  const info = await call('GET', `/collections/${collection}`);
+  report.index_seconds = round((performance.now() - start) / 1000, 1);
+  report.segments = info.segments_count;
+  log(`uploaded and indexed in ${report.index_seconds} s; ${info.segments_count} segments`);
+
+  const probes = Array.from({ length: Number(values.probes) }, (_, q) => Array.from(gen.query(q, N).vector));
+  const query = (body, vector) => call('POST', `/collections/${collection}/points/query`, { ...body, query: vector });
+  const exact = [];
+  for (const v of probes) exact.push((await query({ limit: 10, params: { exact: true } }, v)).points.map((p) => p.id));
+  const base = { limit: 20, with_payload: true, with_vector: false, params: { hnsw_ef: 256 } };
+  const cond = {
+    app: { key: 'app_id', match: { value: APP } },
+    model: { key: 'model_id', match: { value: MODEL } },
+    group: { key: 'group_id', match: { any: [GROUP] } },
+    scope: { key: 'scope', match: { any: [adapters.qdrantScope(APP, GROUP, MODEL)] } },
+  };
+  const variants = [
+    ['no filter', undefined],
+    ['app, model, group any (three conditions, before session 5)', [cond.app, cond.model, cond.group]],
+    ['app only', [cond.app]],
+    ['group any only', [cond.group]],
+    ['scope any (one condition, the adapter now)', [cond.scope]],
+  ];
+  for (let r = 0; r < 2; r++) {
+    for (const [name, must] of variants) {
+      const body = must ? { ...base, filter: { must } } : base;
+      for (let i = 0; i < 10; i++) await query(body, probes[i]);
+      const latencies = [];
+      let found = 0;
+      for (const [i, v] of probes.entries()) {
+        const t = performance.now();
+        const answer = await query(body, v);
+        latencies.push(performance.now() - t);
+        const ids = new Set(answer.points.slice(0, 10).map((p) => p.id));
+        found += exact[i].filter((id) => ids.has(id)).length;
+      }
+      const stats = latencyStats(latencies);
+      const row = {
+        round: r + 1,
+        filter: name,
+        p50: stats.p50,
+        p99: stats.p99,
+        recall_at_10: round(found / (exact.length * 10), 3),
+      };
+      report.rows.push(row);
+      log(`round ${row.round}: ${name.padEnd(58)} p50 ${row.p50} ms, p99 ${row.p99} ms, recall@10 ${row.recall_at_10}`);
+    }
+  }
+  console.log(JSON.stringify(report));
+} finally {
+  qdrant.stop();
+}
