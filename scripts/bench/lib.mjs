@@ -3,6 +3,7 @@
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { availableParallelism, cpus, freemem, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -458,6 +459,38 @@ export async function startStack({ detectors = 2, embedders = 2, env = {} } = {}
     pids,
     stop,
   };
+}
+
+const qdrantAgent = new HttpAgent({ keepAlive: true, maxSockets: 4 });
+
+/**
+ * One Qdrant REST call over node:http (keep-alive, body in one write; undici's fetch added ~40 ms per query here,
+ * BENCHMARKS.md, Problems 2): the transport query latencies are timed with. Resolves to the answer's `result`.
+ */
+export function qdrantCall(url, method, path, body) {
+  const data = body === undefined ? '' : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      `${url}${path}`,
+      {
+        method,
+        agent: qdrantAgent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200)
+            reject(new Error(`Qdrant ${method} ${path}: HTTP ${res.statusCode} ${text.slice(0, 300)}`));
+          else resolve(JSON.parse(text).result);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
 }
 
 /**

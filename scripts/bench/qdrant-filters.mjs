@@ -7,10 +7,20 @@
 // model, group any); one condition of each kind; and the one `scope` condition it uses now. The filter matches
 // every point, so recall and the walk are the same and the difference is the cost of checking the conditions.
 // Latency over node:http, two rounds; recall@10 against Qdrant's own exact search. Prints lines, then one JSON.
-import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { latencyStats, log, machine, require, ROOT, round, sleep, startQdrant, stopOnSignals } from './lib.mjs';
+import {
+  latencyStats,
+  log,
+  machine,
+  qdrantCall,
+  require,
+  ROOT,
+  round,
+  sleep,
+  startQdrant,
+  stopOnSignals,
+} from './lib.mjs';
 import { DIM, SyntheticFaces } from './synthetic.mjs';
 
 const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
@@ -28,30 +38,7 @@ log(
 
 const qdrant = await startQdrant();
 stopOnSignals(async () => qdrant.stop());
-const keepAlive = new Agent({ keepAlive: true });
-const call = (method, path, body) =>
-  new Promise((resolve, reject) => {
-    const data = body === undefined ? '' : JSON.stringify(body);
-    const req = request(
-      `${qdrant.url}${path}`,
-      {
-        method,
-        agent: keepAlive,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
-      },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode !== 200) reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 300)}`));
-          else resolve(JSON.parse(text).result);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
+const call = (method, path, body) => qdrantCall(qdrant.url, method, path, body);
 
 try {
   const collection = 'faces';

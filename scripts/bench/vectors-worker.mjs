@@ -3,10 +3,9 @@
 // synthetic set through the project's adapter, runs the search configurations and answers with latencies, the
 // first 10 face ids per query, memory and timings. Not run by itself.
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { latencyStats, log, require, ROOT, round, rssMiB, sleep } from './lib.mjs';
+import { latencyStats, log, qdrantCall, require, ROOT, round, rssMiB, sleep } from './lib.mjs';
 import { DIM, SyntheticFaces } from './synthetic.mjs';
 
 const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
@@ -107,35 +106,6 @@ async function qdrantFetch(url, method, path, body, tries = 5) {
   return json.result;
 }
 
-const keepAlive = new Agent({ keepAlive: true, maxSockets: 4 });
-
-/** POST JSON with node:http (keep-alive, body in one write): the transport the REST configs are timed with. */
-function httpPost(url, path, body) {
-  const data = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      `${url}${path}`,
-      {
-        method: 'POST',
-        agent: keepAlive,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
-      },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode !== 200)
-            reject(new Error(`Qdrant POST ${path}: HTTP ${res.statusCode} ${text.slice(0, 300)}`));
-          else resolve(JSON.parse(text).result);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
 /** Waits until the collection is green and its indexed vector count stopped changing; returns the info. */
 async function waitIndexed(url, collection, timeoutSeconds) {
   const deadline = Date.now() + timeoutSeconds * 1000;
@@ -194,7 +164,8 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
     const rest =
       (params, transport = 'http') =>
       async (vector, groupIds, limit) => {
-        const post = transport === 'http' ? (p, b) => httpPost(url, p, b) : (p, b) => qdrantFetch(url, 'POST', p, b);
+        const post =
+          transport === 'http' ? (p, b) => qdrantCall(url, 'POST', p, b) : (p, b) => qdrantFetch(url, 'POST', p, b);
         const r = await post(`/collections/${collection}/points/query`, {
           query: Array.from(vector),
           filter: filterOf(groupIds),
