@@ -494,6 +494,25 @@ export function qdrantCall(url, method, path, body) {
 }
 
 /**
+ * Waits until a collection is green and its indexed vector count has stopped changing (Qdrant builds the graph in the
+ * background after an upload); returns the collection info. `getInfo` fetches `GET /collections/<name>`'s result.
+ */
+export async function waitQdrantIndexed(getInfo, timeoutSeconds) {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  let last = -1;
+  let stable = 0;
+  for (;;) {
+    const info = await getInfo();
+    const indexed = info.indexed_vectors_count ?? 0;
+    stable = info.status === 'green' && indexed === last ? stable + 1 : 0;
+    last = indexed;
+    if (stable >= 2) return info;
+    if (Date.now() > deadline) throw new Error(`collection not indexed after ${timeoutSeconds} s: ${info.status}`);
+    await sleep(1000);
+  }
+}
+
+/**
  * A Qdrant server alone (scripts/services/up.sh qdrant) in its own temp STACK_DIR on free ports. stop() runs
  * services/down.sh qdrant (which removes its data) and deletes the folder.
  */

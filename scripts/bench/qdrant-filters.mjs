@@ -17,9 +17,9 @@ import {
   require,
   ROOT,
   round,
-  sleep,
   startQdrant,
   stopOnSignals,
+  waitQdrantIndexed,
 } from './lib.mjs';
 import { DIM, SyntheticFaces } from './synthetic.mjs';
 
@@ -70,15 +70,7 @@ try {
     }
   };
   await Promise.all([upload(), upload()]);
-  let last = -1;
-  let stable = 0;
-  while (stable < 2) {
-    await sleep(1000);
-    const info = await call('GET', `/collections/${collection}`);
-    stable = info.status === 'green' && info.indexed_vectors_count === last ? stable + 1 : 0;
-    last = info.indexed_vectors_count;
-  }
-  const info = await call('GET', `/collections/${collection}`);
+  const info = await waitQdrantIndexed(() => call('GET', `/collections/${collection}`), 60 * 60);
   report.index_seconds = round((performance.now() - start) / 1000, 1);
   report.segments = info.segments_count;
   log(`uploaded and indexed in ${report.index_seconds} s; ${info.segments_count} segments`);

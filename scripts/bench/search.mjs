@@ -46,12 +46,13 @@ import {
   round,
   RssSampler,
   runImport,
-  sleep,
   snapshotRss,
   startEmbedded,
+  qdrantCall,
   startQdrant,
   startStack,
   stopOnSignals,
+  waitQdrantIndexed,
 } from './lib.mjs';
 import { DIM, SyntheticFaces } from './synthetic.mjs';
 
@@ -215,7 +216,10 @@ async function fillSynthetic(target, count) {
   } finally {
     await store.close();
   }
-  if (qdrantUrl) await waitQdrantGreen(qdrantUrl, collection);
+  if (qdrantUrl) {
+    const info = () => qdrantCall(qdrantUrl, 'GET', `/collections/${collection}`);
+    await waitQdrantIndexed(info, 30 * 60);
+  }
   return (performance.now() - start) / 1000;
 }
 
@@ -236,19 +240,6 @@ async function startEmbeddedOnQdrant() {
   } catch (err) {
     qdrant.stop();
     throw err;
-  }
-}
-
-async function waitQdrantGreen(url, collection) {
-  let last = -1;
-  let stable = 0;
-  const deadline = Date.now() + 30 * 60_000;
-  while (stable < 2) {
-    if (Date.now() > deadline) throw new Error('Qdrant collection not green after 30 min');
-    await sleep(1000);
-    const info = (await (await fetch(`${url}/collections/${collection}`)).json()).result;
-    stable = info.status === 'green' && info.indexed_vectors_count === last ? stable + 1 : 0;
-    last = info.indexed_vectors_count;
   }
 }
 

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { latencyStats, log, qdrantCall, require, ROOT, round, rssMiB, sleep } from './lib.mjs';
+import { latencyStats, log, qdrantCall, require, ROOT, round, rssMiB, sleep, waitQdrantIndexed } from './lib.mjs';
 import { DIM, SyntheticFaces } from './synthetic.mjs';
 
 const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
@@ -106,22 +106,8 @@ async function qdrantFetch(url, method, path, body, tries = 5) {
   return json.result;
 }
 
-/** Waits until the collection is green and its indexed vector count stopped changing; returns the info. */
-async function waitIndexed(url, collection, timeoutSeconds) {
-  const deadline = Date.now() + timeoutSeconds * 1000;
-  let last = -1;
-  let stable = 0;
-  for (;;) {
-    const info = await qdrantFetch(url, 'GET', `/collections/${collection}`);
-    const indexed = info.indexed_vectors_count ?? 0;
-    if (info.status === 'green' && indexed === last) stable++;
-    else stable = 0;
-    last = indexed;
-    if (stable >= 2) return info;
-    if (Date.now() > deadline) throw new Error(`collection not indexed after ${timeoutSeconds} s: ${info.status}`);
-    await sleep(1000);
-  }
-}
+const waitIndexed = (url, collection, timeoutSeconds) =>
+  waitQdrantIndexed(() => qdrantFetch(url, 'GET', `/collections/${collection}`), timeoutSeconds);
 
 async function qdrantRun(msg, gen, queries, groupsAll) {
   const { url, pid } = msg.qdrant;

@@ -221,15 +221,7 @@ export class EmbedderClient extends BalancedClient {
 
   async embed(crops: Uint8Array[]): Promise<Embeddings> {
     const reply = await this.embedRaw({ crops });
-    const embeddings = embeddingsFromWire(reply);
-    if (embeddings.length !== crops.length || embeddings.some((e) => e.length !== reply.dim)) {
-      throw new FaceSearchError(
-        'engine_bad_reply',
-        `The embedder sent ${embeddings.length} vectors for ${crops.length} crops (dim ${reply.dim})`,
-        502,
-        true,
-      );
-    }
+    const embeddings = embeddingsFromWire(reply, crops.length, 'The embedder', 'crops');
     return { modelId: reply.model_id, dim: reply.dim, embeddings, ...engineTimingFromWire(reply) };
   }
 

@@ -99,22 +99,12 @@ export function analyzeReplyToWire(model: { modelId: string; dim: number }, resu
 }
 
 export function analyzeResultFromWire(reply: pb.AnalyzeReply): AnalyzeResult {
-  if (!reply.image) throw badReply('image');
-  const { width, height, format } = reply.image;
-  if (reply.embeddings.length !== reply.faces.length || reply.embeddings.some((e) => e.values.length !== reply.dim)) {
-    throw new FaceSearchError(
-      'engine_bad_reply',
-      `The detector sent ${reply.embeddings.length} vectors for ${reply.faces.length} faces (dim ${reply.dim})`,
-      502,
-      true,
-    );
-  }
-  const vectors = embeddingsFromWire(reply);
+  const { faces, ...rest } = detectResultFromWire(reply);
+  const vectors = embeddingsFromWire(reply, faces.length, 'The detector', 'faces');
   return {
-    image: { width, height, format },
-    faces: reply.faces.map((face, i) => ({ ...faceFromWire(face), embedding: vectors[i] })),
+    ...rest,
+    faces: faces.map((face, i) => ({ ...face, embedding: vectors[i] })),
     modelId: reply.model_id,
-    ...engineTimingFromWire(reply),
   };
 }
 
@@ -194,6 +184,21 @@ export function embeddingsToWire(
   };
 }
 
-export function embeddingsFromWire(reply: { embeddings: pb.Embedding[] }): Float32Array[] {
-  return reply.embeddings.map((e) => Float32Array.from(e.values));
+/** The vectors of a reply, which must hold `count` of the reply's dimension (a retryable engine_bad_reply if not). */
+export function embeddingsFromWire(
+  reply: { embeddings: pb.Embedding[]; dim: number },
+  count: number,
+  sender: string,
+  inputs: string,
+): Float32Array[] {
+  const vectors = reply.embeddings.map((e) => Float32Array.from(e.values));
+  if (vectors.length !== count || vectors.some((v) => v.length !== reply.dim)) {
+    throw new FaceSearchError(
+      'engine_bad_reply',
+      `${sender} sent ${vectors.length} vectors for ${count} ${inputs} (dim ${reply.dim})`,
+      502,
+      true,
+    );
+  }
+  return vectors;
 }

@@ -187,7 +187,9 @@ export class QdrantVectorStore implements VectorStore {
         const p = (point.payload ?? {}) as Partial<VectorPayload>;
         if (!p.app_id || !p.group_id || !p.model_id) continue;
         const scope = qdrantScope(p.app_id, p.group_id, p.model_id);
-        byScope.set(scope, [...(byScope.get(scope) ?? []), point.id]);
+        const ids = byScope.get(scope);
+        if (ids) ids.push(point.id);
+        else byScope.set(scope, [point.id]);
       }
       for (const [scope, points] of byScope) {
         await this.client.setPayload(this.collection, { payload: { scope }, points, wait: true });
