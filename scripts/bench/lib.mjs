@@ -191,38 +191,111 @@ export async function freePortBlock(count) {
 
 // ---------------------------------------------------------------- HTTP API
 
+/**
+ * The benches' HTTP client: node:http with keep-alive and the multipart body built here in one buffer. undici's
+ * fetch with a FormData body cost ~2 ms more per request on this machine (BENCHMARKS.md, session 6), client CPU
+ * on the cores the service uses, counted in every latency; `client: 'fetch'` keeps the old client to compare.
+ */
 export class Api {
-  constructor(base, key) {
+  constructor(base, key, { client = 'http' } = {}) {
     this.base = base;
     this.key = key;
+    this.client = client;
   }
   /** `meta`, when given, receives the answer's Server-Timing header (`meta.serverTiming`). */
   async request(method, path, body, meta) {
     const headers = { authorization: `Bearer ${this.key}` };
-    let payload = body;
-    if (body !== undefined && !(body instanceof FormData)) {
-      headers['content-type'] = 'application/json';
-      payload = JSON.stringify(body);
+    let status;
+    let text;
+    if (this.client === 'fetch') {
+      let payload = body;
+      if (body !== undefined && !(body instanceof FormData)) {
+        headers['content-type'] = 'application/json';
+        payload = JSON.stringify(body);
+      }
+      const res = await fetch(`${this.base}${path}`, { method, headers, body: payload });
+      if (meta) meta.serverTiming = res.headers.get('server-timing');
+      status = res.status;
+      text = await res.text();
+    } else {
+      let payload;
+      if (body instanceof FormData) {
+        const { boundary, data } = await encodeMultipart(body);
+        headers['content-type'] = `multipart/form-data; boundary=${boundary}`;
+        payload = data;
+      } else if (body !== undefined) {
+        headers['content-type'] = 'application/json';
+        payload = JSON.stringify(body);
+      }
+      const res = await httpSend(`${this.base}${path}`, method, headers, payload, apiAgent);
+      if (meta) meta.serverTiming = res.headers['server-timing'] ?? null;
+      status = res.status;
+      text = res.text;
     }
-    const res = await fetch(`${this.base}${path}`, { method, headers, body: payload });
-    if (meta) meta.serverTiming = res.headers.get('server-timing');
-    const text = await res.text();
     let json;
     try {
       json = JSON.parse(text);
     } catch {
       json = { raw: text };
     }
-    if (!res.ok) {
+    if (status < 200 || status >= 300) {
       const err = new Error(
-        `${method} ${path}: HTTP ${res.status} ${json?.error?.code ?? ''} ${json?.error?.message ?? text.slice(0, 200)}`,
+        `${method} ${path}: HTTP ${status} ${json?.error?.code ?? ''} ${json?.error?.message ?? text.slice(0, 200)}`,
       );
-      err.status = res.status;
+      err.status = status;
       err.body = json;
       throw err;
     }
     return json;
   }
+}
+
+const apiAgent = new HttpAgent({ keepAlive: true });
+
+/** A FormData as one multipart/form-data buffer (string fields and files). */
+async function encodeMultipart(form) {
+  const boundary = `----bench${Math.random().toString(16).slice(2)}`;
+  const parts = [];
+  for (const [name, value] of form.entries()) {
+    if (typeof value === 'string') {
+      parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`));
+    } else {
+      parts.push(
+        Buffer.from(
+          `--${boundary}\r\nContent-Disposition: form-data; name="${name}"; filename="${value.name}"\r\n` +
+            `Content-Type: ${value.type || 'application/octet-stream'}\r\n\r\n`,
+        ),
+        Buffer.from(await value.arrayBuffer()),
+        Buffer.from('\r\n'),
+      );
+    }
+  }
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  return { boundary, data: Buffer.concat(parts) };
+}
+
+/** One request over node:http, the body in one write; resolves to { status, headers, text }. */
+function httpSend(url, method, headers, body, agent) {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      url,
+      {
+        method,
+        agent,
+        headers: body === undefined ? headers : { ...headers, 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 export function imageBlob(data, name) {
@@ -309,7 +382,7 @@ async function waitReady(url, isAlive, timeoutMs, describe) {
 /**
  * The embedded default: the gateway as a child process on a free port, with a temp DATA_DIR (removed by stop()).
  */
-export async function startEmbedded({ env = {}, label = 'embedded' } = {}) {
+export async function startEmbedded({ env = {}, label = 'embedded', client } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-'));
   const port = await freePort();
   const child = spawn(process.execPath, [join(ROOT, 'apps/gateway/dist/main.js')], {
@@ -357,7 +430,7 @@ export async function startEmbedded({ env = {}, label = 'embedded' } = {}) {
   return {
     mode: 'embedded',
     url,
-    api: new Api(url, APP_KEY),
+    api: new Api(url, APP_KEY, { client }),
     dataDir,
     pids: () => ({ gateway: child.pid }),
     stop,
@@ -387,7 +460,7 @@ function readPid(file) {
  * ports, with `detectors` detector and `embedders` embedder workers and one indexer. stop() runs stack/down.sh
  * (apps, then Redis/Qdrant/S3, whose data it removes) and deletes the folder.
  */
-export async function startStack({ detectors = 2, embedders = 2, env = {} } = {}) {
+export async function startStack({ detectors = 2, embedders = 2, env = {}, client } = {}) {
   const stackDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-stack-'));
   const base = await freePortBlock(8 + detectors + embedders);
   const stackEnv = {
@@ -452,7 +525,7 @@ export async function startStack({ detectors = 2, embedders = 2, env = {} } = {}
   return {
     mode: `distributed ${detectors}d+${embedders}e+1i`,
     url,
-    api: new Api(url, APP_KEY),
+    api: new Api(url, APP_KEY, { client }),
     stackDir,
     services,
     qdrantCollection: env.QDRANT_COLLECTION ?? 'faces',
@@ -467,30 +540,11 @@ const qdrantAgent = new HttpAgent({ keepAlive: true, maxSockets: 4 });
  * One Qdrant REST call over node:http (keep-alive, body in one write; undici's fetch added ~40 ms per query here,
  * BENCHMARKS.md, Problems 2): the transport query latencies are timed with. Resolves to the answer's `result`.
  */
-export function qdrantCall(url, method, path, body) {
+export async function qdrantCall(url, method, path, body) {
   const data = body === undefined ? '' : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      `${url}${path}`,
-      {
-        method,
-        agent: qdrantAgent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
-      },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode !== 200)
-            reject(new Error(`Qdrant ${method} ${path}: HTTP ${res.statusCode} ${text.slice(0, 300)}`));
-          else resolve(JSON.parse(text).result);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
+  const res = await httpSend(`${url}${path}`, method, { 'content-type': 'application/json' }, data, qdrantAgent);
+  if (res.status !== 200) throw new Error(`Qdrant ${method} ${path}: HTTP ${res.status} ${res.text.slice(0, 300)}`);
+  return JSON.parse(res.text).result;
 }
 
 /**

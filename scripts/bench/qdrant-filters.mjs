@@ -1,12 +1,15 @@
 #!/usr/bin/env node
-// node scripts/bench/qdrant-filters.mjs [--size 100000] [--probes 150]
+// node scripts/bench/qdrant-filters.mjs [--size 100000] [--probes 150] [--no-int8]
 //
 // What the search filter costs Qdrant: --size synthetic 512-d faces in one group (as bench:search's library),
 // the adapter's collection (HNSW m 32 / ef_construct 256, payload indexes), then the same query (hnsw_ef 256,
 // limit 20, full payload) with each filter: none; the three conditions the adapter used before session 5 (app,
 // model, group any); one condition of each kind; and the one `scope` condition it uses now. The filter matches
 // every point, so recall and the walk are the same and the difference is the cost of checking the conditions.
-// Latency over node:http, two rounds; recall@10 against Qdrant's own exact search. Prints lines, then one JSON.
+// Latency over node:http, two rounds; recall@10 against Qdrant's own exact search. Then (unless --no-int8) the same
+// points get int8 scalar quantisation (PATCH, kept in RAM) and the scope-filtered query runs with the float vectors
+// (`quantization.ignore`) and with int8 rescored by the float vectors (oversampling 1 and 2), at hnsw_ef 256 and 128,
+// alternating per probe so that both see the same machine. Prints lines, then one JSON.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -17,6 +20,7 @@ import {
   require,
   ROOT,
   round,
+  sleep,
   startQdrant,
   stopOnSignals,
   waitQdrantIndexed,
@@ -25,7 +29,11 @@ import { DIM, SyntheticFaces } from './synthetic.mjs';
 
 const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
 const { values } = parseArgs({
-  options: { size: { type: 'string', default: '100000' }, probes: { type: 'string', default: '150' } },
+  options: {
+    size: { type: 'string', default: '100000' },
+    probes: { type: 'string', default: '150' },
+    'no-int8': { type: 'boolean', default: false },
+  },
 });
 const N = Number(values.size);
 const APP = 'default';
@@ -116,6 +124,55 @@ try {
       };
       report.rows.push(row);
       log(`round ${row.round}: ${name.padEnd(58)} p50 ${row.p50} ms, p99 ${row.p99} ms, recall@10 ${row.recall_at_10}`);
+    }
+  }
+  if (!values['no-int8']) {
+    const t = performance.now();
+    await call('PATCH', `/collections/${collection}`, {
+      quantization_config: { scalar: { type: 'int8', quantile: 0.99, always_ram: true } },
+    });
+    await sleep(2000); // the optimizer takes the change before the collection turns yellow
+    await waitQdrantIndexed(() => call('GET', `/collections/${collection}`), 60 * 60);
+    report.quantize_seconds = round((performance.now() - t) / 1000, 1);
+    log(`int8 quantisation built in ${report.quantize_seconds} s`);
+    const scoped = { ...base, filter: { must: [cond.scope] } };
+    const settings = [];
+    for (const ef of [256, 128]) {
+      settings.push([`float, hnsw_ef ${ef}`, { hnsw_ef: ef, quantization: { ignore: true } }]);
+      for (const oversampling of [1, 2]) {
+        settings.push([
+          `int8 rescored, oversampling ${oversampling}, hnsw_ef ${ef}`,
+          { hnsw_ef: ef, quantization: { rescore: true, oversampling } },
+        ]);
+      }
+    }
+    for (let r = 0; r < 2; r++) {
+      const latencies = settings.map(() => []);
+      const found = settings.map(() => 0);
+      for (const [i, v] of probes.entries()) {
+        for (const [k, [, params]] of settings.entries()) {
+          const start = performance.now();
+          const answer = await query({ ...scoped, params }, v);
+          latencies[k].push(performance.now() - start);
+          const ids = new Set(answer.points.slice(0, 10).map((p) => p.id));
+          found[k] += exact[i].filter((id) => ids.has(id)).length;
+        }
+      }
+      for (const [k, [name]] of settings.entries()) {
+        const stats = latencyStats(latencies[k]);
+        const row = {
+          round: r + 1,
+          filter: 'scope any',
+          search: name,
+          p50: stats.p50,
+          p99: stats.p99,
+          recall_at_10: round(found[k] / (exact.length * 10), 3),
+        };
+        report.rows.push(row);
+        log(
+          `round ${row.round}: scope, ${name.padEnd(42)} p50 ${row.p50} ms, p99 ${row.p99} ms, recall@10 ${row.recall_at_10}`,
+        );
+      }
     }
   }
   console.log(JSON.stringify(report));

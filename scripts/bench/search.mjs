@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // pnpm bench:search [--mode embedded|distributed|both] [--faces 100000] [--real 1000] [--requests 100]
 //                   [--levels 1,4,16] [--topology 2x2] [--probes all|uniform] [--vector-store sqlite|qdrant]
+//                   [--qdrant-quantization none|int8] [--client http|fetch]
 //
 // Latency p50/p95/p99 and throughput of POST /v1/detect, /v1/compare (two images) and /v1/search at each
 // concurrency level (--requests requests per level, bounded), through the public API, on the embedded default
@@ -24,6 +25,8 @@
 // hand-off and transport; vectors = the vector store; library = the records; gateway = the whole request inside the
 // gateway, so `around` = gateway minus the stages: upload, multipart, auth, validation) and `outside` = the client's
 // latency minus the gateway's (the bench's HTTP client, serialising the answer), all from the same requests.
+// --qdrant-quantization sets QDRANT_QUANTIZATION for the service (the collection it creates). --client: the bench's
+// HTTP client, node:http with the multipart body built in one buffer (default) or undici's fetch with FormData.
 // Memory: RSS of every process after loading and after the load levels. Prints readable lines, then one JSON object.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -66,8 +69,14 @@ const { values } = parseArgs({
     topology: { type: 'string', default: '2x2' },
     probes: { type: 'string', default: 'all' },
     'vector-store': { type: 'string', default: 'sqlite' },
+    'qdrant-quantization': { type: 'string', default: 'none' },
+    client: { type: 'string', default: 'http' },
   },
 });
+if (!['none', 'int8'].includes(values['qdrant-quantization'])) throw new Error('--qdrant-quantization: none or int8');
+if (!['http', 'fetch'].includes(values.client)) throw new Error('--client: http or fetch');
+const CLIENT = values.client;
+const QUANTIZATION_ENV = { QDRANT_QUANTIZATION: values['qdrant-quantization'] };
 if (values.probes !== 'all' && values.probes !== 'uniform') throw new Error('--probes: all or uniform');
 if (!['sqlite', 'qdrant'].includes(values['vector-store'])) throw new Error('--vector-store: sqlite or qdrant');
 // The embedded gateway over a Qdrant server (VECTOR_STORE=qdrant): the models in process, the vectors in Qdrant.
@@ -93,6 +102,8 @@ const report = {
   faces: FACES,
   real: REAL,
   requests: REQUESTS,
+  client: values.client,
+  qdrant_quantization: values['qdrant-quantization'],
   runs: [],
 };
 log(
@@ -140,6 +151,8 @@ for (const [a, b] of pairs) {
   );
 }
 const modelId = engine.modelId;
+// For the Qdrant-alone queries (qdrantPaired): the embedding the service computes for each probe it is sent.
+for (const p of sent) p.embedding = Array.from((await engine.analyze(p.data, { maxFaces: 1 })).faces[0].embedding);
 await engine.close();
 // Over the probes in the order a level sends them (request i uses probe i mod probes), so that with fewer requests
 // than probes the raw figures and the service's describe the same photos.
@@ -227,7 +240,10 @@ async function fillSynthetic(target, count) {
 async function startEmbeddedOnQdrant() {
   const qdrant = await startQdrant();
   try {
-    const gateway = await startEmbedded({ env: { VECTOR_STORE: 'qdrant', QDRANT_URL: qdrant.url } });
+    const gateway = await startEmbedded({
+      env: { VECTOR_STORE: 'qdrant', QDRANT_URL: qdrant.url, ...QUANTIZATION_ENV },
+      client: CLIENT,
+    });
     return {
       ...gateway,
       qdrant,
@@ -337,6 +353,52 @@ async function level(api, endpoint, concurrency) {
   };
 }
 
+// ---------------------------------------------------------------- Qdrant alone, float vs int8
+
+/**
+ * The adapter's search query (scope filter, limit 20, payload, hnsw_ef 256) sent straight to Qdrant with the probes'
+ * own embeddings, alternating per probe between the int8 vectors (rescored, oversampling 2) and the float ones
+ * (`quantization.ignore`): paired, so both see the same machine. On a collection without int8 vectors both rows
+ * run the same float search. Top-1 agreement: the same first point in both answers.
+ */
+async function qdrantPaired(qdrantUrl, collection, passes = 3) {
+  const scope = adapters.qdrantScope(APP, GROUP, modelId);
+  const vectors = sent.map((p) => p.embedding);
+  const kinds = [
+    ['float', { hnsw_ef: 256, quantization: { ignore: true } }],
+    ['int8', { hnsw_ef: 256, quantization: { ignore: false, rescore: true, oversampling: 2 } }],
+  ];
+  const latencies = { float: [], int8: [] };
+  let agree = 0;
+  let asked = 0;
+  for (let pass = 0; pass < passes; pass++) {
+    for (const [i, vector] of vectors.entries()) {
+      const first = {};
+      // Alternate which goes first, so neither always follows the other.
+      for (const [kind, params] of (i + pass) % 2 ? kinds : [...kinds].reverse()) {
+        const t = performance.now();
+        const answer = await qdrantCall(qdrantUrl, 'POST', `/collections/${collection}/points/query`, {
+          query: vector,
+          filter: { must: [{ key: 'scope', match: { any: [scope] } }] },
+          limit: 20,
+          with_payload: true,
+          with_vector: false,
+          params,
+        });
+        latencies[kind].push(performance.now() - t);
+        first[kind] = answer.points[0]?.id;
+      }
+      asked++;
+      if (first.float === first.int8) agree++;
+    }
+  }
+  return {
+    float: latencyStats(latencies.float),
+    int8: latencyStats(latencies.int8),
+    top1_agreement: round(agree / asked, 3),
+  };
+}
+
 // ---------------------------------------------------------------- run
 
 let current = null;
@@ -351,13 +413,13 @@ for (const mode of modes) {
       : `distributed ${DETECTORS}d+${EMBEDDERS}e+1i`;
   log(`${label}: starting ...`);
   // Without embedders the detectors embed the enrolment imports too.
-  const stackEnv = EMBEDDERS === 0 ? { IMPORT_EMBED: 'inline' } : {};
+  const stackEnv = { ...QUANTIZATION_ENV, ...(EMBEDDERS === 0 ? { IMPORT_EMBED: 'inline' } : {}) };
   current =
     mode === 'embedded'
       ? EMBEDDED_QDRANT
         ? await startEmbeddedOnQdrant()
-        : await startEmbedded()
-      : await startStack({ detectors: DETECTORS, embedders: EMBEDDERS, env: stackEnv });
+        : await startEmbedded({ client: CLIENT })
+      : await startStack({ detectors: DETECTORS, embedders: EMBEDDERS, env: stackEnv, client: CLIENT });
   try {
     const api = current.api;
     await ensureGroup(api, GROUP);
@@ -400,6 +462,14 @@ for (const mode of modes) {
         if (inside.length)
           log(`${label}: ${endpoint.padEnd(7)} c=${String(c).padEnd(2)} p50 ms by stage: ${inside.join(', ')}`);
       }
+    }
+    const qdrantUrl = current.qdrant?.url ?? current.services?.QDRANT_URL;
+    if (qdrantUrl) {
+      run.qdrant_alone = await qdrantPaired(qdrantUrl, current.qdrantCollection ?? 'faces');
+      const q = run.qdrant_alone;
+      log(
+        `${label}: Qdrant alone, same query, paired per probe: float p50 ${q.float.p50} p99 ${q.float.p99} ms, int8 rescored p50 ${q.int8.p50} p99 ${q.int8.p99} ms; same top-1 ${q.top1_agreement}`,
+      );
     }
     run.loadavg_after = loadNow();
     run.rss_loaded_mib = rssLoaded;
