@@ -28,6 +28,22 @@ describeVectorStoreContract(
   skip,
 );
 
+// The same contract over a collection with int8 quantised vectors (searches then rescore with the float vectors).
+describeVectorStoreContract(
+  'QdrantVectorStore (int8 quantisation)',
+  async () => {
+    const collection = `contract_${randomUUID().replace(/-/g, '')}`;
+    const store = new QdrantVectorStore({ url: url as string, collection, quantization: 'int8' });
+    await store.init(DIM);
+    return {
+      store,
+      reopen: async () => new QdrantVectorStore({ url: url as string, collection }),
+      cleanup: () => dropCollection(collection),
+    };
+  },
+  skip,
+);
+
 describe.skipIf(!url)('QdrantVectorStore specifics', () => {
   it('creates the collection with cosine distance and payload indexes (app_id as tenant)', async () => {
     const collection = `contract_${randomUUID().replace(/-/g, '')}`;
@@ -108,6 +124,102 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
     }
   });
 
+  it('quantises a new collection when asked (int8) and rescores every search of a quantised one', async () => {
+    const proxy = await recordingProxy(new URL(url as string));
+    const plain = `contract_${randomUUID().replace(/-/g, '')}`;
+    const int8 = `contract_${randomUUID().replace(/-/g, '')}`;
+    const patched = `contract_${randomUUID().replace(/-/g, '')}`;
+    const quantizationOf = async (collection: string) =>
+      (await (await fetch(`${url}/collections/${collection}`)).json()).result.config.quantization_config;
+    const open = (collection: string, quantization?: 'none' | 'int8') =>
+      new QdrantVectorStore({ url: proxy.url, collection, quantization });
+    const stores: QdrantVectorStore[] = [];
+    try {
+      const unit = (i: number) => Array.from({ length: DIM }, (_, k) => (k === i ? 1 : 0.01));
+      const point = (id: string, i: number) => ({
+        id,
+        vector: Float32Array.from(unit(i)),
+        payload: { app_id: 'a', group_id: 'g', user_id: `u-${id}`, face_id: id, model_id: 'm' },
+      });
+      const searchOnce = async (store: QdrantVectorStore) => {
+        await store.upsert([point('f1', 1), point('f2', 2)]);
+        const hits = await store.search(Float32Array.from(unit(2)), {
+          app_id: 'a',
+          group_ids: ['g'],
+          model_id: 'm',
+          limit: 2,
+        });
+        return { best: hits[0]?.face_id, params: proxy.queries.at(-1)?.params };
+      };
+      stores.push(open(plain), open(int8, 'int8'));
+      for (const store of stores) await store.init(DIM);
+      expect(await quantizationOf(plain)).toBeFalsy();
+      expect(await quantizationOf(int8)).toMatchObject({ scalar: { type: 'int8', always_ram: true } });
+      expect(await searchOnce(stores[0])).toEqual({ best: 'f2', params: { hnsw_ef: 256 } });
+      const rescored = { hnsw_ef: 256, quantization: { rescore: true, oversampling: 2 } };
+      expect(await searchOnce(stores[1])).toEqual({ best: 'f2', params: rescored });
+      // Quantised by an operator's PATCH: what init finds decides, whatever the option says.
+      await new QdrantVectorStore({ url: url as string, collection: patched, quantization: 'none' }).init(DIM);
+      const patch = await fetch(`${url}/collections/${patched}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ quantization_config: { scalar: { type: 'int8', always_ram: true } } }),
+      });
+      expect(patch.status).toBe(200);
+      stores.push(open(patched, 'none'));
+      await stores[2].init(DIM);
+      expect(await searchOnce(stores[2])).toEqual({ best: 'f2', params: rescored });
+    } finally {
+      for (const store of stores) await store.close();
+      for (const collection of [plain, int8, patched]) await dropCollection(collection);
+      await proxy.close();
+    }
+  });
+
+  it('drops the filter when the searched scopes are all the collection holds, and checks the hits', async () => {
+    const proxy = await recordingProxy(new URL(url as string));
+    const collection = `contract_${randomUUID().replace(/-/g, '')}`;
+    const store = new QdrantVectorStore({ url: proxy.url, collection });
+    // Another process writing to the same collection: this store's list of scopes does not know its writes.
+    const other = new QdrantVectorStore({ url: url as string, collection });
+    try {
+      await store.init(DIM);
+      await other.init(DIM);
+      const vector = (...xs: number[]) => Float32Array.from({ length: DIM }, (_, k) => xs[k] ?? 0.01);
+      const point = (id: string, group: string, v: Float32Array) => ({
+        id,
+        vector: v,
+        payload: { app_id: 'a', group_id: group, user_id: `u-${id}`, face_id: id, model_id: 'm' },
+      });
+      const probe = vector(0, 1, 1);
+      const search = async (groups: string[]) => {
+        const before = proxy.queries.length;
+        const hits = await store.search(probe, { app_id: 'a', group_ids: groups, model_id: 'm', limit: 5 });
+        const filters = proxy.queries.slice(before).map((q) => (q.filter ? 'filtered' : 'unfiltered'));
+        return { faces: hits.map((h) => h.face_id), filters };
+      };
+      await store.upsert([point('f1', 'g', vector(1)), point('f2', 'g', vector(0, 1, 0.8))]);
+      expect(await search(['g'])).toEqual({ faces: ['f2', 'f1'], filters: ['unfiltered'] });
+      // f3 in g2, nearer the probe than f2: the unfiltered answer has it first, so the search runs again filtered.
+      await other.upsert([point('f3', 'g2', vector(0, 1, 1))]);
+      expect(await search(['g'])).toEqual({ faces: ['f2', 'f1'], filters: ['unfiltered', 'filtered'] });
+      // The list was asked for again: the collection now holds two scopes.
+      expect(await search(['g'])).toEqual({ faces: ['f2', 'f1'], filters: ['filtered'] });
+      expect(await search(['g', 'g2'])).toEqual({ faces: ['f3', 'f2', 'f1'], filters: ['unfiltered'] });
+      // Another app's point: searches of app a keep the filter, and never see it.
+      await other.upsert([
+        { ...point('x1', 'g', vector(0, 1, 1)), payload: { ...point('x1', 'g', probe).payload, app_id: 'b' } },
+      ]);
+      expect(await search(['g', 'g2'])).toEqual({ faces: ['f3', 'f2', 'f1'], filters: ['unfiltered', 'filtered'] });
+      expect(await search(['g', 'g2'])).toEqual({ faces: ['f3', 'f2', 'f1'], filters: ['filtered'] });
+    } finally {
+      await store.close();
+      await other.close();
+      await dropCollection(collection);
+      await proxy.close();
+    }
+  });
+
   it('reports an unreachable server as a retryable 503', async () => {
     const store = new QdrantVectorStore({ url: 'http://127.0.0.1:9', collection: 'x', timeoutMs: 2000 });
     await expect(store.ping()).rejects.toMatchObject({
@@ -118,6 +230,41 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
     await expect(store.init(DIM)).rejects.toMatchObject({ code: 'vector_store_unavailable' });
   });
 });
+
+/** An HTTP proxy to Qdrant that keeps the body of every query request (`queries`), to see what the store asks. */
+async function recordingProxy(
+  target: URL,
+): Promise<{ url: string; queries: Array<Record<string, unknown>>; close: () => Promise<void> }> {
+  const queries: Array<Record<string, unknown>> = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (req.url?.endsWith('/points/query')) queries.push(JSON.parse(body.toString('utf8')));
+      const upstream = http.request(
+        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      upstream.on('error', () => res.destroy());
+      upstream.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    queries,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
 
 /** A TCP proxy to Qdrant that can be cut off, so search/retrieve (node:http) meet an unreachable server. */
 async function startProxy(target: URL): Promise<{ url: string; cut: () => Promise<void> }> {
@@ -253,9 +400,11 @@ describe('QdrantVectorStore search params', () => {
         (store as unknown as { dim: number }).dim = DIM;
         await store.search(new Float32Array(DIM).fill(1), query);
       }
-      expect(server.bodies.map((b) => b.params)).toEqual([{ hnsw_ef: 256 }, { hnsw_ef: 512 }]);
+      // The stand-in cannot list the collection's scopes (its facet answer has no hits), so the filter is kept.
+      const queries = server.bodies.filter((b) => b.query !== undefined);
+      expect(queries.map((b) => b.params)).toEqual([{ hnsw_ef: 256 }, { hnsw_ef: 512 }]);
       // One filter condition (app, group and model in `scope`), not three.
-      expect(server.bodies[0].filter).toEqual({ must: [{ key: 'scope', match: { any: ['a/g/m'] } }] });
+      expect(queries[0].filter).toEqual({ must: [{ key: 'scope', match: { any: ['a/g/m'] } }] });
     } finally {
       for (const store of stores) await store.close();
       await server.close();

@@ -29,6 +29,8 @@ export interface FaceSearchConfig {
   qdrantHnswM: number | null;
   qdrantHnswEfConstruct: number | null;
   qdrantSearchEf: number | null;
+  /** Vectors of a collection the service creates: `int8` adds scalar-quantised copies; null = the adapter's default. */
+  qdrantQuantization: 'none' | 'int8' | null;
   detectorGrpcUrls: string[];
   embedderGrpcUrls: string[];
   grpcPort: number;
@@ -258,6 +260,7 @@ const envSchema = z.object({
   QDRANT_HNSW_M: optionalInt(1, 512),
   QDRANT_HNSW_EF_CONSTRUCT: optionalInt(4, 100_000),
   QDRANT_SEARCH_EF: optionalInt(1, 100_000),
+  QDRANT_QUANTIZATION: oneOf(['none', 'int8'] as const),
   DETECTOR_GRPC_URL: hostPortList,
   EMBEDDER_GRPC_URL: hostPortList,
   GRPC_PORT: int(50051, 0, 65535),
@@ -341,6 +344,7 @@ export function loadConfig(
     qdrantHnswM: e.QDRANT_HNSW_M,
     qdrantHnswEfConstruct: e.QDRANT_HNSW_EF_CONSTRUCT,
     qdrantSearchEf: e.QDRANT_SEARCH_EF,
+    qdrantQuantization: e.QDRANT_QUANTIZATION ?? null,
     detectorGrpcUrls: e.DETECTOR_GRPC_URL,
     embedderGrpcUrls: e.EMBEDDER_GRPC_URL,
     grpcPort: e.GRPC_PORT,

@@ -33,4 +33,13 @@ describe('Qdrant HNSW configuration', () => {
       /QDRANT_HNSW_EF_CONSTRUCT: expected an integer 4-100000, got '2'/,
     );
   });
+
+  it('reads QDRANT_QUANTIZATION (none or int8, unset: the adapter decides) and names a bad value', () => {
+    expect(loadConfig({}).qdrantQuantization).toBeNull();
+    expect(loadConfig({ QDRANT_QUANTIZATION: 'INT8' }).qdrantQuantization).toBe('int8');
+    expect(loadConfig({ QDRANT_QUANTIZATION: 'none' }).qdrantQuantization).toBe('none');
+    expect(() => loadConfig({ QDRANT_QUANTIZATION: 'binary' })).toThrow(
+      /QDRANT_QUANTIZATION: expected one of none\|int8, got 'binary'/,
+    );
+  });
 });

@@ -106,6 +106,7 @@ export async function buildPorts<N extends PortName>(
                 ef_construct: config.qdrantHnswEfConstruct ?? undefined,
               },
               searchParams: config.qdrantSearchEf ? { hnsw_ef: config.qdrantSearchEf } : undefined,
+              quantization: config.qdrantQuantization ?? undefined,
             });
     }
     if (need.has('blobs')) {

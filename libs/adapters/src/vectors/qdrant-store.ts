@@ -39,7 +39,27 @@ export interface QdrantVectorStoreOptions {
    * recall. `exact: true` scans every matching point (recall 1, ~110 ms at 100k).
    */
   searchParams?: { hnsw_ef?: number; exact?: boolean };
+  /**
+   * Vectors of a collection this store creates (an existing one keeps its own; add it with `PATCH
+   * /collections/<name>` `{ quantization_config: ... }`). `int8`: Qdrant also keeps a scalar-quantised copy of each
+   * vector in RAM (a quarter of the float size) which the graph walk scores, and rescores the best
+   * QUANTIZED_OVERSAMPLING x limit with the float vectors. Default `none`: at 100k faces int8 cut the query time
+   * by 17 % on synthetic vectors but by nothing on real face embeddings (BENCHMARKS.md, session 6), and with the float
+   * vectors in RAM it adds 25 % of vector memory; it pays for RAM at 10M+ with the float vectors on disk (README).
+   */
+  quantization?: 'none' | 'int8';
 }
+
+/**
+ * Candidates a quantised search rescores with the float vectors, as a multiple of its limit: 2 kept the float
+ * recall at 100k (BENCHMARKS.md, Vector search alone).
+ */
+export const QUANTIZED_OVERSAMPLING = 2;
+
+/** How long the list of scopes in the collection is trusted before it is asked for again (see `search`). */
+const SCOPES_TTL_MS = 5_000;
+/** Collections holding more scopes than this are always searched with the filter. */
+const SCOPES_LISTED = 16;
 
 /** Graph and search defaults (BENCHMARKS.md, Problems 6: measured on 100k synthetic 512-d faces). */
 export const DEFAULT_QDRANT_HNSW = { m: 32, ef_construct: 256, search_ef: 256 } as const;
@@ -96,6 +116,10 @@ export class QdrantVectorStore implements VectorStore {
   private readonly collection: string;
   private readonly batchSize: number;
   private dim = 0;
+  /** Whether the collection (as found at init) has quantised vectors: searches then ask for rescoring. */
+  private quantized = false;
+  /** The scopes the collection holds (null: more than SCOPES_LISTED), as last asked; see `search`. */
+  private scopes: { values: Set<string> | null; at: number } = { values: null, at: Number.NEGATIVE_INFINITY };
 
   constructor(private readonly options: QdrantVectorStoreOptions) {
     this.collection = options.collection ?? 'faces';
@@ -126,6 +150,9 @@ export class QdrantVectorStore implements VectorStore {
               m: this.options.hnsw?.m ?? DEFAULT_QDRANT_HNSW.m,
               ef_construct: this.options.hnsw?.ef_construct ?? DEFAULT_QDRANT_HNSW.ef_construct,
             },
+            ...(this.options.quantization === 'int8'
+              ? { quantization_config: { scalar: { type: 'int8', quantile: 0.99, always_ram: true } } }
+              : {}),
           });
         } catch (err) {
           // Another process may have created it in between; the check below decides.
@@ -144,6 +171,7 @@ export class QdrantVectorStore implements VectorStore {
           500,
         );
       }
+      this.quantized = info.config.quantization_config != null;
       const schema = info.payload_schema ?? {};
       const indexes: Array<[string, { type: 'keyword'; is_tenant?: boolean }]> = [
         ['app_id', { type: 'keyword', is_tenant: true }],
@@ -208,6 +236,7 @@ export class QdrantVectorStore implements VectorStore {
         scope: qdrantScope(p.payload.app_id, p.payload.group_id, p.payload.model_id),
       },
     }));
+    if (prepared.some((p) => !this.scopes.values?.has(p.payload.scope))) this.scopes.at = Number.NEGATIVE_INFINITY;
     for (let i = 0; i < prepared.length; i += this.batchSize) {
       const batch = prepared.slice(i, i + this.batchSize);
       // Over node:http like search: the batch is ~10 KB of JSON per point (see QdrantHttp).
@@ -217,6 +246,13 @@ export class QdrantVectorStore implements VectorStore {
     }
   }
 
+  /**
+   * Qdrant checks the filter at every point its graph walk visits: with real face embeddings at 100k points that was
+   * ~37 % of the query (BENCHMARKS.md, session 6). So when the searched scopes are all the collection holds (one
+   * group of one app, the common small deployment), the query goes without the filter, and its hits are checked
+   * instead: if every hit is in scope, they are exactly the filtered answer's top hits; if one is not (a scope written
+   * since the list was asked for, by another process), the search runs again with the filter.
+   */
   async search(vector: Float32Array, query: VectorQuery): Promise<VectorHit[]> {
     const dim = this.requireDim();
     const target = Array.from(normalize(vector, dim));
@@ -226,17 +262,49 @@ export class QdrantVectorStore implements VectorStore {
     // One condition: see qdrantScope.
     const scopes = query.group_ids.map((groupId) => qdrantScope(query.app_id, groupId, query.model_id));
     const filter = { must: [{ key: 'scope', match: { any: scopes } }] };
-    const { points: hits } = await this.call('search', () =>
-      this.http.post<{ points: Array<{ payload: unknown; score: number }> }>(`${this.collectionPath}/points/query`, {
-        query: target,
-        filter,
-        limit: Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT),
-        with_payload: true,
-        with_vector: false,
-        params: this.options.searchParams ?? { hnsw_ef: DEFAULT_QDRANT_HNSW.search_ef },
-      }),
-    );
+    const ask = (withFilter: boolean) =>
+      this.call('search', () =>
+        this.http.post<{ points: Array<{ payload: unknown; score: number }> }>(`${this.collectionPath}/points/query`, {
+          query: target,
+          ...(withFilter ? { filter } : {}),
+          limit: Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT),
+          with_payload: true,
+          with_vector: false,
+          params: this.searchParams(),
+        }),
+      );
+    const held = await this.scopesHeld();
+    const unfiltered = held !== null && [...held].every((scope) => scopes.includes(scope));
+    let { points: hits } = await ask(!unfiltered);
+    if (unfiltered && !hits.every((hit) => scopes.includes((hit.payload as { scope?: string } | null)?.scope ?? ''))) {
+      this.scopes.at = Number.NEGATIVE_INFINITY;
+      ({ points: hits } = await ask(true));
+    }
     return hits.map((hit) => ({ ...pickPayload(hit.payload as unknown as VectorPayload), similarity: hit.score }));
+  }
+
+  /** The scopes in the collection (null: more than SCOPES_LISTED, or unknown), asked again after SCOPES_TTL_MS. */
+  private async scopesHeld(): Promise<Set<string> | null> {
+    if (performance.now() - this.scopes.at < SCOPES_TTL_MS) return this.scopes.values;
+    try {
+      const { hits } = await this.http.post<{ hits: Array<{ value: unknown }> }>(`${this.collectionPath}/facet`, {
+        key: 'scope',
+        limit: SCOPES_LISTED + 1,
+        exact: false,
+      });
+      const values = hits.length <= SCOPES_LISTED ? new Set(hits.map((h) => String(h.value))) : null;
+      this.scopes = { values, at: performance.now() };
+    } catch {
+      // Not worth failing a search for: search with the filter, and ask again after the TTL.
+      this.scopes = { values: null, at: performance.now() };
+    }
+    return this.scopes.values;
+  }
+
+  private searchParams(): Record<string, unknown> {
+    const params = this.options.searchParams ?? { hnsw_ef: DEFAULT_QDRANT_HNSW.search_ef };
+    if (!this.quantized) return params;
+    return { ...params, quantization: { rescore: true, oversampling: QUANTIZED_OVERSAMPLING } };
   }
 
   async retrieve(appId: string, faceIds: string[]): Promise<Array<VectorPayload & { vector: Float32Array }>> {
