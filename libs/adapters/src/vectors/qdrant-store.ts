@@ -120,6 +120,7 @@ export class QdrantVectorStore implements VectorStore {
   private quantized = false;
   /** The scopes the collection holds (null: more than SCOPES_LISTED), as last asked; see `search`. */
   private scopes: { values: Set<string> | null; at: number } = { values: null, at: Number.NEGATIVE_INFINITY };
+  private scopesAsked: Promise<Set<string> | null> | undefined;
 
   constructor(private readonly options: QdrantVectorStoreOptions) {
     this.collection = options.collection ?? 'faces';
@@ -284,8 +285,16 @@ export class QdrantVectorStore implements VectorStore {
   }
 
   /** The scopes in the collection (null: more than SCOPES_LISTED, or unknown), asked again after SCOPES_TTL_MS. */
-  private async scopesHeld(): Promise<Set<string> | null> {
-    if (performance.now() - this.scopes.at < SCOPES_TTL_MS) return this.scopes.values;
+  private scopesHeld(): Promise<Set<string> | null> {
+    if (performance.now() - this.scopes.at < SCOPES_TTL_MS) return Promise.resolve(this.scopes.values);
+    // Searches arriving while the list is being asked for share the one request.
+    this.scopesAsked ??= this.askScopes().finally(() => {
+      this.scopesAsked = undefined;
+    });
+    return this.scopesAsked;
+  }
+
+  private async askScopes(): Promise<Set<string> | null> {
     try {
       const { hits } = await this.http.post<{ hits: Array<{ value: unknown }> }>(`${this.collectionPath}/facet`, {
         key: 'scope',
