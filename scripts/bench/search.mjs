@@ -153,7 +153,8 @@ for (const [a, b] of pairs) {
 const modelId = engine.modelId;
 // For the Qdrant-alone queries (qdrantPaired): the embedding the service computes for each probe it is sent.
 for (const p of sent) p.embedding = Array.from((await engine.analyze(p.data, { maxFaces: 1 })).faces[0].embedding);
-await engine.close();
+// The engine stays open: the raw search time is taken again after each target's load levels, because this VM's speed
+// drifts within a run (the service's engine stage then reads against both).
 // Over the probes in the order a level sends them (request i uses probe i mod probes), so that with fewer requests
 // than probes the raw figures and the service's describe the same photos.
 const asSent = (v) => Array.from({ length: REQUESTS }, (_, i) => v[i % v.length]);
@@ -461,6 +462,12 @@ for (const mode of modes) {
           log(`${label}: ${endpoint.padEnd(7)} c=${String(c).padEnd(2)} p50 ms by stage: ${inside.join(', ')}`);
       }
     }
+    const rawAfter = [];
+    for (const p of sent) rawAfter.push(await timeIt(() => engine.analyze(p.data, { maxFaces: 1 })));
+    run.raw_search_ms_after = round(median(asSent(rawAfter)));
+    log(
+      `${label}: raw model search p50 again after the levels: ${run.raw_search_ms_after} ms (before: ${report.raw_model_ms.search})`,
+    );
     const qdrantUrl = current.qdrant?.url ?? current.services?.QDRANT_URL;
     if (qdrantUrl) {
       run.qdrant_alone = await qdrantPaired(qdrantUrl, current.qdrantCollection ?? 'faces');
@@ -481,4 +488,5 @@ for (const mode of modes) {
     current = null;
   }
 }
+await engine.close();
 console.log(JSON.stringify(report));
