@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { QdrantVectorStore, qdrantPointId, qdrantScope } from '@facesearch/adapters';
+import { QdrantVectorStore, type QdrantVectorStoreOptions, qdrantPointId, qdrantScope } from '@facesearch/adapters';
 import { describe, expect, it } from 'vitest';
 import { DIM, describeVectorStoreContract } from './vectors.contract';
 
@@ -13,36 +13,23 @@ async function dropCollection(name: string): Promise<void> {
   await fetch(`${url}/collections/${name}`, { method: 'DELETE' });
 }
 
-describeVectorStoreContract(
-  'QdrantVectorStore',
-  async () => {
+/** A store on a fresh collection made with `options`, dropped afterwards. */
+function onNewCollection(options: Partial<QdrantVectorStoreOptions>) {
+  return async () => {
     const collection = `contract_${randomUUID().replace(/-/g, '')}`;
-    const store = new QdrantVectorStore({ url: url as string, collection, batchSize: 128 });
+    const store = new QdrantVectorStore({ url: url as string, collection, ...options });
     await store.init(DIM);
     return {
       store,
       reopen: async () => new QdrantVectorStore({ url: url as string, collection }),
       cleanup: () => dropCollection(collection),
     };
-  },
-  skip,
-);
+  };
+}
 
+describeVectorStoreContract('QdrantVectorStore', onNewCollection({ batchSize: 128 }), skip);
 // The same contract over a collection with int8 quantised vectors (searches then rescore with the float vectors).
-describeVectorStoreContract(
-  'QdrantVectorStore (int8 quantisation)',
-  async () => {
-    const collection = `contract_${randomUUID().replace(/-/g, '')}`;
-    const store = new QdrantVectorStore({ url: url as string, collection, quantization: 'int8' });
-    await store.init(DIM);
-    return {
-      store,
-      reopen: async () => new QdrantVectorStore({ url: url as string, collection }),
-      cleanup: () => dropCollection(collection),
-    };
-  },
-  skip,
-);
+describeVectorStoreContract('QdrantVectorStore (int8 quantisation)', onNewCollection({ quantization: 'int8' }), skip);
 
 describe.skipIf(!url)('QdrantVectorStore specifics', () => {
   it('creates the collection with cosine distance and payload indexes (app_id as tenant)', async () => {
