@@ -237,7 +237,9 @@ export class QdrantVectorStore implements VectorStore {
         scope: qdrantScope(p.payload.app_id, p.payload.group_id, p.payload.model_id),
       },
     }));
-    if (prepared.some((p) => !this.scopes.values?.has(p.payload.scope))) this.scopes.at = Number.NEGATIVE_INFINITY;
+    // A scope the list lacks: ask again before the next search (a list of too many scopes stays too many).
+    const listed = this.scopes.values;
+    if (listed && prepared.some((p) => !listed.has(p.payload.scope))) this.scopes.at = Number.NEGATIVE_INFINITY;
     for (let i = 0; i < prepared.length; i += this.batchSize) {
       const batch = prepared.slice(i, i + this.batchSize);
       // Over node:http like search: the batch is ~10 KB of JSON per point (see QdrantHttp).
