@@ -205,33 +205,27 @@ export class Api {
   /** `meta`, when given, receives the answer's Server-Timing header (`meta.serverTiming`). */
   async request(method, path, body, meta) {
     const headers = { authorization: `Bearer ${this.key}` };
-    let status;
-    let text;
-    if (this.client === 'fetch') {
-      let payload = body;
-      if (body !== undefined && !(body instanceof FormData)) {
-        headers['content-type'] = 'application/json';
-        payload = JSON.stringify(body);
-      }
-      const res = await fetch(`${this.base}${path}`, { method, headers, body: payload });
-      if (meta) meta.serverTiming = res.headers.get('server-timing');
-      status = res.status;
-      text = await res.text();
-    } else {
-      let payload;
-      if (body instanceof FormData) {
+    let payload = body;
+    if (body instanceof FormData) {
+      // fetch encodes a FormData itself.
+      if (this.client !== 'fetch') {
         const { boundary, data } = await encodeMultipart(body);
         headers['content-type'] = `multipart/form-data; boundary=${boundary}`;
         payload = data;
-      } else if (body !== undefined) {
-        headers['content-type'] = 'application/json';
-        payload = JSON.stringify(body);
       }
-      const res = await httpSend(`${this.base}${path}`, method, headers, payload, apiAgent);
-      if (meta) meta.serverTiming = res.headers['server-timing'] ?? null;
-      status = res.status;
-      text = res.text;
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
     }
+    const url = `${this.base}${path}`;
+    const {
+      status,
+      headers: answerHeaders,
+      text,
+    } = this.client === 'fetch'
+      ? await fetchSend(url, method, headers, payload)
+      : await httpSend(url, method, headers, payload, apiAgent);
+    if (meta) meta.serverTiming = answerHeaders['server-timing'] ?? null;
     let json;
     try {
       json = JSON.parse(text);
@@ -272,6 +266,12 @@ async function encodeMultipart(form) {
   }
   parts.push(Buffer.from(`--${boundary}--\r\n`));
   return { boundary, data: Buffer.concat(parts) };
+}
+
+/** The same over undici's fetch (`--client fetch`); resolves to { status, headers, text }. */
+async function fetchSend(url, method, headers, body) {
+  const res = await fetch(url, { method, headers, body });
+  return { status: res.status, headers: Object.fromEntries(res.headers), text: await res.text() };
 }
 
 /** One request over node:http, the body in one write; resolves to { status, headers, text }. */

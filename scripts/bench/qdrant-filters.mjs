@@ -87,6 +87,24 @@ try {
   const query = (body, vector) => call('POST', `/collections/${collection}/points/query`, { ...body, query: vector });
   const exact = [];
   for (const v of probes) exact.push((await query({ limit: 10, params: { exact: true } }, v)).points.map((p) => p.id));
+  /** How many of probe i's exact top 10 an answer's top 10 holds. */
+  const found = (answer, i) => {
+    const ids = new Set(answer.points.slice(0, 10).map((p) => p.id));
+    return exact[i].filter((id) => ids.has(id)).length;
+  };
+  /** A report row from one setting's latencies and found count over all probes (logged by the caller). */
+  const rowOf = (roundNo, fields, latencies, foundTotal) => {
+    const stats = latencyStats(latencies);
+    const row = {
+      round: roundNo,
+      ...fields,
+      p50: stats.p50,
+      p99: stats.p99,
+      recall_at_10: round(foundTotal / (exact.length * 10), 3),
+    };
+    report.rows.push(row);
+    return row;
+  };
   const base = { limit: 20, with_payload: true, with_vector: false, params: { hnsw_ef: 256 } };
   const cond = {
     app: { key: 'app_id', match: { value: APP } },
@@ -106,23 +124,14 @@ try {
       const body = must ? { ...base, filter: { must } } : base;
       for (let i = 0; i < 10; i++) await query(body, probes[i]);
       const latencies = [];
-      let found = 0;
+      let foundTotal = 0;
       for (const [i, v] of probes.entries()) {
         const t = performance.now();
         const answer = await query(body, v);
         latencies.push(performance.now() - t);
-        const ids = new Set(answer.points.slice(0, 10).map((p) => p.id));
-        found += exact[i].filter((id) => ids.has(id)).length;
+        foundTotal += found(answer, i);
       }
-      const stats = latencyStats(latencies);
-      const row = {
-        round: r + 1,
-        filter: name,
-        p50: stats.p50,
-        p99: stats.p99,
-        recall_at_10: round(found / (exact.length * 10), 3),
-      };
-      report.rows.push(row);
+      const row = rowOf(r + 1, { filter: name }, latencies, foundTotal);
       log(`round ${row.round}: ${name.padEnd(58)} p50 ${row.p50} ms, p99 ${row.p99} ms, recall@10 ${row.recall_at_10}`);
     }
   }
@@ -148,27 +157,17 @@ try {
     }
     for (let r = 0; r < 2; r++) {
       const latencies = settings.map(() => []);
-      const found = settings.map(() => 0);
+      const foundTotals = settings.map(() => 0);
       for (const [i, v] of probes.entries()) {
         for (const [k, [, params]] of settings.entries()) {
           const start = performance.now();
           const answer = await query({ ...scoped, params }, v);
           latencies[k].push(performance.now() - start);
-          const ids = new Set(answer.points.slice(0, 10).map((p) => p.id));
-          found[k] += exact[i].filter((id) => ids.has(id)).length;
+          foundTotals[k] += found(answer, i);
         }
       }
       for (const [k, [name]] of settings.entries()) {
-        const stats = latencyStats(latencies[k]);
-        const row = {
-          round: r + 1,
-          filter: 'scope any',
-          search: name,
-          p50: stats.p50,
-          p99: stats.p99,
-          recall_at_10: round(found[k] / (exact.length * 10), 3),
-        };
-        report.rows.push(row);
+        const row = rowOf(r + 1, { filter: 'scope any', search: name }, latencies[k], foundTotals[k]);
         log(
           `round ${row.round}: scope, ${name.padEnd(42)} p50 ${row.p50} ms, p99 ${row.p99} ms, recall@10 ${row.recall_at_10}`,
         );

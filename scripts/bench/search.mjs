@@ -129,7 +129,11 @@ const timeIt = async (fn) => {
 };
 await engine.analyze(probes[0].data, { maxFaces: 1 }); // warm-up: the first run of each session is slower
 for (const p of probes) p.rawDetectMs = await timeIt(() => engine.detect(p.data));
-for (const p of probes) p.rawSearchMs = await timeIt(() => engine.analyze(p.data, { maxFaces: 1 }));
+// The embedding is kept for the Qdrant-alone queries (qdrantPaired): the one the service computes for the probe.
+for (const p of probes)
+  p.rawSearchMs = await timeIt(async () => {
+    p.embedding = (await engine.analyze(p.data, { maxFaces: 1 })).faces[0].embedding;
+  });
 // What the load levels send: every probe, or (--probes uniform) those whose model cost is near the median's.
 const typicalMs = median(probes.map((p) => p.rawSearchMs));
 const sent =
@@ -151,8 +155,6 @@ for (const [a, b] of pairs) {
   );
 }
 const modelId = engine.modelId;
-// For the Qdrant-alone queries (qdrantPaired): the embedding the service computes for each probe it is sent.
-for (const p of sent) p.embedding = Array.from((await engine.analyze(p.data, { maxFaces: 1 })).faces[0].embedding);
 // The engine stays open: the raw search time is taken again after each target's load levels, because this VM's speed
 // drifts within a run (the service's engine stage then reads against both).
 // Over the probes in the order a level sends them (request i uses probe i mod probes), so that with fewer requests
@@ -198,10 +200,15 @@ async function enrolmentItems() {
   return items;
 }
 
+/** The Qdrant server and collection of a target (the embedded gateway's own, or the stack's); url undefined if none. */
+const qdrantOf = (target) => ({
+  url: target.qdrant?.url ?? target.services?.QDRANT_URL,
+  collection: target.qdrantCollection ?? 'faces',
+});
+
 async function fillSynthetic(target, count) {
   if (count <= 0) return 0;
-  const qdrantUrl = target.qdrant?.url ?? target.services?.QDRANT_URL;
-  const collection = target.qdrantCollection ?? 'faces';
+  const { url: qdrantUrl, collection } = qdrantOf(target);
   const store = qdrantUrl
     ? new adapters.QdrantVectorStore({ url: qdrantUrl, collection })
     : new adapters.SqliteVecVectorStore({ database: join(target.dataDir, 'facesearch.db') });
@@ -380,7 +387,7 @@ async function qdrantPaired(qdrantUrl, collection, passes = 3) {
         const [kind, body] = kinds[(i + pass + k) % kinds.length];
         const t = performance.now();
         const answer = await qdrantCall(qdrantUrl, 'POST', `/collections/${collection}/points/query`, {
-          query: p.embedding,
+          query: Array.from(p.embedding),
           limit: 20,
           with_payload: true,
           with_vector: false,
@@ -468,9 +475,9 @@ for (const mode of modes) {
     log(
       `${label}: raw model search p50 again after the levels: ${run.raw_search_ms_after} ms (before: ${report.raw_model_ms.search})`,
     );
-    const qdrantUrl = current.qdrant?.url ?? current.services?.QDRANT_URL;
-    if (qdrantUrl) {
-      run.qdrant_alone = await qdrantPaired(qdrantUrl, current.qdrantCollection ?? 'faces');
+    const qdrant = qdrantOf(current);
+    if (qdrant.url) {
+      run.qdrant_alone = await qdrantPaired(qdrant.url, qdrant.collection);
       const q = run.qdrant_alone;
       log(
         `${label}: Qdrant alone, the adapter's query, paired per probe: float p50 ${q.float.p50} p99 ${q.float.p99} ms; int8 rescored p50 ${q.int8.p50} p99 ${q.int8.p99} ms (same top-1 ${q.int8.top1_as_float}); float without the filter p50 ${q.float_no_filter.p50} p99 ${q.float_no_filter.p99} ms (same top-1 ${q.float_no_filter.top1_as_float})`,
