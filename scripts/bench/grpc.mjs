@@ -4,7 +4,9 @@
 // What one gRPC hop between the gateway and a model worker costs on this machine, apart from the model:
 //   1. transport alone: the project's DetectorClient against a Detector server in a child process whose handler
 //      answers at once, then after 50 ms (as a model would: both processes then sleep during each call), for
-//      requests of 1 KiB to 4 MiB; latency per call beyond the handler, and CPU per call in client and server;
+//      requests of 1 KiB to 4 MiB; latency per call beyond the handler, and CPU per call in client and server; each
+//      with HTTP/2's default 64 KiB flow-control windows and with the project's (FLOW_CONTROL_WINDOW_BYTES), in
+//      alternating blocks of 10 calls;
 //   2. with the models: the Detector and Embedder services over the real engine (EnginePool, ENGINE_WORKERS 2, as the
 //      apps run it) in a child process, on real photos: the client's latency per call against the handler's own time
 //      measured inside the server, so the difference is the hop (gRPC both ways, protobuf, the engine thread hand-off
@@ -61,7 +63,8 @@ async function serve() {
       embedder: { modelId: engine.modelId, embeddingDim: engine.embeddingDim, embed: timed((c) => engine.embed(c)) },
     };
   }
-  const server = new proto.FaceSearchGrpcServer(impl);
+  const window = process.argv[5] ? { flowControlWindowBytes: Number(process.argv[5]) } : {};
+  const server = new proto.FaceSearchGrpcServer(impl, window);
   const port = await server.listen();
   process.on('message', (msg) => {
     if (msg === 'stats') {
@@ -97,37 +100,64 @@ async function main() {
   const report = { benchmark: 'grpc', machine: machine(), transport: [], with_models: {} };
   log(`bench:grpc: ${CALLS} calls per size; ${report.machine.cores} cores, load ${report.machine.loadavg.join(' ')}`);
 
-  // 1. Transport alone.
+  // 1. Transport alone, with the protocol's 64 KiB flow-control windows and with the project's (alternating blocks
+  //    of calls, each window against its own server process, so both see the same machine).
+  const windows = { default_64k: 65_535, project: proto.FLOW_CONTROL_WINDOW_BYTES };
   for (const hold of [0, 50]) {
-    const server = await startServer('stub', hold);
-    const client = new proto.DetectorClient(`127.0.0.1:${server.port}`);
+    const ends = {};
+    for (const [name, bytes] of Object.entries(windows)) {
+      const server = await startServer('stub', hold, bytes);
+      ends[name] = {
+        server,
+        client: new proto.DetectorClient(`127.0.0.1:${server.port}`, { flowControlWindowBytes: bytes }),
+      };
+    }
     try {
       for (const kib of [1, 64, 256, 1024, 4096]) {
         const image = new Uint8Array(kib * 1024);
-        for (let i = 0; i < 5; i++) await client.detectAligned(image);
-        const before = { client: process.cpuUsage(), server: (await server.stats()).cpu };
-        const latencies = [];
-        for (let i = 0; i < CALLS; i++) {
-          const start = performance.now();
-          await client.detectAligned(image);
-          latencies.push(performance.now() - start - hold);
+        const runs = {};
+        for (const [name, { client, server }] of Object.entries(ends)) {
+          for (let i = 0; i < 5; i++) await client.detectAligned(image);
+          runs[name] = { latencies: [], clientCpu: 0, serverBefore: (await server.stats()).cpu };
         }
-        const after = { client: process.cpuUsage(), server: (await server.stats()).cpu };
-        const row = {
-          handler_holds_ms: hold,
-          request_kib: kib,
-          latency_minus_hold_ms: latencyStats(latencies),
-          client_cpu_ms_per_call: round((cpuMs(after.client) - cpuMs(before.client)) / CALLS, 2),
-          server_cpu_ms_per_call: round((cpuMs(after.server) - cpuMs(before.server)) / CALLS, 2),
-        };
-        report.transport.push(row);
+        const BLOCK = 10;
+        for (let done = 0; done < CALLS; done += BLOCK) {
+          for (const [name, { client }] of Object.entries(ends)) {
+            const cpuBefore = process.cpuUsage();
+            for (let i = 0; i < Math.min(BLOCK, CALLS - done); i++) {
+              const start = performance.now();
+              await client.detectAligned(image);
+              runs[name].latencies.push(performance.now() - start - hold);
+            }
+            runs[name].clientCpu += cpuMs(process.cpuUsage(cpuBefore));
+          }
+        }
+        const parts = [];
+        for (const [name, { server }] of Object.entries(ends)) {
+          const run = runs[name];
+          const row = {
+            handler_holds_ms: hold,
+            request_kib: kib,
+            window: name,
+            window_bytes: windows[name],
+            latency_minus_hold_ms: latencyStats(run.latencies),
+            client_cpu_ms_per_call: round(run.clientCpu / CALLS, 2),
+            server_cpu_ms_per_call: round((cpuMs((await server.stats()).cpu) - cpuMs(run.serverBefore)) / CALLS, 2),
+          };
+          report.transport.push(row);
+          parts.push(
+            `${name} window p50 ${row.latency_minus_hold_ms.p50} ms (CPU client ${row.client_cpu_ms_per_call}, server ${row.server_cpu_ms_per_call})`,
+          );
+        }
         log(
-          `transport, handler ${hold ? `holds ${hold} ms` : 'answers at once'}, ${String(kib).padStart(4)} KiB request: p50 ${row.latency_minus_hold_ms.p50} ms beyond the handler, CPU per call: client ${row.client_cpu_ms_per_call} ms, server ${row.server_cpu_ms_per_call} ms`,
+          `transport, handler ${hold ? `holds ${hold} ms` : 'answers at once'}, ${String(kib).padStart(4)} KiB request, beyond the handler: ${parts.join('; ')}`,
         );
       }
     } finally {
-      client.close();
-      server.stop();
+      for (const { client, server } of Object.values(ends)) {
+        client.close();
+        server.stop();
+      }
     }
   }
 

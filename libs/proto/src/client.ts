@@ -20,7 +20,7 @@ import {
 import { fromServiceError } from './errors';
 import { services } from './load';
 import type * as pb from './messages';
-import { DEFAULT_MAX_MESSAGE_BYTES } from './server';
+import { DEFAULT_MAX_MESSAGE_BYTES, FLOW_CONTROL_WINDOW_BYTES } from './server';
 
 export const DEFAULT_DEADLINE_MS = 30_000;
 
@@ -28,6 +28,8 @@ export interface GrpcClientOptions {
   /** Per call, retry included. Default 30 s. */
   deadlineMs?: number;
   maxMessageBytes?: number;
+  /** Receive window for replies; default FLOW_CONTROL_WINDOW_BYTES. */
+  flowControlWindowBytes?: number;
   /** Extra channel options, e.g. keepalive settings. */
   channelOptions?: grpc.ChannelOptions;
 }
@@ -73,6 +75,8 @@ export class BalancedClient {
       const channelOptions: grpc.ChannelOptions = {
         'grpc.max_receive_message_length': max,
         'grpc.max_send_message_length': max,
+        // Replies with aligned crops run to hundreds of KiB; see FLOW_CONTROL_WINDOW_BYTES.
+        'grpc-node.flow_control_window': options.flowControlWindowBytes ?? FLOW_CONTROL_WINDOW_BYTES,
         ...options.channelOptions,
       };
       if (target.startsWith('dns:')) {

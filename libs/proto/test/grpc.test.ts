@@ -2,6 +2,7 @@
  * The transport under test, with fake models: real gRPC servers on 127.0.0.1 random ports, real clients.
  */
 import { existsSync } from 'node:fs';
+import * as http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ import {
   DetectorClient,
   type EmbedderImplementation,
   EmbedderClient,
+  FLOW_CONTROL_WINDOW_BYTES,
   type FaceSearchGrpcServer,
   GrpcFaceAnalyzer,
   PROTO_DIR,
@@ -346,6 +348,24 @@ describe('gRPC transport', () => {
     const big = new Uint8Array(6 * 1024 * 1024).fill(1);
     expect((await client.detect(big)).faces).toHaveLength(2);
     expect(detector.calls.at(-1)?.image.byteLength).toBe(big.byteLength);
+  });
+
+  it('lets a client send a whole photo without waiting for window updates (stream and connection windows)', async () => {
+    // A plain HTTP/2 client sees what the server grants: the stream window in its SETTINGS, the connection window
+    // in the WINDOW_UPDATE that follows. Both default to 64 KiB; a grpc-js upgrade that moves the internals this
+    // relies on fails here rather than silently slowing every upload down.
+    const session = http2.connect(`http://${detectorAddress}`);
+    try {
+      const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
+      expect(settings.initialWindowSize).toBe(FLOW_CONTROL_WINDOW_BYTES);
+      const deadline = Date.now() + 2000;
+      while ((session.state.remoteWindowSize ?? 0) < FLOW_CONTROL_WINDOW_BYTES && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(session.state.remoteWindowSize).toBeGreaterThanOrEqual(FLOW_CONTROL_WINDOW_BYTES);
+    } finally {
+      session.destroy();
+    }
   });
 
   describe('GrpcFaceAnalyzer', () => {
