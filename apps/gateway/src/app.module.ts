@@ -54,6 +54,7 @@ export function buildServices(config: FaceSearchConfig, ports: Ports): Services 
     auth: new AuthService(ports.library, {
       adminApiKey: config.adminApiKey,
       defaultAppApiKey: config.defaultAppApiKey,
+      keyCacheMs: config.authKeyCacheMs,
     }),
     library,
     recognition: new RecognitionService(ports.library, ports.vectors, analyzer, {

@@ -91,6 +91,8 @@ export interface FaceSearchConfig {
   redisPrefix: string;
   /** Requests per minute per API key; 0 turns the limit off. */
   rateLimitPerMinute: number;
+  /** How long a gateway trusts a valid API key before asking the library again; 0: every request asks. */
+  authKeyCacheMs: number;
   /** Secret for the gateway's own signed upload URLs; random per process when unset. */
   uploadSigningSecret: string | null;
   /** Base URL clients reach the gateway at, for upload URLs; taken from the request when unset. */
@@ -297,6 +299,7 @@ const envSchema = z.object({
     return v;
   }),
   RATE_LIMIT_PER_MINUTE: int(0, 0, 1_000_000),
+  AUTH_KEY_CACHE_MS: int(5_000, 0, 300_000),
   UPLOAD_SIGNING_SECRET: secret(16),
   PUBLIC_URL: url(['http:', 'https:']),
 });
@@ -376,6 +379,7 @@ export function loadConfig(
     maxConcurrentAnalyses: e.MAX_CONCURRENT_ANALYSES,
     redisPrefix: e.REDIS_PREFIX,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    authKeyCacheMs: e.AUTH_KEY_CACHE_MS,
     uploadSigningSecret: e.UPLOAD_SIGNING_SECRET,
     publicUrl: e.PUBLIC_URL,
   };

@@ -7,7 +7,15 @@ export type Principal = { kind: 'admin' } | { kind: 'app'; appId: string; keyId:
 export interface AuthOptions {
   adminApiKey: string | null;
   defaultAppApiKey: string | null;
+  /**
+   * How long a valid key is trusted without asking the library again (0: every request asks). A key revoked through
+   * this process stops at once; through another gateway, within this time.
+   */
+  keyCacheMs?: number;
 }
+
+/** Keys remembered at most; past it the cache starts over (a bound on memory, not an eviction policy). */
+const KEY_CACHE_ENTRIES = 10_000;
 
 /** A key shown once, at creation; only its hash is stored. */
 export interface IssuedKey {
@@ -40,6 +48,8 @@ function sameSecret(a: string, b: string): boolean {
 
 /** API keys and apps: who is calling, and the admin operations on apps and keys. */
 export class AuthService {
+  private readonly knownKeys = new Map<string, { principal: Principal & { kind: 'app' }; until: number }>();
+
   constructor(
     private readonly repo: LibraryRepository,
     private readonly options: AuthOptions,
@@ -79,9 +89,22 @@ export class AuthService {
     const admin = this.options.adminApiKey;
     if (admin && sameSecret(key, admin)) return { kind: 'admin' };
     // Lookup by sha256: the store never sees the key, and timing depends on the hash, not the secret.
-    const record = await this.repo.findKeyByHash(hashKey(key));
-    if (!record || record.revoked_at) throw errors.unauthorized('The API key is unknown or revoked.');
-    return { kind: 'app', appId: record.app_id, keyId: record.key_id };
+    const hash = hashKey(key);
+    const now = Date.now();
+    const known = this.knownKeys.get(hash);
+    if (known && known.until > now) return known.principal;
+    const record = await this.repo.findKeyByHash(hash);
+    if (!record || record.revoked_at) {
+      this.knownKeys.delete(hash);
+      throw errors.unauthorized('The API key is unknown or revoked.');
+    }
+    const principal = { kind: 'app' as const, appId: record.app_id, keyId: record.key_id };
+    const ttl = this.options.keyCacheMs ?? 0;
+    if (ttl > 0) {
+      if (this.knownKeys.size >= KEY_CACHE_ENTRIES) this.knownKeys.clear();
+      this.knownKeys.set(hash, { principal, until: now + ttl });
+    }
+    return principal;
   }
 
   async createApp(input: { app_id: string; name?: string }): Promise<{ app: AppRecord; key: IssuedKey }> {
@@ -125,6 +148,9 @@ export class AuthService {
     await this.getApp(appId);
     const ok = await this.repo.revokeKey(appId, checkId('key_id', keyId), nowIso());
     if (!ok) throw errors.keyNotFound(keyId);
+    for (const [hash, { principal }] of this.knownKeys) {
+      if (principal.keyId === keyId) this.knownKeys.delete(hash);
+    }
   }
 
   private keyRecord(appId: string, key: string): ApiKeyRecord {

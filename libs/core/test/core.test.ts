@@ -1,7 +1,7 @@
 import { SqliteLibraryRepository, MemoryJobQueue } from '@facesearch/adapters';
 import { availableParallelism } from 'node:os';
 import { FaceSearchError, loadConfig } from '@facesearch/common';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AuthService,
   DEFAULT_APP_ID,
@@ -157,6 +157,12 @@ describe('config', () => {
     );
   });
 
+  it('trusts a valid API key for 5 s unless AUTH_KEY_CACHE_MS says otherwise (0: off)', () => {
+    expect(loadConfig({}).authKeyCacheMs).toBe(5000);
+    expect(loadConfig({ AUTH_KEY_CACHE_MS: '0' }).authKeyCacheMs).toBe(0);
+    expect(() => loadConfig({ AUTH_KEY_CACHE_MS: '-1' })).toThrow(/AUTH_KEY_CACHE_MS: /);
+  });
+
   it('runs the models on one thread per core unless ENGINE_WORKERS says otherwise', () => {
     expect(loadConfig({}).engineWorkers).toBe(availableParallelism());
     expect(loadConfig({ ENGINE_WORKERS: 'auto' }).engineWorkers).toBe(availableParallelism());
@@ -236,6 +242,55 @@ describe('AuthService', () => {
     await expectError(auth.authenticate(key.key), 'unauthorized');
     await expectError(auth.createApp({ app_id: 'shop' }), 'app_exists', 409);
     await expectError(auth.revokeKey('shop', 'missing'), 'key_not_found', 404);
+  });
+
+  it('trusts a valid key for keyCacheMs; a revocation through it counts at once, through another after the time', async () => {
+    const lookups = { n: 0 };
+    const counted = new Proxy(s.repo, {
+      get(target, prop, receiver) {
+        if (prop === 'findKeyByHash') {
+          return (hash: string) => {
+            lookups.n++;
+            return target.findKeyByHash(hash);
+          };
+        }
+        return Reflect.get(target, prop, receiver);
+      },
+    });
+    const here = new AuthService(counted, { adminApiKey: null, defaultAppApiKey: null, keyCacheMs: 60_000 });
+    const elsewhere = new AuthService(s.repo, { adminApiKey: null, defaultAppApiKey: null });
+    const { key } = await here.createApp({ app_id: 'cached' });
+    const second = await here.createKey('cached');
+    lookups.n = 0;
+    for (let i = 0; i < 3; i++) expect(await here.authenticate(key.key)).toMatchObject({ appId: 'cached' });
+    expect(lookups.n).toBe(1);
+    await expectError(here.authenticate('fsk_unknown'), 'unauthorized', 401);
+    await expectError(here.authenticate('fsk_unknown'), 'unauthorized', 401);
+    expect(lookups.n).toBe(3); // unknown keys are never remembered
+
+    // Revoked through this service: refused at the next request.
+    await here.revokeKey('cached', key.key_id);
+    await expectError(here.authenticate(key.key), 'unauthorized');
+
+    // Revoked through another gateway: still trusted here until the entry expires.
+    expect(await here.authenticate(second.key)).toMatchObject({ keyId: second.key_id });
+    await elsewhere.revokeKey('cached', second.key_id);
+    expect(await here.authenticate(second.key)).toMatchObject({ keyId: second.key_id });
+    const now = Date.now();
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(now + 60_001);
+    try {
+      await expectError(here.authenticate(second.key), 'unauthorized');
+    } finally {
+      clock.mockRestore();
+    }
+
+    // keyCacheMs 0 (the default of AuthOptions): every request asks.
+    const third = await here.createKey('cached');
+    const uncached = new AuthService(counted, { adminApiKey: null, defaultAppApiKey: null });
+    lookups.n = 0;
+    await uncached.authenticate(third.key);
+    await uncached.authenticate(third.key);
+    expect(lookups.n).toBe(2);
   });
 });
 
