@@ -501,6 +501,64 @@ describe('RecognitionService', () => {
       422,
     );
   });
+
+  it("analyses compare's two images at once, and looks groups up during a search's analysis", async () => {
+    // Every analysis and group lookup takes 30 ms here, so what overlaps shows in the order of events.
+    const events: string[] = [];
+    let inFlight = 0;
+    let most = 0;
+    const analyze = s.analyzer.analyze.bind(s.analyzer);
+    vi.spyOn(s.analyzer, 'analyze').mockImplementation(async (...args) => {
+      most = Math.max(most, ++inFlight);
+      events.push('analysis starts');
+      try {
+        await new Promise((r) => setTimeout(r, 30));
+        return await analyze(...args);
+      } finally {
+        inFlight--;
+        events.push('analysis ends');
+      }
+    });
+    const getGroup = s.repo.getGroup.bind(s.repo);
+    vi.spyOn(s.repo, 'getGroup').mockImplementation(async (...args) => {
+      events.push('group lookup starts');
+      await new Promise((r) => setTimeout(r, 30));
+      events.push('group lookup ends');
+      return getGroup(...args);
+    });
+
+    const same = await s.recognition.compare('a', {
+      image_a: fakeImage({ person: 'bob', variant: 5 }),
+      image_b: fakeImage({ person: 'bob', variant: 6 }),
+    });
+    expect(same.match).toBe(true);
+    expect(most).toBe(2);
+
+    events.length = 0;
+    await s.recognition.search('a', { image: fakeImage({ person: 'bob', variant: 3 }), group_ids: ['staff'] });
+    expect(events).toEqual(['group lookup starts', 'analysis starts', 'group lookup ends', 'analysis ends']);
+    vi.restoreAllMocks();
+  });
+
+  it('reports the first problem of a request in its order, whatever finishes first', async () => {
+    // image_a before image_b, even when image_b's error is known first (an empty image fails at once).
+    const a = await expectError(
+      s.recognition.compare('a', { image_a: fakeImage(), image_b: new Uint8Array(0) }),
+      'no_face_detected',
+    );
+    expect(a.message).toContain('image_a');
+    await expectError(
+      s.recognition.compare('a', { image_a: fakeImage(), face_id_b: 'missing' }),
+      'no_face_detected',
+    );
+    await expectError(s.recognition.compare('a', { image_a: fakeImage() }), 'invalid_request', 400);
+    // A missing group before anything about the image; the first missing group of the list.
+    const g = await expectError(
+      s.recognition.search('a', { image: fakeImage(), group_ids: ['staff', 'nope', 'nada'] }),
+      'group_not_found',
+    );
+    expect(g.message).toContain('nope');
+  });
 });
 
 describe('ImportService', () => {
