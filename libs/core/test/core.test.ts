@@ -547,10 +547,7 @@ describe('RecognitionService', () => {
       'no_face_detected',
     );
     expect(a.message).toContain('image_a');
-    await expectError(
-      s.recognition.compare('a', { image_a: fakeImage(), face_id_b: 'missing' }),
-      'no_face_detected',
-    );
+    await expectError(s.recognition.compare('a', { image_a: fakeImage(), face_id_b: 'missing' }), 'no_face_detected');
     await expectError(s.recognition.compare('a', { image_a: fakeImage() }), 'invalid_request', 400);
     // A missing group before anything about the image; the first missing group of the list.
     const g = await expectError(
