@@ -3,6 +3,7 @@ import {
   cosineSimilarity,
   DEFAULT_MATCH_SCORE,
   type DetectResult,
+  type EmbeddedFace,
   type EngineTiming,
   type FaceAnalyzer,
   type FaceQuality,
@@ -241,8 +242,9 @@ export class RecognitionService {
     // top_k users among top_k x 4 hits; ask for the full count only when a full first page did not.
     const fullLimit = Math.min(MAX_SEARCH_HITS, topK * this.options.maxFacesPerUser);
     const firstLimit = Math.min(fullLimit, topK * FIRST_PAGE_HITS_PER_USER);
-    const results: SearchedFace[] = [];
-    for (const face of analysis.faces) {
+    // The faces of an M:N search are searched at once (Qdrant answers concurrent queries on its own threads; the
+    // embedded store queues them); the answer keeps the detector's order. Their stage times add up.
+    const searchFace = async (face: EmbeddedFace): Promise<SearchedFace> => {
       const search = (limit: number) =>
         timings.time('vectors', () =>
           this.vectors.search(face.embedding, {
@@ -258,8 +260,9 @@ export class RecognitionService {
         const moreHits = await search(fullLimit);
         ({ matches } = await timings.time('library', () => collapse(moreHits)));
       }
-      results.push({ box: face.box, landmarks: face.landmarks, score: face.score, quality: face.quality, matches });
-    }
+      return { box: face.box, landmarks: face.landmarks, score: face.score, quality: face.quality, matches };
+    };
+    const results = await Promise.all(analysis.faces.map(searchFace));
     return { image: analysis.image, face_num: results.length, results };
   }
 

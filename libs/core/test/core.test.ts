@@ -448,6 +448,37 @@ describe('RecognitionService', () => {
     expect(r.results.map((x) => x.matches[0]?.user_id ?? null)).toEqual(['alice', 'carol', null]);
   });
 
+  it("searches an M:N photo's faces at once and answers in the detector's order", async () => {
+    // The first face's search is the slowest, the last's the fastest.
+    let inFlight = 0;
+    let most = 0;
+    let delay = 60;
+    const search = s.vectors.search.bind(s.vectors);
+    vi.spyOn(s.vectors, 'search').mockImplementation(async (...args) => {
+      most = Math.max(most, ++inFlight);
+      const ms = delay;
+      delay -= 20;
+      await new Promise((r) => setTimeout(r, ms));
+      inFlight--;
+      return search(...args);
+    });
+    try {
+      const r = await s.recognition.search('a', {
+        image: fakeImage(
+          { person: 'alice', variant: 4, size: 150 },
+          { person: 'carol', variant: 4, size: 90 },
+          { person: 'bob', variant: 4, size: 50 },
+        ),
+        group_ids: ['staff'],
+        max_faces: 3,
+      });
+      expect(r.results.map((x) => x.matches[0]?.user_id)).toEqual(['alice', 'carol', 'bob']);
+      expect(most).toBe(3);
+    } finally {
+      vi.restoreAllMocks();
+    }
+  });
+
   it('trusts the face records: a vector without its record is not a match', async () => {
     const probe = () =>
       s.recognition.search('a', { image: fakeImage({ person: 'alice', variant: 4 }), group_ids: ['staff'] });
