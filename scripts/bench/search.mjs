@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // pnpm bench:search [--mode embedded|distributed|both] [--faces 100000] [--real 1000] [--requests 100]
 //                   [--levels 1,4,16] [--topology 2x2] [--probes all|uniform] [--vector-store sqlite|qdrant]
-//                   [--qdrant-quantization none|int8] [--client http|fetch]
+//                   [--qdrant-quantization none|int8] [--client http|fetch] [--group-faces 4]
 //
 // Latency p50/p95/p99 and throughput of POST /v1/detect, /v1/compare (two images) and /v1/search at each
 // concurrency level (--requests requests per level, bounded), through the public API, on the embedded default
@@ -27,6 +27,11 @@
 // latency minus the gateway's (the bench's HTTP client, serialising the answer), all from the same requests.
 // --qdrant-quantization sets QDRANT_QUANTIZATION for the service (the collection it creates). --client: the bench's
 // HTTP client, node:http with the multipart body built in one buffer (default) or undici's fetch with FormData.
+// `search_mn` (--group-faces K > 1; 0 skips it): POST /v1/search with max_faces K on group photos made here of K
+// sent probes of different people in a grid (sharp), so one request searches K faces; raw = engine.analyze(photo,
+// maxFaces K); `top1_same_identity` there = the share of faces whose best match is one of the photo's people. The
+// faces' searches run at once: a stage's time is how long any of them was in it, and the vectors and library stages of
+// different faces overlap, so `around` reads a little low there.
 // Memory: RSS of every process after loading and after the load levels. Prints readable lines, then one JSON object.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -71,6 +76,7 @@ const { values } = parseArgs({
     'vector-store': { type: 'string', default: 'sqlite' },
     'qdrant-quantization': { type: 'string', default: 'none' },
     client: { type: 'string', default: 'http' },
+    'group-faces': { type: 'string', default: '4' },
   },
 });
 if (!['none', 'int8'].includes(values['qdrant-quantization'])) throw new Error('--qdrant-quantization: none or int8');
@@ -88,6 +94,10 @@ const REQUESTS = Number(values.requests);
 const LEVELS = values.levels.split(',').map(Number);
 const [DETECTORS, EMBEDDERS] = values.topology.split('x').map(Number);
 const GROUP = 'bench_search';
+// M:N search (`search_mn`): photos made of GROUP_FACES probes of different people side by side, max_faces GROUP_FACES.
+const GROUP_FACES = Number(values['group-faces']);
+if (!Number.isInteger(GROUP_FACES) || GROUP_FACES < 0 || GROUP_FACES > 10) throw new Error('--group-faces: 0-10');
+const ENDPOINTS = ['detect', 'compare', 'search', ...(GROUP_FACES > 1 ? ['search_mn'] : [])];
 const APP = 'default';
 
 const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
@@ -154,6 +164,40 @@ for (const [a, b] of pairs) {
     }),
   );
 }
+// Group photos for search_mn: K probes of K different identities in a grid, each in a square cell.
+const groupPhotos = [];
+if (GROUP_FACES > 1) {
+  const CELL = 400;
+  const cols = Math.ceil(Math.sqrt(GROUP_FACES));
+  const rows = Math.ceil(GROUP_FACES / cols);
+  const background = { r: 128, g: 128, b: 128 };
+  const identities = [...byIdentity.keys()];
+  for (let start = 0; groupPhotos.length < 12 && start < identities.length * 4; start++) {
+    const people = Array.from({ length: GROUP_FACES }, (_, k) => identities[(start + k * 3) % identities.length]);
+    if (new Set(people).size < GROUP_FACES) break;
+    const members = people.map((id, k) => {
+      const mine = byIdentity.get(id);
+      return mine[(start + k) % mine.length];
+    });
+    const cells = await Promise.all(
+      members.map((p) =>
+        sharp(p.data).rotate().resize(CELL, CELL, { fit: 'contain', background }).removeAlpha().png().toBuffer(),
+      ),
+    );
+    const data = await sharp({ create: { width: cols * CELL, height: rows * CELL, channels: 3, background } })
+      .composite(cells.map((input, k) => ({ input, left: (k % cols) * CELL, top: Math.floor(k / cols) * CELL })))
+      .jpeg({ quality: 90 })
+      .toBuffer();
+    const found = (await engine.analyze(data, { maxFaces: GROUP_FACES })).faces.length;
+    if (found < GROUP_FACES) continue; // a face too small for the detector once in a cell: not a fair probe
+    const identitiesIn = new Set(members.map((p) => p.identity.replace(/[^A-Za-z0-9_-]/g, '_')));
+    groupPhotos.push({ data, path: 'group.jpg', identities: identitiesIn });
+  }
+  for (const g of groupPhotos) g.rawMs = await timeIt(() => engine.analyze(g.data, { maxFaces: GROUP_FACES }));
+  rawMs.search_mn = groupPhotos.map((g) => g.rawMs);
+  log(`search_mn: ${groupPhotos.length} group photos of ${GROUP_FACES} faces (${cols}x${rows} cells of ${CELL} px)`);
+  if (groupPhotos.length === 0) throw new Error('--group-faces: no group photo with every face found');
+}
 const modelId = engine.modelId;
 // The engine stays open: the raw search time is taken again after each target's load levels, because this VM's speed
 // drifts within a run (the service's engine stage then reads against both).
@@ -169,7 +213,7 @@ const rawTail = (k) => {
   return `${k} p50 ${st.p50} p95 ${st.p95} p99 ${st.p99} ms (p99/p50 ${round(st.p99 / st.p50, 2)})`;
 };
 log(
-  `raw model time per request (over the ${REQUESTS} requests of a level, 1 ONNX thread, ${sent.length} of ${probes.length} probes sent, --probes ${values.probes}): ${['detect', 'search', 'compare'].map(rawTail).join('; ')}`,
+  `raw model time per request (over the ${REQUESTS} requests of a level, 1 ONNX thread, ${sent.length} of ${probes.length} probes sent, --probes ${values.probes}): ${Object.keys(rawMs).map(rawTail).join('; ')}`,
 );
 
 // ---------------------------------------------------------------- library
@@ -278,6 +322,12 @@ function requestFor(endpoint, i) {
     const [a, b] = pairs[i % pairs.length];
     form.append('image_a', imageBlob(a.data, a.path), 'a.jpg');
     form.append('image_b', imageBlob(b.data, b.path), 'b.jpg');
+  } else if (endpoint === 'search_mn') {
+    const g = groupPhotos[i % groupPhotos.length];
+    form.append('image', imageBlob(g.data, g.path), 'group.jpg');
+    form.append('group_ids', GROUP);
+    form.append('top_k', '5');
+    form.append('max_faces', String(GROUP_FACES));
   } else {
     const p = sent[i % sent.length];
     form.append('image', imageBlob(p.data, p.path), 'probe.jpg');
@@ -297,6 +347,8 @@ function parseServerTiming(header) {
   return stages;
 }
 
+const pathOf = (endpoint) => `/v1/${endpoint === 'search_mn' ? 'search' : endpoint}`;
+
 async function level(api, endpoint, concurrency) {
   const latencies = [];
   // Per stage, from the service's Server-Timing header; `outside` = the client's latency minus every stage (HTTP,
@@ -314,7 +366,7 @@ async function level(api, endpoint, concurrency) {
       const t = performance.now();
       try {
         const meta = {};
-        const body = await api.request('POST', `/v1/${endpoint}`, form, meta);
+        const body = await api.request('POST', pathOf(endpoint), form, meta);
         const ms = performance.now() - t;
         latencies.push(ms);
         const timed = parseServerTiming(meta.serverTiming);
@@ -334,6 +386,14 @@ async function level(api, endpoint, concurrency) {
         for (const [name, v] of Object.entries(timed)) {
           stages[name] ??= [];
           stages[name].push(v);
+        }
+        if (endpoint === 'search_mn') {
+          const g = groupPhotos[i % groupPhotos.length];
+          for (const face of body.results ?? []) {
+            searched++;
+            const best = face.matches?.[0]?.user_id ?? '';
+            if ([...g.identities].some((id) => best.startsWith(`${id}_v`))) top1++;
+          }
         }
         if (endpoint === 'search') {
           searched++;
@@ -357,7 +417,7 @@ async function level(api, endpoint, concurrency) {
     stages_ms: Object.fromEntries(Object.entries(stages).map(([name, v]) => [name, latencyStats(v)])),
     throughput_per_s: round(latencies.length / seconds, 2),
     errors,
-    ...(endpoint === 'search' ? { top1_same_identity: round(top1 / Math.max(1, searched), 3) } : {}),
+    ...(endpoint.startsWith('search') ? { top1_same_identity: round(top1 / Math.max(1, searched), 3) } : {}),
   };
 }
 
@@ -441,8 +501,8 @@ for (const mode of modes) {
     const rssLoaded = snapshotRss(current.pids());
     log(`${label}: RSS MiB with the library loaded: ${formatRss(rssLoaded)}`);
     // Warm-up: a few requests of each kind.
-    for (const endpoint of ['detect', 'compare', 'search'])
-      for (let i = 0; i < 3; i++) await api.request('POST', `/v1/${endpoint}`, requestFor(endpoint, i));
+    for (const endpoint of ENDPOINTS)
+      for (let i = 0; i < 3; i++) await api.request('POST', pathOf(endpoint), requestFor(endpoint, i));
     const sampler = new RssSampler(current.pids());
     const run = {
       target: label,
@@ -453,7 +513,7 @@ for (const mode of modes) {
       loadavg_before: loadNow(),
       endpoints: {},
     };
-    for (const endpoint of ['detect', 'compare', 'search']) {
+    for (const endpoint of ENDPOINTS) {
       run.endpoints[endpoint] = [];
       for (const c of LEVELS) {
         const r = await level(api, endpoint, c);

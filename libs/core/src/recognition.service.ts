@@ -243,7 +243,7 @@ export class RecognitionService {
     const fullLimit = Math.min(MAX_SEARCH_HITS, topK * this.options.maxFacesPerUser);
     const firstLimit = Math.min(fullLimit, topK * FIRST_PAGE_HITS_PER_USER);
     // The faces of an M:N search are searched at once (Qdrant answers concurrent queries on its own threads; the
-    // embedded store queues them); the answer keeps the detector's order. Their stage times add up.
+    // embedded store queues them); the answer keeps the detector's order.
     const searchFace = async (face: EmbeddedFace): Promise<SearchedFace> => {
       const search = (limit: number) =>
         timings.time('vectors', () =>
