@@ -20,8 +20,9 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /**
  * HTTP/2 flow-control window of both ends, stream and connection. The protocol's default, 64 KiB, makes the sender
- * of a photo wait for the receiver's WINDOW_UPDATE about every 64 KiB: on this 2-core VM a 4 MiB request took
- * 16-17 ms beyond the handler with it and 10-14 ms with 8 MiB, a 256 KiB one 6.3 vs 5.5 ms (BENCHMARKS.md).
+ * of a photo wait for the receiver's WINDOW_UPDATE about every 64 KiB: on this 2-core VM (bench:grpc, BENCHMARKS.md)
+ * a 4 MiB request took 42-44 ms beyond a handler that holds 50 ms with it and 23-25 ms with 8 MiB, 1 MiB 10.5-10.8 vs
+ * 8.1-8.2 ms.
  */
 export const FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
 const HTTP2_DEFAULT_WINDOW_BYTES = 65_535;
