@@ -225,8 +225,14 @@ export class ImportDetectStage {
 
   /** Detects one item; throws to fail the attempt (a non-retryable FaceSearchError is not retried). */
   async handle(data: ImportJob, ctx: JobContext): Promise<void> {
-    const job = await this.repo.getImport(data.app_id, data.import_id);
-    const item = job ? await this.repo.getImportItem(data.import_id, data.index) : null;
+    // The three reads go out together (one round trip on the auto-pipelining Redis client: on a VM where each
+    // socket write costs ~1 ms of kernel time, round trips per item are the distributed import's overhead).
+    const faceId = importFaceId(data.import_id, data.index);
+    const [job, item, indexed] = await Promise.all([
+      this.repo.getImport(data.app_id, data.import_id),
+      this.repo.getImportItem(data.import_id, data.index),
+      this.repo.getFace(data.app_id, faceId),
+    ]);
     if (!job || !item || !UNFINISHED_ITEM.includes(item.status)) return; // gone, or a duplicate delivery
     if (job.status === 'cancelled') {
       await this.progress.cancel(item);
@@ -236,9 +242,7 @@ export class ImportDetectStage {
     this.attempts.set(jobId, ctx.attempt);
     if (job.status === 'queued') await this.repo.setImportStatus(job.import_id, 'running', nowIso());
 
-    const faceId = importFaceId(job.import_id, item.index);
     // A previous delivery got through indexing and died before recording the item: only that is left to do.
-    const indexed = await this.repo.getFace(job.app_id, faceId);
     if (indexed) {
       this.attempts.delete(jobId);
       await this.progress.succeed(item, indexed, ctx.attempt);
@@ -250,8 +254,10 @@ export class ImportDetectStage {
     const detected = (await this.aligner.detectAligned(image, { maxFaces: 1 }, { handOver: true })).faces[0];
     if (!detected) throw errors.noFace();
     assertQuality(detected.quality.level, job.options.quality_control);
-    await ensureGroup(this.repo, job.app_id, job.group_id);
-    const existing = await this.repo.listFaces(job.app_id, job.group_id, item.user_id);
+    const [, existing] = await Promise.all([
+      ensureGroup(this.repo, job.app_id, job.group_id),
+      this.repo.listFaces(job.app_id, job.group_id, item.user_id),
+    ]);
     if (existing.length >= this.options.maxFacesPerUser) {
       throw errors.tooManyFaces(item.user_id, this.options.maxFacesPerUser);
     }

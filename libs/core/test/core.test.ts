@@ -777,6 +777,41 @@ describe('ImportService', () => {
 });
 
 describe('import stages: detect -> embed -> index', () => {
+  it("sends the detection stage's reads together: the import, the item and the face before, the group and the user's faces after", async () => {
+    // Each read waits 20 ms here; what is sent together is in flight together.
+    let inFlight = 0;
+    const batches: string[][] = [];
+    let current: string[] = [];
+    for (const method of ['getImport', 'getImportItem', 'getFace', 'getGroup', 'listFaces'] as const) {
+      const original = (s.repo[method] as (...a: unknown[]) => Promise<unknown>).bind(s.repo);
+      vi.spyOn(s.repo, method).mockImplementation((async (...args: unknown[]) => {
+        if (inFlight++ === 0) {
+          current = [];
+          batches.push(current);
+        }
+        current.push(method);
+        try {
+          await new Promise((r) => setTimeout(r, 20));
+          return await original(...args);
+        } finally {
+          inFlight--;
+        }
+      }) as never);
+    }
+    try {
+      const job = await importPeople(['p1']);
+      batches.length = 0;
+      // The stage alone (no workers, nothing polling), as a worker would call it.
+      await s.detection.handle({ app_id: 'a', import_id: job.import_id, index: 0 }, { attempt: 1, maxAttempts: 2 });
+      expect(batches.map((b) => [...b].sort())).toEqual([
+        ['getFace', 'getImport', 'getImportItem'],
+        ['getGroup', 'listFaces'],
+      ]);
+    } finally {
+      vi.restoreAllMocks();
+    }
+  });
+
   it('passes each item through all three queues, with only the crop key in the embed job', async () => {
     const seen = { embed: [] as EmbedJob[], index: [] as IndexJob[] };
     const addEmbed = s.embedQueue.add.bind(s.embedQueue);
