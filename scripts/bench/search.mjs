@@ -99,6 +99,9 @@ const GROUP_FACES = Number(values['group-faces']);
 if (!Number.isInteger(GROUP_FACES) || GROUP_FACES < 0 || GROUP_FACES > 10) throw new Error('--group-faces: 0-10');
 const ENDPOINTS = ['detect', 'compare', 'search', ...(GROUP_FACES > 1 ? ['search_mn'] : [])];
 const APP = 'default';
+// The enrolled users are the probes' identities' variants: `<identity>_v<k>`, with what an id cannot hold replaced.
+const variantUserId = (identity, k) => `${identity}_v${k}`.replace(/[^A-Za-z0-9_-]/g, '_');
+const isVariantOf = (userId, identity) => userId.startsWith(variantUserId(identity, ''));
 
 const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
 const sharp = createRequire(join(ROOT, 'libs/face-engine/package.json'))('sharp');
@@ -190,8 +193,7 @@ if (GROUP_FACES > 1) {
       .toBuffer();
     const found = (await engine.analyze(data, { maxFaces: GROUP_FACES })).faces.length;
     if (found < GROUP_FACES) continue; // a face too small for the detector once in a cell: not a fair probe
-    const identitiesIn = new Set(members.map((p) => p.identity.replace(/[^A-Za-z0-9_-]/g, '_')));
-    groupPhotos.push({ data, path: 'group.jpg', identities: identitiesIn });
+    groupPhotos.push({ data, path: 'group.jpg', identities: members.map((p) => p.identity) });
   }
   for (const g of groupPhotos) g.rawMs = await timeIt(() => engine.analyze(g.data, { maxFaces: GROUP_FACES }));
   rawMs.search_mn = groupPhotos.map((g) => g.rawMs);
@@ -235,7 +237,7 @@ async function enrolmentItems() {
     for (const p of probes) {
       if (items.length >= REAL) break;
       items.push({
-        user_id: `${p.identity}_v${k}`.replace(/[^A-Za-z0-9_-]/g, '_'),
+        user_id: variantUserId(p.identity, k),
         name: `${p.identity}_${items.length}.jpg`,
         data: await variant(p, k),
       });
@@ -392,14 +394,13 @@ async function level(api, endpoint, concurrency) {
           for (const face of body.results ?? []) {
             searched++;
             const best = face.matches?.[0]?.user_id ?? '';
-            if ([...g.identities].some((id) => best.startsWith(`${id}_v`))) top1++;
+            if (g.identities.some((identity) => isVariantOf(best, identity))) top1++;
           }
         }
         if (endpoint === 'search') {
           searched++;
           const best = body.results?.[0]?.matches?.[0]?.user_id ?? '';
-          const want = sent[i % sent.length].identity.replace(/[^A-Za-z0-9_-]/g, '_');
-          if (best.startsWith(`${want}_v`)) top1++;
+          if (isVariantOf(best, sent[i % sent.length].identity)) top1++;
         }
       } catch (err) {
         const code = err.body?.error?.code ?? String(err.status ?? err.message);
