@@ -462,7 +462,8 @@ function readPid(file) {
  */
 export async function startStack({ detectors = 2, embedders = 2, env = {}, client } = {}) {
   const stackDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-stack-'));
-  const base = await freePortBlock(8 + detectors + embedders);
+  // Servers, gateway, then each worker's gRPC port and its metrics port.
+  const base = await freePortBlock(9 + 2 * (detectors + embedders));
   const stackEnv = {
     ...process.env,
     STACK_DIR: stackDir,
@@ -473,6 +474,7 @@ export async function startStack({ detectors = 2, embedders = 2, env = {}, clien
     S3_PORT: String(base + 4),
     CEPH_MON_PORT: String(base + 5),
     GRPC_BASE_PORT: String(base + 8),
+    METRICS_BASE_PORT: String(base + 8 + detectors + embedders),
     DETECTORS: String(detectors),
     EMBEDDERS: String(embedders),
     SKIP_BUILD: '1',

@@ -6,6 +6,8 @@
 #   detectors  DETECTORS (default 2), gRPC ports after the embedders'
 #   indexer    1
 #   gateway    HTTP on PORT (default 3000)
+# Each worker serves Prometheus metrics at GET /metrics, on ports METRICS_BASE_PORT (default 9464) and up: the
+# embedders', then the detectors', then the indexer's (the gateway's are on PORT).
 # Logs and pid files go to .stack/apps/. Waits until the gateway's /health/ready is green (STACK_READY_TIMEOUT
 # seconds, default 180) and prints the URLs and keys. ADMIN_API_KEY and DEFAULT_APP_API_KEY come from the
 # environment; unset, development keys are used and printed. SKIP_BUILD=1 skips `tsc -b`.
@@ -18,6 +20,7 @@ PORT=${PORT:-3000}
 DETECTORS=${DETECTORS:-2}
 EMBEDDERS=${EMBEDDERS:-2}
 GRPC_BASE_PORT=${GRPC_BASE_PORT:-50051}
+METRICS_BASE_PORT=${METRICS_BASE_PORT:-9464}
 STACK_READY_TIMEOUT=${STACK_READY_TIMEOUT:-180}
 dev_keys=0
 if [ -z "${ADMIN_API_KEY:-}" ]; then ADMIN_API_KEY=dev-admin-key-change-me; dev_keys=1; fi
@@ -50,6 +53,12 @@ for ((i = 0; i < DETECTORS; i++)); do detector_ports+=($((GRPC_BASE_PORT + EMBED
 for p in "$PORT" "${embedder_ports[@]}" "${detector_ports[@]}"; do
   port_in_use "$p" && die "port $p is in use; set PORT / GRPC_BASE_PORT"
 done
+workers=$((EMBEDDERS + DETECTORS + 1))
+for ((i = 0; i < workers; i++)); do
+  port_in_use $((METRICS_BASE_PORT + i)) && die "port $((METRICS_BASE_PORT + i)) is in use; set METRICS_BASE_PORT"
+done
+next_metrics_port=$METRICS_BASE_PORT
+metrics_urls=()
 join() { local IFS=,; echo "$*"; }
 embedder_urls=$(join "${embedder_ports[@]/#/127.0.0.1:}")
 detector_urls=$(join "${detector_ports[@]/#/127.0.0.1:}")
@@ -58,6 +67,15 @@ export FACESEARCH_MODE=distributed HOST=127.0.0.1 PORT ADMIN_API_KEY DEFAULT_APP
 export DETECTOR_GRPC_URL=$detector_urls
 # Unset without embedders: the gateway then asks the detectors to embed too (Detector.Analyze).
 if [ "$EMBEDDERS" -gt 0 ]; then export EMBEDDER_GRPC_URL=$embedder_urls; else unset EMBEDDER_GRPC_URL; fi
+
+# start_worker NAME [VAR=VALUE...]: start, with the next metrics port.
+start_worker() {
+  local name=$1
+  shift
+  metrics_urls+=("$name http://127.0.0.1:$next_metrics_port/metrics")
+  start "$name" METRICS_PORT="$next_metrics_port" "$@"
+  next_metrics_port=$((next_metrics_port + 1))
+}
 
 # start NAME [VAR=VALUE...]: runs apps/<kind>/dist/main.js with the extra env, in its own session.
 start() {
@@ -78,9 +96,9 @@ on_exit() {
 }
 trap on_exit EXIT
 
-for ((i = 0; i < EMBEDDERS; i++)); do start "embedder-$((i + 1))" GRPC_PORT="${embedder_ports[$i]}"; done
-for ((i = 0; i < DETECTORS; i++)); do start "detector-$((i + 1))" GRPC_PORT="${detector_ports[$i]}"; done
-start indexer-1
+for ((i = 0; i < EMBEDDERS; i++)); do start_worker "embedder-$((i + 1))" GRPC_PORT="${embedder_ports[$i]}"; done
+for ((i = 0; i < DETECTORS; i++)); do start_worker "detector-$((i + 1))" GRPC_PORT="${detector_ports[$i]}"; done
+start_worker indexer-1
 start gateway
 
 say "waiting for http://127.0.0.1:$PORT/health/ready (up to ${STACK_READY_TIMEOUT} s)"
@@ -105,6 +123,7 @@ started_ok=1
 
 say "ready: http://127.0.0.1:$PORT (API docs /docs, metrics /metrics)"
 say "  embedders ${embedder_urls:-none (the detectors embed)}; detectors $detector_urls; 1 indexer; logs in $APPS_DIR"
+say "  worker metrics: $(join "${metrics_urls[@]}" | sed 's/,/, /g')"
 if [ "$dev_keys" = 1 ]; then
   say "  development keys (set ADMIN_API_KEY / DEFAULT_APP_API_KEY to choose your own):"
 fi

@@ -16,8 +16,9 @@ import type { Logger } from 'pino';
 export function startDetector(config: FaceSearchConfig, logger: Logger): Promise<ModelWorker> {
   return startModelWorker(config, logger, {
     role: 'detector',
-    server: (engine) =>
+    server: (engine, hooks) =>
       createDetectorServer(engine, {
+        ...hooks,
         maxMessageBytes: Math.max(config.maxImageBytes + 1024 * 1024, 64 * 1024 * 1024),
         onUnexpectedError: (err, method) => logger.error({ err, method }, 'detector call failed'),
       }),

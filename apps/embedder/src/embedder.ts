@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 export function startEmbedder(config: FaceSearchConfig, logger: Logger): Promise<ModelWorker> {
   return startModelWorker(config, logger, {
     role: 'embedder',
-    server: (engine) => {
+    server: (engine, hooks) => {
       let calls = 0;
       return createEmbedderServer(
         {
@@ -25,7 +25,7 @@ export function startEmbedder(config: FaceSearchConfig, logger: Logger): Promise
             return vectors;
           },
         },
-        { onUnexpectedError: (err, method) => logger.error({ err, method }, 'embedder call failed') },
+        { ...hooks, onUnexpectedError: (err, method) => logger.error({ err, method }, 'embedder call failed') },
       );
     },
     consume: async (ports, engine) => {

@@ -213,7 +213,14 @@ export async function startStack(
     embedders?: number;
     importEmbed?: 'queue' | 'inline';
   },
-): Promise<{ base: string; ready: unknown; detectors: string; embedders: string }> {
+): Promise<{
+  base: string;
+  ready: unknown;
+  detectors: string;
+  embedders: string;
+  /** Each worker's GET /metrics URL, by process name (detector-1, embedder-1, indexer-1, ...). */
+  metrics: Record<string, string>;
+}> {
   const nEmbedders = options.embedders ?? 2;
   const nDetectors = options.detectors ?? 2;
   const ports = await Promise.all(Array.from({ length: 1 + nEmbedders + nDetectors }, () => freePort()));
@@ -222,14 +229,27 @@ export async function startStack(
   const detectorPorts = workerPorts.slice(nEmbedders);
   const embedders = embedderPorts.map((p) => `127.0.0.1:${p}`).join(',');
   const detectors = detectorPorts.map((p) => `127.0.0.1:${p}`).join(',');
+  const metrics: Record<string, string> = {};
+  const metricsPort = async (name: string) => {
+    const port = await freePort();
+    metrics[name] = `http://127.0.0.1:${port}/metrics`;
+    return { METRICS_PORT: String(port) };
+  };
   for (const [i, port] of embedderPorts.entries()) {
-    group.start(`embedder-${i + 1}`, 'embedder', { ...common, GRPC_PORT: String(port), ...options.embedderEnv });
+    const name = `embedder-${i + 1}`;
+    group.start(name, 'embedder', {
+      ...common,
+      GRPC_PORT: String(port),
+      ...(await metricsPort(name)),
+      ...options.embedderEnv,
+    });
   }
   const inline = options.importEmbed === 'inline' ? { IMPORT_EMBED: 'inline', EMBEDDER_GRPC_URL: embedders } : {};
   for (const [i, port] of detectorPorts.entries()) {
-    group.start(`detector-${i + 1}`, 'detector', { ...common, GRPC_PORT: String(port), ...inline });
+    const name = `detector-${i + 1}`;
+    group.start(name, 'detector', { ...common, GRPC_PORT: String(port), ...(await metricsPort(name)), ...inline });
   }
-  group.start('indexer-1', 'indexer', common);
+  group.start('indexer-1', 'indexer', { ...common, ...(await metricsPort('indexer-1')) });
   group.start('gateway', 'gateway', {
     ...common,
     PORT: String(gatewayPort),
@@ -238,7 +258,7 @@ export async function startStack(
   });
   const base = `http://127.0.0.1:${gatewayPort}`;
   const ready = await waitReady(`${base}/health/ready`, group, options.readyTimeoutMs);
-  return { base, ready, detectors, embedders };
+  return { base, ready, detectors, embedders, metrics };
 }
 
 /**

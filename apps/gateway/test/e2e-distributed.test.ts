@@ -29,12 +29,25 @@ if (skipReason) console.warn(`[e2e-distributed] skipped: ${skipReason}`);
 const ADMIN_KEY = 'e2e-admin-key-0000000001';
 const DEFAULT_KEY = 'e2e-default-key-00000001';
 const auth = { 'x-api-key': DEFAULT_KEY };
+/** The sum of the samples of `name` whose labels include `labels`, in Prometheus text format. */
+function metricSum(text: string, name: string, labels: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const has = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    if (Object.entries(labels).every(([k, v]) => has[k] === v)) sum += Number(match[3]);
+  }
+  return sum;
+}
+
 const runId = () => `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 
 describe.skipIf(skipReason !== null)('distributed stack: gateway, 2 detectors, 2 embedders, indexer', () => {
   const group = new ProcessGroup();
   const env = isolatedEnv(runId());
   let base = '';
+  let workerMetrics: Record<string, string> = {};
   let exitCodes: Record<string, number | null> | null = null;
 
   beforeAll(async () => {
@@ -59,6 +72,7 @@ describe.skipIf(skipReason !== null)('distributed stack: gateway, 2 detectors, 2
       embedders: { status: 'up', serving: 2 },
     });
     base = stack.base;
+    workerMetrics = stack.metrics;
   }, 240_000);
 
   afterAll(async () => {
@@ -92,6 +106,30 @@ describe.skipIf(skipReason !== null)('distributed stack: gateway, 2 detectors, 2
     const metrics = await request(base).get('/metrics');
     expect(metrics.text).toMatch(/facesearch_queue_depth\{queue="imports"\} 0/);
     expect(metrics.text).toMatch(/facesearch_queue_depth\{queue="index"\} 0/);
+  });
+
+  it("serves each worker's own metrics: the jobs it ran and the gRPC calls it answered", async () => {
+    const succeeded = scenarios.bulkImport?.succeeded as number;
+    expect(succeeded, 'the bulk import scenario completed').toBeGreaterThan(0);
+    const text = async (name: string) => {
+      const res = await fetch(workerMetrics[name]);
+      expect(res.status, name).toBe(200);
+      return res.text();
+    };
+    const detectors = await Promise.all(['detector-1', 'detector-2'].map(text));
+    const embedders = await Promise.all(['embedder-1', 'embedder-2'].map(text));
+    const jobsDone = (queue: string) => (body: string) =>
+      metricSum(body, 'facesearch_job_attempts_total', { queue, outcome: 'succeeded' });
+    const total = (values: number[]) => values.reduce((a, b) => a + b, 0);
+    // Every import item went through a detector, an embedder and the indexer, each counted where it ran.
+    expect(total(detectors.map(jobsDone('imports')))).toBeGreaterThanOrEqual(succeeded);
+    expect(total(embedders.map(jobsDone('embed')))).toBeGreaterThanOrEqual(succeeded);
+    expect(jobsDone('index')(await text('indexer-1'))).toBeGreaterThanOrEqual(succeeded);
+    // The gateway's detect, compare and search calls reached the workers over gRPC.
+    const callsOk = (body: string) => metricSum(body, 'facesearch_grpc_server_duration_seconds_count', { code: 'OK' });
+    expect(total(detectors.map(callsOk)), 'detector calls answered OK').toBeGreaterThan(0);
+    expect(total(embedders.map(callsOk)), 'embedder calls answered OK').toBeGreaterThan(0);
+    expect(metricSum(detectors[0], 'process_resident_memory_bytes', { service: 'detector' })).toBeGreaterThan(0);
   });
 
   it('stops every process gracefully on SIGTERM', async () => {

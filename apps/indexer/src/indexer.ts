@@ -1,9 +1,11 @@
 import { type FaceSearchConfig, FaceSearchError } from '@facesearch/common';
 import { DeleteStage, ImportIndexStage } from '@facesearch/core';
-import { buildPorts, closePorts } from '@facesearch/runtime';
+import { buildPorts, closePorts, type MetricsEndpoint, serveWorkerMetrics, WorkerMetrics } from '@facesearch/runtime';
 import type { Logger } from 'pino';
 
 export interface IndexerWorker {
+  /** The port of its GET /metrics (METRICS_PORT, or the one picked when it is 0); null when METRICS_PORT is unset. */
+  metricsPort: number | null;
   close(): Promise<void>;
 }
 
@@ -20,7 +22,11 @@ export async function startIndexer(config: FaceSearchConfig, logger: Logger): Pr
   if (config.queue !== 'bullmq') {
     throw new FaceSearchError('invalid_config', 'the indexer consumes a shared queue: it needs QUEUE=bullmq', 500);
   }
-  const ports = await buildPorts(config, logger, { need: ['library', 'vectors', 'blobs', 'queues'] as const });
+  const metrics = new WorkerMetrics('indexer');
+  const ports = await buildPorts(config, logger, {
+    need: ['library', 'vectors', 'blobs', 'queues'] as const,
+    jobMetrics: metrics.jobs,
+  });
   const stage = new ImportIndexStage(ports.library, ports.vectors, ports.blobs, {
     maxItems: config.indexBatchSize,
     maxWaitMs: config.indexBatchWaitMs,
@@ -45,14 +51,27 @@ export async function startIndexer(config: FaceSearchConfig, logger: Logger): Pr
     { concurrency: config.indexConcurrency, batchSize: config.indexBatchSize, batchWaitMs: config.indexBatchWaitMs },
     'consuming the index queue',
   );
+  const stop = async () => {
+    deletes.close();
+    await Promise.all([ports.queues.index.close(), ports.queues.deletes.close()]);
+    await stage.close();
+    await closePorts(ports, logger);
+  };
+  let endpoint: MetricsEndpoint | null;
+  try {
+    endpoint = await serveWorkerMetrics(config, logger, metrics);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   let closing: Promise<void> | undefined;
   return {
+    metricsPort: endpoint?.port ?? null,
     close() {
       closing ??= (async () => {
-        deletes.close();
-        await Promise.all([ports.queues.index.close(), ports.queues.deletes.close()]);
-        await stage.close();
-        await closePorts(ports, logger);
+        await stop();
+        // Last, so the shutdown itself can be watched.
+        await endpoint?.close();
       })();
       return closing;
     },

@@ -34,6 +34,8 @@ export interface FaceSearchConfig {
   detectorGrpcUrls: string[];
   embedderGrpcUrls: string[];
   grpcPort: number;
+  /** Port of a worker's (detector, embedder, indexer) `GET /metrics` endpoint; null: none, 0: any free port. */
+  metricsPort: number | null;
   adminApiKey: string | null;
   defaultAppApiKey: string | null;
   modelDir: string | null;
@@ -266,6 +268,7 @@ const envSchema = z.object({
   DETECTOR_GRPC_URL: hostPortList,
   EMBEDDER_GRPC_URL: hostPortList,
   GRPC_PORT: int(50051, 0, 65535),
+  METRICS_PORT: optionalInt(0, 65535),
   ADMIN_API_KEY: secret(16),
   DEFAULT_APP_API_KEY: secret(16),
   MODEL_DIR: optionalString,
@@ -351,6 +354,7 @@ export function loadConfig(
     detectorGrpcUrls: e.DETECTOR_GRPC_URL,
     embedderGrpcUrls: e.EMBEDDER_GRPC_URL,
     grpcPort: e.GRPC_PORT,
+    metricsPort: e.METRICS_PORT,
     adminApiKey: e.ADMIN_API_KEY,
     defaultAppApiKey: e.DEFAULT_APP_API_KEY,
     modelDir: e.MODEL_DIR,

@@ -163,6 +163,14 @@ describe('config', () => {
     expect(() => loadConfig({ AUTH_KEY_CACHE_MS: '-1' })).toThrow(/AUTH_KEY_CACHE_MS: /);
   });
 
+  it('serves worker metrics only when METRICS_PORT is set (0: any free port)', () => {
+    expect(loadConfig({}).metricsPort).toBeNull();
+    expect(loadConfig({ METRICS_PORT: '9464' }).metricsPort).toBe(9464);
+    expect(loadConfig({ METRICS_PORT: '0' }).metricsPort).toBe(0);
+    expect(() => loadConfig({ METRICS_PORT: '70000' })).toThrow(/METRICS_PORT: expected an integer 0-65535/);
+    expect(() => loadConfig({ METRICS_PORT: 'yes' })).toThrow(/METRICS_PORT: /);
+  });
+
   it('runs the models on one thread per core unless ENGINE_WORKERS says otherwise', () => {
     expect(loadConfig({}).engineWorkers).toBe(availableParallelism());
     expect(loadConfig({ ENGINE_WORKERS: 'auto' }).engineWorkers).toBe(availableParallelism());

@@ -96,6 +96,8 @@ export interface GrpcServerOptions {
   flowControlWindowBytes?: number;
   /** Told about every error that is not a FaceSearchError (bugs, runtime failures). */
   onUnexpectedError?: (error: unknown, method: string) => void;
+  /** Told about every call once answered: its method, status code name (OK, INVALID_ARGUMENT, ...) and seconds. */
+  onCallEnd?: (method: string, code: string, seconds: number) => void;
 }
 
 type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
@@ -103,14 +105,21 @@ type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grp
 /** Runs an async handler; anything it throws goes back as status + fs-error-* metadata, never a crash. */
 function unary<Req, Res>(method: string, fn: (request: Req) => Promise<Res>, options: GrpcServerOptions): UnaryHandler {
   return (call, callback) => {
+    const start = performance.now();
+    const ended = (code: grpc.status) =>
+      options.onCallEnd?.(method, grpc.status[code], (performance.now() - start) / 1000);
     Promise.resolve()
       .then(() => fn(call.request as Req))
       .then(
-        (reply) => callback(null, reply),
+        (reply) => {
+          callback(null, reply);
+          ended(grpc.status.OK);
+        },
         (error: unknown) => {
           if (!(error instanceof FaceSearchError)) options.onUnexpectedError?.(error, method);
           const wire = toWireError(error);
           callback({ code: wire.code, details: wire.details, metadata: wire.metadata });
+          ended(wire.code);
         },
       );
   };

@@ -258,6 +258,26 @@ describe('gRPC transport', () => {
     expect(badCrop).toMatchObject({ code: 'invalid_crop', status: 400 });
   });
 
+  it('tells onCallEnd about every answered call: method, status code name, seconds', async () => {
+    const calls: Array<{ method: string; code: string; seconds: number }> = [];
+    const address = await start(
+      createDetectorServer(new FakeDetector(), {
+        onCallEnd: (method, code, seconds) => calls.push({ method, code, seconds }),
+      }),
+    );
+    const client = track(new DetectorClient(address));
+    await client.detect(Uint8Array.from([1, 2, 3]));
+    await client.detect(Uint8Array.from([CORRUPT])).catch(() => undefined);
+    await client.detect(Uint8Array.from([BUG])).catch(() => undefined);
+    expect(calls.map(({ method, code }) => `${method} ${code}`)).toEqual([
+      'Detect OK',
+      'Detect INVALID_ARGUMENT',
+      'Detect INTERNAL',
+    ]);
+    for (const call of calls) expect(call.seconds).toBeGreaterThanOrEqual(0);
+    expect(calls.every((c) => c.seconds < 10)).toBe(true);
+  });
+
   it('sends the fs-error-* metadata on the wire', async () => {
     const { Detector } = services();
     const raw = new Detector(detectorAddress, grpc.credentials.createInsecure());

@@ -31,6 +31,7 @@ import {
 import type { Logger } from 'pino';
 import { createAnalyzer } from './analyzer';
 import { GuardedJobQueue } from './guarded-queue';
+import type { JobMetrics } from './metrics';
 
 export interface Queues {
   /** Detection jobs, one per import item. */
@@ -63,6 +64,8 @@ export interface BuildPortsOptions<N extends PortName> {
   need: readonly N[];
   /** Builds the analyzer instead of the one ENGINE names (the detector's local-detect, remote-embed analyzer). */
   analyzer?: () => Promise<FaceAnalyzer>;
+  /** Counts and times the jobs this process consumes from the queues. */
+  jobMetrics?: JobMetrics;
 }
 
 /**
@@ -127,12 +130,13 @@ export async function buildPorts<N extends PortName>(
       }
     }
     if (need.has('queues')) {
-      built.queues = {
+      const queues: Queues = {
         imports: createQueue(IMPORT_QUEUE, config, logger),
         embed: createQueue(EMBED_QUEUE, config, logger),
         index: createQueue(INDEX_QUEUE, config, logger),
         deletes: createQueue(DELETE_QUEUE, config, logger),
       };
+      built.queues = options.jobMetrics ? instrumentQueues(queues, options.jobMetrics) : queues;
     }
     if (need.has('analyzer')) {
       built.analyzer = await (options.analyzer ?? (() => createAnalyzer(config, logger)))();
@@ -143,6 +147,16 @@ export async function buildPorts<N extends PortName>(
     await closePorts(built, logger);
     throw err;
   }
+}
+
+/** The same queues, with the jobs this process consumes from them counted and timed in `jobMetrics`. */
+export function instrumentQueues(queues: Queues, jobMetrics: JobMetrics): Queues {
+  return {
+    imports: jobMetrics.instrument(queues.imports),
+    embed: jobMetrics.instrument(queues.embed),
+    index: jobMetrics.instrument(queues.index),
+    deletes: jobMetrics.instrument(queues.deletes),
+  };
 }
 
 function createQueue<T>(name: string, config: FaceSearchConfig, logger: Logger): JobQueue<T> {

@@ -1,8 +1,9 @@
 import type { FaceSearchConfig, JobQueue } from '@facesearch/common';
 import type { LocalFaceEngine } from '@facesearch/face-engine';
-import type { FaceSearchGrpcServer } from '@facesearch/proto';
+import type { FaceSearchGrpcServer, GrpcServerOptions } from '@facesearch/proto';
 import type { Logger } from 'pino';
 import { createLocalEngine } from './analyzer';
+import { type MetricsEndpoint, serveWorkerMetrics, WorkerMetrics } from './metrics';
 import { buildPorts, closePorts, type Ports } from './ports';
 
 export type WorkerPorts = Pick<Ports, 'library' | 'blobs' | 'queues'>;
@@ -10,8 +11,8 @@ export type WorkerPorts = Pick<Ports, 'library' | 'blobs' | 'queues'>;
 export interface ModelWorkerSpec {
   /** `detector` or `embedder`: used in log lines. */
   role: string;
-  /** The gRPC server for the gateway's synchronous calls, built on the worker's engine. */
-  server(engine: LocalFaceEngine): FaceSearchGrpcServer;
+  /** The gRPC server for the gateway's synchronous calls, built on the worker's engine, with `hooks` in its options. */
+  server(engine: LocalFaceEngine, hooks: Required<Pick<GrpcServerOptions, 'onCallEnd'>>): FaceSearchGrpcServer;
   /**
    * Starts consuming its queue (QUEUE=bullmq only) and returns the queues to close at shutdown, in order: the one
    * it consumes first, then the one it feeds, so a job finishing during shutdown still hands its work on; and
@@ -26,6 +27,8 @@ export interface ModelWorkerSpec {
 export interface ModelWorker {
   /** The port the gRPC service listens on (GRPC_PORT, or the one picked when it is 0). */
   grpcPort: number;
+  /** The port of its GET /metrics (METRICS_PORT, or the one picked when it is 0); null when METRICS_PORT is unset. */
+  metricsPort: number | null;
   engine: LocalFaceEngine;
   /** Whether this process consumes its queue (QUEUE=bullmq). */
   consumes: boolean;
@@ -42,8 +45,11 @@ export async function startModelWorker(
   spec: ModelWorkerSpec,
 ): Promise<ModelWorker> {
   const consumes = config.queue === 'bullmq';
+  const metrics = new WorkerMetrics(spec.role);
   const engine = await createLocalEngine(config);
-  const server = spec.server(engine);
+  const server = spec.server(engine, {
+    onCallEnd: (method, code, seconds) => metrics.calls.observe(method, code, seconds),
+  });
   let grpcPort: number;
   try {
     grpcPort = await server.listen(`${config.host}:${config.grpcPort}`);
@@ -56,16 +62,22 @@ export async function startModelWorker(
   let ports: WorkerPorts | null = null;
   let closeOrder: JobQueue<unknown>[] = [];
   let release: (() => Promise<void>) | undefined;
+  let endpoint: MetricsEndpoint | null;
   try {
     if (consumes) {
-      ports = await buildPorts(config, logger, { need: ['library', 'blobs', 'queues'] as const });
+      ports = await buildPorts(config, logger, {
+        need: ['library', 'blobs', 'queues'] as const,
+        jobMetrics: metrics.jobs,
+      });
       ({ queues: closeOrder, release } = await spec.consume(ports, engine));
     } else {
       logger.warn(`QUEUE is not bullmq: the ${spec.role} serves gRPC only and consumes no jobs`);
     }
+    endpoint = await serveWorkerMetrics(config, logger, metrics);
   } catch (err) {
     await server.close(0);
     if (ports) await closePorts(ports, logger);
+    await release?.();
     await engine.close();
     throw err;
   }
@@ -73,6 +85,7 @@ export async function startModelWorker(
   let closing: Promise<void> | undefined;
   return {
     grpcPort,
+    metricsPort: endpoint?.port ?? null,
     engine,
     consumes,
     close() {
@@ -84,6 +97,8 @@ export async function startModelWorker(
         await release?.();
         if (ports) await closePorts(ports, logger);
         await engine.close();
+        // Last, so the shutdown itself can be watched.
+        await endpoint?.close();
       })();
       return closing;
     },
