@@ -6,6 +6,7 @@ import {
   closePorts,
   createLogger,
   importEngines,
+  instrumentQueues,
   type Ports,
   QUEUE_ORDER,
 } from '@facesearch/runtime';
@@ -94,6 +95,8 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
     const runWorker = options.runImportWorker ?? config.queue === 'memory';
     if (runWorker) {
       const { aligner, embedder } = importEngines(ports.analyzer);
+      // The jobs run here are counted and timed (/metrics); the producers keep using ports.queues.
+      const queues = instrumentQueues(ports.queues, services.metrics.jobs);
       const detection = new ImportDetectStage(ports.library, ports.blobs, aligner, ports.queues.embed, {
         maxFacesPerUser: config.maxFacesPerUser,
         inline: config.importEmbed === 'inline' ? { embedder, indexQueue: ports.queues.index } : undefined,
@@ -104,13 +107,13 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
         maxWaitMs: config.indexBatchWaitMs,
         onFacesIndexed: (n) => services.metrics.facesIndexed.inc(n),
       });
-      deleteStage = new DeleteStage(ports.library, ports.vectors, ports.blobs, ports.queues.deletes, {
+      deleteStage = new DeleteStage(ports.library, ports.vectors, ports.blobs, queues.deletes, {
         onRetry: (job, err) => logger.warn({ kind: job.kind, round: job.round, err }, 'delete job retried'),
         onLost: (job, err) => logger.error({ job, err }, 'delete job could not be queued again'),
       });
-      detection.start(ports.queues.imports, config.importConcurrency);
-      embedding.start(ports.queues.embed, config.embedConcurrency);
-      indexStage.start(ports.queues.index, config.indexConcurrency);
+      detection.start(queues.imports, config.importConcurrency);
+      embedding.start(queues.embed, config.embedConcurrency);
+      indexStage.start(queues.index, config.indexConcurrency);
       deleteStage.start(4);
       const resumed = await services.imports.resume();
       if (resumed.items > 0) logger.info(resumed, 'resumed unfinished imports');

@@ -1,4 +1,5 @@
 import type { JobQueue } from '@facesearch/common';
+import { JobMetrics } from '@facesearch/runtime';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Prometheus metrics of one gateway instance (own registry, so several apps can live in one process). */
@@ -6,6 +7,10 @@ export class Metrics {
   readonly registry = new Registry();
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   readonly facesIndexed: Counter;
+  /** Where the time of detect, compare and search requests went (the Server-Timing stages), for every request. */
+  readonly stageDuration: Histogram<'route' | 'stage'>;
+  /** The import and delete jobs this gateway runs itself (embedded mode). */
+  readonly jobs: JobMetrics;
 
   constructor(queues: Array<JobQueue<unknown>>) {
     collectDefaultMetrics({ register: this.registry });
@@ -16,6 +21,14 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [this.registry],
     });
+    this.stageDuration = new Histogram({
+      name: 'facesearch_request_stage_seconds',
+      help: 'Time of each stage of detect, compare and search requests (analyze, engine, vectors, library, gateway)',
+      labelNames: ['route', 'stage'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [this.registry],
+    });
+    this.jobs = new JobMetrics(this.registry);
     this.facesIndexed = new Counter({
       name: 'facesearch_faces_indexed_total',
       help: 'Faces indexed by this process (enrol, import, copy)',
@@ -55,5 +68,10 @@ export class Metrics {
         }
       },
     });
+  }
+
+  /** One answered request's stages (ms, as in its Server-Timing header). */
+  observeStages(route: string, stages: Map<string, number>): void {
+    for (const [stage, ms] of stages) this.stageDuration.observe({ route, stage }, ms / 1000);
   }
 }

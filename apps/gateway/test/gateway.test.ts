@@ -419,6 +419,20 @@ describe('operations', () => {
     expect(metrics.text).toMatch(/facesearch_faces_indexed_total \d+/);
     expect(metrics.text).toContain('facesearch_queue_depth{queue="imports"}');
     expect(metrics.text).toContain('facesearch_queue_depth{queue="index"}');
+    // The Server-Timing stages of the detect, compare and search requests answered above, per route.
+    for (const route of ['detect', 'compare', 'search']) {
+      for (const stage of ['analyze', 'gateway']) {
+        expect(metrics.text, `${route} ${stage}`).toMatch(
+          new RegExp(`facesearch_request_stage_seconds_count\\{route="${route}",stage="${stage}"\\} [1-9]`),
+        );
+      }
+    }
+    expect(metrics.text).toMatch(/facesearch_request_stage_seconds_count\{route="search",stage="vectors"\} [1-9]/);
+    // The import jobs this embedded gateway ran itself: broken.jpg failed for good, the others went through.
+    expect(metrics.text).toMatch(/facesearch_job_attempts_total\{queue="imports",outcome="succeeded"\} [1-9]/);
+    expect(metrics.text).toMatch(/facesearch_job_attempts_total\{queue="index",outcome="succeeded"\} [1-9]/);
+    expect(metrics.text).toMatch(/facesearch_jobs_failed_total\{queue="imports"\} [1-9]/);
+    expect(metrics.text).toMatch(/facesearch_job_duration_seconds_count\{queue="imports",outcome="error"\} [1-9]/);
   });
 });
 

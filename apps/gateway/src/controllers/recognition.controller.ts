@@ -10,6 +10,7 @@ import { imageFrom, requireImage, type UploadedFiles as Files } from '../http/im
 import { Multipart } from '../http/multipart';
 import { withServerTiming } from '../http/server-timing';
 import { ZodPipe } from '../http/zod.pipe';
+import { Metrics } from '../metrics';
 import { CONFIG } from '../tokens';
 
 @ApiTags('recognition')
@@ -18,8 +19,14 @@ import { CONFIG } from '../tokens';
 export class RecognitionController {
   constructor(
     private readonly recognition: RecognitionService,
+    private readonly metrics: Metrics,
     @Inject(CONFIG) private readonly config: FaceSearchConfig,
   ) {}
+
+  /** Hands an answered request's stages to the stage histogram. */
+  private record(route: string) {
+    return (stages: Map<string, number>) => this.metrics.observeStages(route, stages);
+  }
 
   @Post('detect')
   @HttpCode(200)
@@ -38,7 +45,11 @@ export class RecognitionController {
       'image',
       'image_base64',
     );
-    const result = await withServerTiming(res, (timings) => this.recognition.detect(image, body.max_faces, timings));
+    const result = await withServerTiming(
+      res,
+      (timings) => this.recognition.detect(image, body.max_faces, timings),
+      this.record('detect'),
+    );
     return { image: result.image, face_num: result.faces.length, faces: result.faces };
   }
 
@@ -65,17 +76,20 @@ export class RecognitionController {
     if (!imageB && body.face_id_b === undefined) {
       requireImage(undefined, 'image_b', 'image_b_base64'); // throws, naming the field
     }
-    return withServerTiming(res, (timings) =>
-      this.recognition.compare(
-        appId,
-        {
-          image_a: imageA,
-          image_b: body.face_id_b === undefined ? imageB : undefined,
-          face_id_b: body.face_id_b,
-          match_threshold: body.match_threshold,
-        },
-        timings,
-      ),
+    return withServerTiming(
+      res,
+      (timings) =>
+        this.recognition.compare(
+          appId,
+          {
+            image_a: imageA,
+            image_b: body.face_id_b === undefined ? imageB : undefined,
+            face_id_b: body.face_id_b,
+            match_threshold: body.match_threshold,
+          },
+          timings,
+        ),
+      this.record('compare'),
     );
   }
 
@@ -98,18 +112,21 @@ export class RecognitionController {
       'image',
       'image_base64',
     );
-    return withServerTiming(res, (timings) =>
-      this.recognition.search(
-        appId,
-        {
-          image,
-          group_ids: body.group_ids,
-          top_k: body.top_k,
-          match_threshold: body.match_threshold,
-          max_faces: body.max_faces,
-        },
-        timings,
-      ),
+    return withServerTiming(
+      res,
+      (timings) =>
+        this.recognition.search(
+          appId,
+          {
+            image,
+            group_ids: body.group_ids,
+            top_k: body.top_k,
+            match_threshold: body.match_threshold,
+            max_faces: body.max_faces,
+          },
+          timings,
+        ),
+      this.record('search'),
     );
   }
 }
