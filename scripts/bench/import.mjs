@@ -14,7 +14,8 @@
 // apps' own defaults).
 // Before them, the raw compute rate on the same N items: FaceEngine.analyze (decode+detect+align+embed, maxFaces 1
 // as the import does, one ONNX thread) in a tight loop, one process per core; then service/raw ratios.
-// Memory: RSS of every process at idle (after start) and its peak during the import.
+// Memory: RSS of every process at idle (after start) and its peak during the import. Distributed: each worker's jobs
+// during the import (count and mean time per queue and outcome, from its own /metrics).
 // Prints readable lines, then one JSON object as the last line. Everything binds to 127.0.0.1; processes and temp
 // folders are removed at the end (also on Ctrl-C).
 import { readFileSync } from 'node:fs';
@@ -24,6 +25,7 @@ import {
   cpuUsedSince,
   formatRss,
   identityOf,
+  jobFiguresSince,
   listPhotos,
   loadNow,
   log,
@@ -38,6 +40,7 @@ import {
   startEmbedded,
   startStack,
   stopOnSignals,
+  workerJobFigures,
 } from './lib.mjs';
 
 const { values } = parseArgs({
@@ -131,10 +134,13 @@ for (const target of targets) {
     await ensureGroup(current.api, group);
     const loadBefore = loadNow();
     const sampler = new RssSampler(current.pids());
+    const jobsBefore = current.metricsUrls ? await workerJobFigures(current.metricsUrls) : null;
     const cpuBefore = snapshotCpu(current.pids());
     const clientCpuBefore = process.cpuUsage();
     const result = await runImport(current.api, group, items, { chunk: Number(values.chunk) });
     const peak = sampler.stop();
+    // Each worker's own account of its jobs (its /metrics): how long a job took where, queue waits excluded.
+    const jobs = jobsBefore ? jobFiguresSince(jobsBefore, await workerJobFigures(current.metricsUrls)) : undefined;
     // Where the two cores went: CPU seconds per process during the import, and this client's own (uploads, polls).
     const cpu = cpuUsedSince(cpuBefore, current.pids());
     const clientCpu = process.cpuUsage(clientCpuBefore);
@@ -159,6 +165,7 @@ for (const target of targets) {
       ),
       rss_idle_mib: idle,
       rss_peak_mib: peak,
+      ...(jobs ? { worker_jobs: jobs } : {}),
     };
     report.runs.push(run);
     log(
@@ -171,6 +178,10 @@ for (const target of targets) {
     log(
       `${label}: CPU seconds during the import: ${formatRss(cpu)}; total ${run.cpu_seconds_total} of ${round(run.seconds * report.machine.cores, 1)} available (raw compute needs ${round((N / report.raw.images_per_s) * report.raw.cores, 1)})`,
     );
+    for (const [worker, figures] of Object.entries(jobs ?? {})) {
+      const parts = Object.entries(figures).map(([key, f]) => `${key} ${f.jobs} x ${f.mean_ms} ms`);
+      log(`${label}: ${worker} (its /metrics): ${parts.join(', ')}`);
+    }
   } finally {
     await current.stop();
     current = null;

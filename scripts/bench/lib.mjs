@@ -524,16 +524,70 @@ export async function startStack({ detectors = 2, embedders = 2, env = {}, clien
     }
     return out;
   };
+  // stack/up.sh numbers the workers' metrics ports in this order.
+  const metricsBase = Number(stackEnv.METRICS_BASE_PORT);
+  const workers = [
+    ...Array.from({ length: embedders }, (_, i) => `embedder-${i + 1}`),
+    ...Array.from({ length: detectors }, (_, i) => `detector-${i + 1}`),
+    'indexer-1',
+  ];
+  const metricsUrls = Object.fromEntries(workers.map((w, i) => [w, `http://127.0.0.1:${metricsBase + i}/metrics`]));
   return {
     mode: `distributed ${detectors}d+${embedders}e+1i`,
     url,
     api: new Api(url, APP_KEY, { client }),
+    metricsUrls,
     stackDir,
     services,
     qdrantCollection: env.QDRANT_COLLECTION ?? 'faces',
     pids,
     stop,
   };
+}
+
+/**
+ * Each worker's job figures from its /metrics: per process and queue, the attempts that succeeded and their summed
+ * seconds (facesearch_job_duration_seconds), and per gRPC method the calls answered and their seconds.
+ */
+export async function workerJobFigures(metricsUrls) {
+  const out = {};
+  for (const [worker, url] of Object.entries(metricsUrls)) {
+    let text;
+    try {
+      text = await (await fetch(url)).text();
+    } catch {
+      continue;
+    }
+    const figures = {};
+    for (const line of text.split('\n')) {
+      const m =
+        /^(facesearch_job_duration_seconds|facesearch_grpc_server_duration_seconds)_(sum|count)\{(.*)\} (\S+)$/.exec(
+          line,
+        );
+      if (!m) continue;
+      const labels = Object.fromEntries([...m[3].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      const key = labels.queue ? `${labels.queue} ${labels.outcome}` : `grpc ${labels.method} ${labels.code}`;
+      figures[key] ??= { count: 0, seconds: 0 };
+      figures[key][m[2] === 'sum' ? 'seconds' : 'count'] += Number(m[4]);
+    }
+    out[worker] = figures;
+  }
+  return out;
+}
+
+/** `after - before` of workerJobFigures, with the mean ms per job; entries without new jobs are left out. */
+export function jobFiguresSince(before, after) {
+  const out = {};
+  for (const [worker, figures] of Object.entries(after)) {
+    for (const [key, { count, seconds }] of Object.entries(figures)) {
+      const prev = before[worker]?.[key] ?? { count: 0, seconds: 0 };
+      const n = count - prev.count;
+      if (n <= 0) continue;
+      out[worker] ??= {};
+      out[worker][key] = { jobs: n, mean_ms: round(((seconds - prev.seconds) / n) * 1000, 1) };
+    }
+  }
+  return out;
 }
 
 const qdrantAgent = new HttpAgent({ keepAlive: true, maxSockets: 4 });
