@@ -6,7 +6,8 @@
 // per engine thread in flight. Last, "decode only what the detector needs": the all-cores rate for one face per
 // photo (search, import) with the default small first decode of large JPEGs (previewMaxSide 512) and without it
 // (previewMaxSide 0, the engine before 29 Nov 2026), in the same run; and how far the answers move: the face count
-// per photo and the cosine between the two embeddings of each face.
+// per photo and the cosine between the two embeddings of each face. And for the largest face only (max_faces 1): a
+// close-up around a small face (the default) against the tiles (closeUp false), the rate and how far its vector moves.
 // Usage: pnpm bench:engine [--rounds N] [--pools 2x1,1x2]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -95,6 +96,37 @@ for (let r = 0; r < 2; r++) {
 }
 const best = (v) => Math.max(...v);
 
+// The largest face only (max_faces 1: search, compare, enrolment, import): a close-up around it or the tiles when it
+// is small in the full frame, alternating; then how far its vector moves, and how often each needs a second pass.
+const closeUpRuns = { true: [], false: [] };
+for (let r = 0; r < 2; r++) {
+  for (const closeUp of [false, true]) {
+    closeUpRuns[closeUp].push((await rawComputeRate(files, { maxFaces: 1, closeUp })).images_per_s);
+  }
+}
+const closer = await FaceEngine.create({ threads: 1 });
+const tiled = await FaceEngine.create({ threads: 1, closeUp: false });
+const closeUpCosines = [];
+const modelRuns = { true: 0, false: 0 };
+for (const [closeUp, e] of [
+  [true, closer],
+  [false, tiled],
+]) {
+  const session = e.detector.session;
+  const run = session.run.bind(session);
+  session.run = (...args) => {
+    modelRuns[closeUp]++;
+    return run(...args);
+  };
+}
+for (const image of images) {
+  const [a, b] = await Promise.all([closer.analyze(image, { maxFaces: 1 }), tiled.analyze(image, { maxFaces: 1 })]);
+  if (a.faces[0] && b.faces[0]) closeUpCosines.push(cosineSimilarity(a.faces[0].embedding, b.faces[0].embedding));
+}
+await Promise.all([closer.close(), tiled.close()]);
+closeUpCosines.sort((x, y) => x - y);
+const moved = closeUpCosines.filter((c) => c < 0.9999);
+
 // What the small first decode changes in the answers: every face of every photo with and without it.
 const withPreview = await FaceEngine.create({ threads: 1 });
 const without = await FaceEngine.create({ threads: 1, previewMaxSide: 0 });
@@ -128,6 +160,14 @@ const report = {
   all_cores_faces_per_s: all.faces_per_s,
   one_process_pools: pools,
   one_face_all_cores_images_per_s: { preview_0: best(previewRuns[0]), preview_512: best(previewRuns[512]) },
+  largest_face_all_cores_images_per_s: { tiles: best(closeUpRuns.false), close_up: best(closeUpRuns.true) },
+  largest_face_detector_runs: { tiles: modelRuns.false, close_up: modelRuns.true, photos: images.length },
+  close_up_fidelity: {
+    faces_compared: closeUpCosines.length,
+    faces_moved: moved.length,
+    cosine_min: Math.round(closeUpCosines[0] * 10000) / 10000,
+    cosine_median_of_moved: moved.length ? Math.round(median(moved) * 10000) / 10000 : null,
+  },
   preview_fidelity: {
     photos_with_the_same_face_count: sameCount,
     photos: images.length,
@@ -159,5 +199,14 @@ console.log(
 const fid = report.preview_fidelity;
 console.log(
   `same faces with and without it: ${fid.photos_with_the_same_face_count}/${fid.photos} photos with the same face count; cosine between the two embeddings of each face (${fid.faces_compared}): min ${fid.cosine_min}, median ${fid.cosine_median}`,
+);
+const lf = report.largest_face_all_cores_images_per_s;
+const runs = report.largest_face_detector_runs;
+const cf = report.close_up_fidelity;
+console.log(
+  `largest face only, ${cores} processes: ${lf.close_up} images/s with a close-up of a small face, ${lf.tiles} with the tiles (best of 2 each): x${Math.round((lf.close_up / lf.tiles) * 100) / 100}; detector runs for the ${runs.photos} photos ${runs.close_up} vs ${runs.tiles}`,
+);
+console.log(
+  `its vector, close-up vs tiles: ${cf.faces_moved} of ${cf.faces_compared} faces moved (the photos with a second pass), cosine min ${cf.cosine_min}, median of those ${cf.cosine_median_of_moved}`,
 );
 console.log(JSON.stringify(report));

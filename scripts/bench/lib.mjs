@@ -682,7 +682,10 @@ export function loadEngine() {
  * one process per core, each taking every `cores`-th image of `files` (repeated as listed). Returns images/s and
  * faces/s over the wall time of the slowest worker.
  */
-export async function rawComputeRate(files, { cores = availableParallelism(), maxFaces = 1, previewMaxSide } = {}) {
+export async function rawComputeRate(
+  files,
+  { cores = availableParallelism(), maxFaces = 1, previewMaxSide, closeUp } = {},
+) {
   const worker = join(ROOT, 'scripts/bench/raw-worker.mjs');
   const children = Array.from({ length: cores }, () =>
     fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
@@ -696,7 +699,7 @@ export async function rawComputeRate(files, { cores = availableParallelism(), ma
         }),
     );
     for (const [i, c] of children.entries())
-      c.send({ files: files.filter((_, j) => j % cores === i), maxFaces, previewMaxSide });
+      c.send({ files: files.filter((_, j) => j % cores === i), maxFaces, previewMaxSide, closeUp });
     await Promise.all(ready);
     const start = performance.now();
     const results = await Promise.all(

@@ -1,7 +1,7 @@
 import type * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { blazefaceAnchors, decodeBlazeface } from './blazeface';
-import { type ScoredBox, weightedNms } from './geometry';
+import { iou, type ScoredBox, weightedNms } from './geometry';
 import type { RgbImage } from './image';
 import { type DetectorManifest, openSession, toTensor } from './models';
 
@@ -13,8 +13,10 @@ export interface Region {
 }
 
 export interface DetectorOptions {
-  scoreThreshold: number;
-  /** 'auto': a second pass over overlapping tiles when the first pass finds no face or only small ones. */
+  /**
+   * 'auto': a second pass when the full-frame pass finds no face or only small ones (over overlapping tiles, or a
+   * close-up of the largest face when only that one is wanted); 'always': the tiles always; 'never': no second pass.
+   */
   tiling: 'auto' | 'always' | 'never';
 }
 
@@ -23,8 +25,13 @@ const NMS_IOU = 0.3;
 const TILE_EDGE_MARGIN = 0.02;
 // Below this share of the image's longer side, the full-frame pass at 256 px starts to miss faces.
 const SMALL_FACE_SHARE = 1 / 6;
+// The close-up pass around one face sees this many times the face's longer side: the face fills a third of the
+// model's input (~85 px of 256), where its landmarks are as sharp as in a tile, with room for a loose box.
+const CLOSE_UP_CONTEXT = 3;
+// A frame box overlapping a close-up box this much is the same face.
+const CLOSE_UP_REPLACES_IOU = 0.1;
 
-/** BlazeFace over a whole image and, for small faces, over overlapping tiles. Boxes in image pixels. */
+/** BlazeFace over a whole image and, for small faces, over overlapping tiles or around one face. Boxes in image pixels. */
 export class BlazeFaceDetector {
   private readonly anchors: Float32Array[];
 
@@ -37,12 +44,6 @@ export class BlazeFaceDetector {
 
   static async open(manifest: DetectorManifest, path: string, threads: number): Promise<BlazeFaceDetector> {
     return new BlazeFaceDetector(await openSession(manifest, path, threads), manifest);
-  }
-
-  async detect(image: RgbImage, options: DetectorOptions): Promise<ScoredBox[]> {
-    const frame = await this.detectFrame(image, options.scoreThreshold);
-    if (!this.wantsTiles(image, frame, options.tiling)) return this.merge(frame);
-    return this.detectTiles(image, frame, options.scoreThreshold);
   }
 
   /** The full-frame pass alone (boxes before NMS): the image is shrunk to the model's input anyway. */
@@ -67,8 +68,36 @@ export class BlazeFaceDetector {
     return longer * toTiled >= 2 * this.manifest.input.width && largest < longer * SMALL_FACE_SHARE;
   }
 
+  /**
+   * One pass over a square region around `face` (CLOSE_UP_CONTEXT x its longer side, inside the image): the face's
+   * box and landmarks in the detail a tile gives, for one model run instead of four, when only that face is wanted.
+   * Inside the region the close view replaces the full frame's: frame boxes overlapping what it found go (they are
+   * the same faces seen at a few pixels, and could stay apart in the merge as a second, coarser box).
+   */
+  async detectAround(
+    image: RgbImage,
+    face: ScoredBox,
+    frame: ScoredBox[],
+    scoreThreshold: number,
+  ): Promise<ScoredBox[]> {
+    const side = Math.max(face.x2 - face.x1, face.y2 - face.y1) * CLOSE_UP_CONTEXT;
+    const left = Math.max(0, Math.floor((face.x1 + face.x2 - side) / 2));
+    const top = Math.max(0, Math.floor((face.y1 + face.y2 - side) / 2));
+    const region = {
+      left,
+      top,
+      width: Math.max(1, Math.min(image.width, Math.ceil(left + side)) - left),
+      height: Math.max(1, Math.min(image.height, Math.ceil(top + side)) - top),
+    };
+    const found = (await this.detectRegion(image, region, scoreThreshold)).filter(
+      (b) => !touchesInnerEdge(b, region, image),
+    );
+    const elsewhere = frame.filter((b) => !found.some((f) => iou(b, f) >= CLOSE_UP_REPLACES_IOU));
+    return this.merge(elsewhere.concat(found));
+  }
+
   /** The tiles pass over `image`, merged with the full-frame boxes (in `image`'s pixels) and NMS-ed. */
-  private async detectTiles(image: RgbImage, frame: ScoredBox[], scoreThreshold: number): Promise<ScoredBox[]> {
+  async detectTiles(image: RgbImage, frame: ScoredBox[], scoreThreshold: number): Promise<ScoredBox[]> {
     let boxes = frame;
     for (const tile of overlappingTiles(image.width, image.height)) {
       const found = await this.detectRegion(image, tile, scoreThreshold);

@@ -12,7 +12,7 @@ import type {
 import { alignFace, alignmentTransform } from './align';
 import { BlazeFaceDetector, type DetectorOptions } from './detector';
 import { OnnxEmbedder } from './embedder';
-import { type ScoredBox, similarityScale } from './geometry';
+import { type ScoredBox, scaleBox, similarityScale } from './geometry';
 import {
   DEFAULT_IMAGE_LIMITS,
   type DecodedImage,
@@ -51,6 +51,11 @@ export interface FaceEngineOptions {
    * tiles pass or a smaller face needs it. 0 always decodes once at the working size. Default 512.
    */
   previewMaxSide?: number;
+  /**
+   * When only the largest face is wanted (maxFaces 1) and the full frame found it small, look closer around it (one
+   * model run) instead of over four tiles. Default true; false keeps the tiles (for comparing, in bench:engine).
+   */
+  closeUp?: boolean;
 }
 
 export const DEFAULT_PREVIEW_MAX_SIDE = 512;
@@ -82,6 +87,7 @@ export class FaceEngine implements LocalFaceEngine {
     private readonly quality: QualityThresholds,
     readonly matchThreshold: number,
     private readonly previewMaxSide: number,
+    private readonly closeUp: boolean,
   ) {}
 
   static async create(options: FaceEngineOptions = {}): Promise<FaceEngine> {
@@ -104,6 +110,7 @@ export class FaceEngine implements LocalFaceEngine {
       options.quality ?? DEFAULT_QUALITY_THRESHOLDS,
       options.matchThreshold ?? emb.manifest.matchThreshold ?? 0.45,
       options.previewMaxSide ?? DEFAULT_PREVIEW_MAX_SIDE,
+      options.closeUp ?? true,
     );
   }
 
@@ -186,9 +193,11 @@ export class FaceEngine implements LocalFaceEngine {
   }
 
   /**
-   * Detects, selects and aligns the faces of `decoded`. With `workingSize`, `decoded` is a preview: when no tiles
-   * pass is due and every selected face is large enough in it, the faces come from the preview alone; otherwise
-   * from the working-size decode that `workingSize` returns, exactly as without a preview.
+   * Detects, selects and aligns the faces of `decoded`. With `workingSize`, `decoded` is a preview: when no second
+   * pass is due and every selected face is large enough in it, the faces come from the preview alone; otherwise from
+   * the working-size decode that `workingSize` returns, where the second pass runs and the crops are cut.
+   * The second pass (faces small in the full frame, or none found): the tiles; or, when only the largest face is
+   * wanted (maxFaces 1: search, compare, enrolment, import) and the full frame found one, a close-up around it.
    */
   async findFaces(
     decoded: DecodedImage,
@@ -196,27 +205,50 @@ export class FaceEngine implements LocalFaceEngine {
     workingSize?: () => Promise<DecodedImage>,
   ): Promise<AlignedFace[]> {
     const opts = { ...DEFAULT_DETECT_OPTIONS, ...stripUndefined(options) };
-    const start = performance.now();
-    let boxes: ScoredBox[] | undefined;
-    if (!workingSize) {
-      boxes = await this.detector.detect(decoded.working, { scoreThreshold: opts.scoreThreshold, tiling: this.tiling });
+    const threshold = opts.scoreThreshold;
+    let start = performance.now();
+    let frame = await this.detector.detectFrame(decoded.working, threshold);
+    // The preview's pixels -> the working size's, where a second pass would run.
+    const toWorking = workingSize
+      ? Math.min(1, this.limits.workingMaxSide / Math.max(decoded.width, decoded.height)) / decoded.scale
+      : 1;
+    let source = decoded;
+    let boxes: ScoredBox[];
+    if (!this.detector.wantsTiles(decoded.working, frame, this.tiling, toWorking)) {
+      boxes = this.detector.merge(frame);
     } else {
-      const frame = await this.detector.detectFrame(decoded.working, opts.scoreThreshold);
-      // The preview's pixels -> the working size's, where a tiles pass would run.
-      const toWorking =
-        Math.min(1, this.limits.workingMaxSide / Math.max(decoded.width, decoded.height)) / decoded.scale;
-      if (!this.detector.wantsTiles(decoded.working, frame, this.tiling, toWorking)) boxes = this.detector.merge(frame);
+      if (workingSize) {
+        this.timings.detect += performance.now() - start;
+        source = await workingSize();
+        start = performance.now();
+        // The full-frame pass saw the image at the model's 256 px whatever the decode: its boxes carry over.
+        frame = frame.map((b) => scaleBox(b, source.scale / decoded.scale));
+      }
+      const largest =
+        this.closeUp && opts.maxFaces === 1 && this.tiling === 'auto'
+          ? this.select(this.detector.merge(frame), source.scale, opts)[0]
+          : undefined;
+      boxes = largest
+        ? await this.detector.detectAround(source.working, largest.b, frame, threshold)
+        : await this.detector.detectTiles(source.working, frame, threshold);
     }
     this.timings.detect += performance.now() - start;
 
-    const candidates = boxes ? this.select(boxes, decoded.scale, opts) : [];
-    const previewTooSmall =
-      boxes === undefined || candidates.some(({ b }) => similarityScale(this.transformOf(b)) > PREVIEW_CROP_MAX_SCALE);
-    if (workingSize && previewTooSmall) return this.findFaces(await workingSize(), options);
+    let candidates = this.select(boxes, source.scale, opts);
+    if (
+      workingSize &&
+      source === decoded &&
+      candidates.some(({ b }) => similarityScale(this.transformOf(b)) > PREVIEW_CROP_MAX_SCALE)
+    ) {
+      // A face too small in the preview for a sharp 112 px crop: the crops come from the working size.
+      source = await workingSize();
+      const factor = source.scale / decoded.scale;
+      candidates = candidates.map(({ b, size }) => ({ b: scaleBox(b, factor), size }));
+    }
 
     const alignStart = performance.now();
     const faces: AlignedFace[] = [];
-    for (const { b, size } of candidates) faces.push(await this.describe(decoded, b, size));
+    for (const { b, size } of candidates) faces.push(await this.describe(source, b, size));
     this.timings.align += performance.now() - alignStart;
     return faces;
   }

@@ -117,6 +117,18 @@ export interface ScoredBox {
   keypoints: number[];
 }
 
+/** The box in pixels `factor` times larger (another decode of the same image). */
+export function scaleBox(b: ScoredBox, factor: number): ScoredBox {
+  return {
+    x1: b.x1 * factor,
+    y1: b.y1 * factor,
+    x2: b.x2 * factor,
+    y2: b.y2 * factor,
+    score: b.score,
+    keypoints: b.keypoints.map((k) => k * factor),
+  };
+}
+
 export function iou(a: ScoredBox, b: ScoredBox): number {
   const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
   const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
