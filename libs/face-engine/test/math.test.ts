@@ -146,6 +146,16 @@ describe('tensor normalisation', () => {
     expect(data[4]).toBeCloseTo(1);
   });
 
+  it('NCHW RGB and NHWC BGR put each channel where its layout says', () => {
+    const spec = { name: 'x', width: 2, height: 1, mean: 0, std: 1 } as const;
+    const chw = toTensor(rgb, { ...spec, layout: 'NCHW', channels: 'RGB' });
+    expect(chw.dims).toEqual([1, 3, 1, 2]);
+    expect(Array.from(chw.data as Float32Array)).toEqual([255, 0, 0, 255, 127, 0]);
+    const hwc = toTensor(rgb, { ...spec, layout: 'NHWC', channels: 'BGR' });
+    expect(hwc.dims).toEqual([1, 1, 2, 3]);
+    expect(Array.from(hwc.data as Float32Array)).toEqual([127, 0, 255, 0, 255, 0]);
+  });
+
   it('L2-normalises', () => {
     expect(Array.from(l2Normalise(Float32Array.from([3, 4])))).toEqual([0.6000000238418579, 0.800000011920929]);
   });
