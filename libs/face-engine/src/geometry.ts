@@ -78,16 +78,32 @@ export function warpSimilarity(
   const sw = src.width;
   const sh = src.height;
   const sdata = src.data;
+  const { a, b, tx, ty } = inv;
   for (let v = 0; v < height; v++) {
     for (let u = 0; u < width; u++) {
-      const x = inv.a * u - inv.b * v + inv.tx;
-      const y = inv.b * u + inv.a * v + inv.ty;
+      const x = a * u - b * v + tx;
+      const y = b * u + a * v + ty;
       const x0 = Math.floor(x);
       const y0 = Math.floor(y);
       const o = (v * width + u) * 3;
       if (x0 < -1 || y0 < -1 || x0 >= sw || y0 >= sh) continue;
       const dx = x - x0;
       const dy = y - y0;
+      if (x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh) {
+        // All four neighbours inside (nearly every pixel): read them directly, no bounds checks per channel.
+        const i00 = (y0 * sw + x0) * 3;
+        const i01 = i00 + sw * 3;
+        for (let c = 0; c < 3; c++) {
+          const p00 = sdata[i00 + c];
+          const p10 = sdata[i00 + 3 + c];
+          const p01 = sdata[i01 + c];
+          const p11 = sdata[i01 + 3 + c];
+          const top = p00 + (p10 - p00) * dx;
+          const bottom = p01 + (p11 - p01) * dx;
+          out[o + c] = Math.round(top + (bottom - top) * dy);
+        }
+        continue;
+      }
       for (let c = 0; c < 3; c++) {
         const p00 = pixel(sdata, sw, sh, x0, y0, c);
         const p10 = pixel(sdata, sw, sh, x0 + 1, y0, c);

@@ -118,6 +118,37 @@ describe('similarity transform', () => {
     const src = { data: Uint8Array.from({ length: 4 * 4 * 3 }, (_, i) => i * 5), width: 4, height: 4 };
     expect(Array.from(warpSimilarity(src, { a: 1, b: 0, tx: 0, ty: 0 }, 4, 4))).toEqual(Array.from(src.data));
   });
+
+  it('samples bilinearly, black outside the image, inside and along the edges alike', () => {
+    const width = 20;
+    const height = 15;
+    const src = { data: Uint8Array.from({ length: width * height * 3 }, (_, i) => (i * 37) % 251), width, height };
+    // Rotated, scaled and shifted so that the output covers pixels inside, on the border and outside the source.
+    const t = { a: 1.1 * Math.cos(0.3), b: 1.1 * Math.sin(0.3), tx: -3.5, ty: 2.25 };
+    const at = (x: number, y: number, c: number) =>
+      x < 0 || y < 0 || x >= width || y >= height ? 0 : src.data[(y * width + x) * 3 + c];
+    const inv = invertSimilarity(t);
+    const expected: number[] = [];
+    for (let v = 0; v < 24; v++) {
+      for (let u = 0; u < 24; u++) {
+        const x = inv.a * u - inv.b * v + inv.tx;
+        const y = inv.b * u + inv.a * v + inv.ty;
+        const [x0, y0] = [Math.floor(x), Math.floor(y)];
+        for (let c = 0; c < 3; c++) {
+          if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) {
+            expected.push(0);
+            continue;
+          }
+          const top = at(x0, y0, c) + (at(x0 + 1, y0, c) - at(x0, y0, c)) * (x - x0);
+          const bottom = at(x0, y0 + 1, c) + (at(x0 + 1, y0 + 1, c) - at(x0, y0 + 1, c)) * (x - x0);
+          expected.push(Math.round(top + (bottom - top) * (y - y0)));
+        }
+      }
+    }
+    const out = Array.from(warpSimilarity(src, t, 24, 24));
+    expect(out).toEqual(expected);
+    expect(out.filter((p) => p === 0).length).toBeGreaterThan(24 * 3); // some of it fell outside
+  });
 });
 
 describe('tensor normalisation', () => {
