@@ -89,44 +89,53 @@ for (const spec of values.pools.split(',')) {
   });
 }
 
-// One face per photo (search, import), with and without the small first decode, alternating to share the noise.
-const previewRuns = { 0: [], 512: [] };
-for (let r = 0; r < 2; r++) {
-  for (const side of [0, 512]) {
-    previewRuns[side].push((await rawComputeRate(files, { maxFaces: 1, previewMaxSide: side })).images_per_s);
+/** The all-cores rate of one face per photo for each engine option set, alternating twice to share the noise; best of each. */
+async function alternatingRates(variants) {
+  const rates = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
+  for (let r = 0; r < 2; r++) {
+    for (const [name, options] of Object.entries(variants)) {
+      rates[name].push((await rawComputeRate(files, { maxFaces: 1, ...options })).images_per_s);
+    }
   }
+  return Object.fromEntries(Object.entries(rates).map(([name, v]) => [name, Math.max(...v)]));
 }
-const best = (v) => Math.max(...v);
+
+/**
+ * Every photo through two engines (options `a` and `b`, one ONNX thread each): the photos where they find as many
+ * faces, the cosine between the two vectors of each face (sorted), and the detector runs each made.
+ */
+async function compareEngines(a, b, analyzeOptions = {}) {
+  const engines = [await FaceEngine.create({ threads: 1, ...a }), await FaceEngine.create({ threads: 1, ...b })];
+  const detectorRuns = [0, 0];
+  for (const [k, e] of engines.entries()) {
+    const session = e.detector.session;
+    const run = session.run.bind(session);
+    session.run = (...args) => {
+      detectorRuns[k]++;
+      return run(...args);
+    };
+  }
+  const cosines = [];
+  let sameCount = 0;
+  for (const image of images) {
+    const [x, y] = await Promise.all(engines.map((e) => e.analyze(image, analyzeOptions)));
+    if (x.faces.length === y.faces.length) sameCount++;
+    for (const [i, face] of y.faces.entries()) {
+      if (x.faces[i]) cosines.push(cosineSimilarity(face.embedding, x.faces[i].embedding));
+    }
+  }
+  await Promise.all(engines.map((e) => e.close()));
+  return { sameCount, cosines: cosines.sort((p, q) => p - q), detectorRuns };
+}
+
+// One face per photo (search, import), with and without the small first decode.
+const previewRates = await alternatingRates({ preview_0: { previewMaxSide: 0 }, preview_512: { previewMaxSide: 512 } });
 
 // The largest face only (max_faces 1: search, compare, enrolment, import): a close-up around it or the tiles when it
-// is small in the full frame, alternating; then how far its vector moves, and how often each needs a second pass.
-const closeUpRuns = { true: [], false: [] };
-for (let r = 0; r < 2; r++) {
-  for (const closeUp of [false, true]) {
-    closeUpRuns[closeUp].push((await rawComputeRate(files, { maxFaces: 1, closeUp })).images_per_s);
-  }
-}
-const closer = await FaceEngine.create({ threads: 1 });
-const tiled = await FaceEngine.create({ threads: 1, closeUp: false });
-const closeUpCosines = [];
-const modelRuns = { true: 0, false: 0 };
-for (const [closeUp, e] of [
-  [true, closer],
-  [false, tiled],
-]) {
-  const session = e.detector.session;
-  const run = session.run.bind(session);
-  session.run = (...args) => {
-    modelRuns[closeUp]++;
-    return run(...args);
-  };
-}
-for (const image of images) {
-  const [a, b] = await Promise.all([closer.analyze(image, { maxFaces: 1 }), tiled.analyze(image, { maxFaces: 1 })]);
-  if (a.faces[0] && b.faces[0]) closeUpCosines.push(cosineSimilarity(a.faces[0].embedding, b.faces[0].embedding));
-}
-await Promise.all([closer.close(), tiled.close()]);
-closeUpCosines.sort((x, y) => x - y);
+// is small in the full frame; then how far its vector moves, and how often each needs a second pass.
+const closeUpRates = await alternatingRates({ tiles: { closeUp: false }, close_up: { closeUp: true } });
+const closeUpCompared = await compareEngines({}, { closeUp: false }, { maxFaces: 1 });
+const closeUpCosines = closeUpCompared.cosines;
 const moved = closeUpCosines.filter((c) => c < 0.9999);
 
 // Which sees a small face better, on labelled photos: each portrait of faces/ shrunk and pasted in the middle of a
@@ -202,19 +211,7 @@ if (portraits.length > 0 && scales.length > 0) {
 }
 
 // What the small first decode changes in the answers: every face of every photo with and without it.
-const withPreview = await FaceEngine.create({ threads: 1 });
-const without = await FaceEngine.create({ threads: 1, previewMaxSide: 0 });
-const cosines = [];
-let sameCount = 0;
-for (const image of images) {
-  const [a, b] = await Promise.all([withPreview.analyze(image), without.analyze(image)]);
-  if (a.faces.length === b.faces.length) sameCount++;
-  for (const [i, face] of b.faces.entries()) {
-    if (a.faces[i]) cosines.push(cosineSimilarity(face.embedding, a.faces[i].embedding));
-  }
-}
-await Promise.all([withPreview.close(), without.close()]);
-cosines.sort((x, y) => x - y);
+const { sameCount, cosines } = await compareEngines({}, { previewMaxSide: 0 });
 
 const report = {
   source,
@@ -233,9 +230,13 @@ const report = {
   all_cores_images_per_s: all.images_per_s,
   all_cores_faces_per_s: all.faces_per_s,
   one_process_pools: pools,
-  one_face_all_cores_images_per_s: { preview_0: best(previewRuns[0]), preview_512: best(previewRuns[512]) },
-  largest_face_all_cores_images_per_s: { tiles: best(closeUpRuns.false), close_up: best(closeUpRuns.true) },
-  largest_face_detector_runs: { tiles: modelRuns.false, close_up: modelRuns.true, photos: images.length },
+  one_face_all_cores_images_per_s: previewRates,
+  largest_face_all_cores_images_per_s: closeUpRates,
+  largest_face_detector_runs: {
+    tiles: closeUpCompared.detectorRuns[1],
+    close_up: closeUpCompared.detectorRuns[0],
+    photos: images.length,
+  },
   close_up_fidelity: {
     faces_compared: closeUpCosines.length,
     faces_moved: moved.length,

@@ -52,20 +52,20 @@ export class BlazeFaceDetector {
   }
 
   /**
-   * Whether the tiles pass should follow the full-frame boxes. `image` may be a smaller decode than the one the
-   * tiles would run on: `toTiled` is the factor from its pixels to those (the rule compares faces with the longer
-   * side, so only the minimum image size needs it).
+   * Whether a second pass (the tiles, or a close-up) should follow the full-frame boxes. `image` may be a smaller
+   * decode than the one the second pass would run on: `toSecond` is the factor from its pixels to those (the rule
+   * compares faces with the longer side, so only the minimum image size needs it).
    */
-  wantsTiles(
+  wantsSecondPass(
     image: { width: number; height: number },
     frame: ScoredBox[],
     tiling: DetectorOptions['tiling'],
-    toTiled = 1,
+    toSecond = 1,
   ): boolean {
     if (tiling !== 'auto') return tiling === 'always';
     const longer = Math.max(image.width, image.height);
     const largest = Math.max(0, ...frame.map((b) => Math.max(b.x2 - b.x1, b.y2 - b.y1)));
-    return longer * toTiled >= 2 * this.manifest.input.width && largest < longer * SMALL_FACE_SHARE;
+    return longer * toSecond >= 2 * this.manifest.input.width && largest < longer * SMALL_FACE_SHARE;
   }
 
   /**

@@ -214,7 +214,7 @@ export class FaceEngine implements LocalFaceEngine {
       : 1;
     let source = decoded;
     let boxes: ScoredBox[];
-    if (!this.detector.wantsTiles(decoded.working, frame, this.tiling, toWorking)) {
+    if (!this.detector.wantsSecondPass(decoded.working, frame, this.tiling, toWorking)) {
       boxes = this.detector.merge(frame);
     } else {
       if (workingSize) {

@@ -89,26 +89,15 @@ export function warpSimilarity(
       if (x0 < -1 || y0 < -1 || x0 >= sw || y0 >= sh) continue;
       const dx = x - x0;
       const dy = y - y0;
-      if (x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh) {
-        // All four neighbours inside (nearly every pixel): read them directly, no bounds checks per channel.
-        const i00 = (y0 * sw + x0) * 3;
-        const i01 = i00 + sw * 3;
-        for (let c = 0; c < 3; c++) {
-          const p00 = sdata[i00 + c];
-          const p10 = sdata[i00 + 3 + c];
-          const p01 = sdata[i01 + c];
-          const p11 = sdata[i01 + 3 + c];
-          const top = p00 + (p10 - p00) * dx;
-          const bottom = p01 + (p11 - p01) * dx;
-          out[o + c] = Math.round(top + (bottom - top) * dy);
-        }
-        continue;
-      }
+      // All four neighbours inside (nearly every pixel): read directly, without a bounds check per read.
+      const inside = x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh;
+      const i00 = (y0 * sw + x0) * 3;
+      const i01 = i00 + sw * 3;
       for (let c = 0; c < 3; c++) {
-        const p00 = pixel(sdata, sw, sh, x0, y0, c);
-        const p10 = pixel(sdata, sw, sh, x0 + 1, y0, c);
-        const p01 = pixel(sdata, sw, sh, x0, y0 + 1, c);
-        const p11 = pixel(sdata, sw, sh, x0 + 1, y0 + 1, c);
+        const p00 = inside ? sdata[i00 + c] : pixel(sdata, sw, sh, x0, y0, c);
+        const p10 = inside ? sdata[i00 + 3 + c] : pixel(sdata, sw, sh, x0 + 1, y0, c);
+        const p01 = inside ? sdata[i01 + c] : pixel(sdata, sw, sh, x0, y0 + 1, c);
+        const p11 = inside ? sdata[i01 + 3 + c] : pixel(sdata, sw, sh, x0 + 1, y0 + 1, c);
         const top = p00 + (p10 - p00) * dx;
         const bottom = p01 + (p11 - p01) * dx;
         out[o + c] = Math.round(top + (bottom - top) * dy);

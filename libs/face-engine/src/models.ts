@@ -131,9 +131,9 @@ export function toTensor(rgb: Uint8Array, spec: TensorInputSpec): ort.Tensor {
     for (let i = 0; i < out.length; i++) out[i] = (rgb[i] - mean) * inv;
   } else {
     for (let j = 0; j < out.length; j += 3) {
-      out[j] = (rgb[j + 2] - mean) * inv;
+      out[j] = (rgb[j + first] - mean) * inv;
       out[j + 1] = (rgb[j + 1] - mean) * inv;
-      out[j + 2] = (rgb[j] - mean) * inv;
+      out[j + 2] = (rgb[j + third] - mean) * inv;
     }
   }
   return new ort.Tensor('float32', out, [1, height, width, 3]);
