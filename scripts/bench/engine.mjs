@@ -9,6 +9,9 @@
 // per photo and the cosine between the two embeddings of each face. And for the largest face only (max_faces 1): a
 // close-up around a small face (the default) against the tiles (closeUp false), the rate and how far its vector moves,
 // and which recognises better on portraits shrunk into a larger canvas (--small-faces K,..., default 2,3,5; '' skips).
+// And the models' PRelu nodes rewritten into ops ORT fuses (the default, graph-rewrite.ts) against the graph as it is
+// (rewriteGraphs false): ms per embedding on the same crops in turn, the all-cores rate, and the cosine between the
+// two vectors of every face.
 // Usage: pnpm bench:engine [--rounds N] [--pools 2x1,1x2] [--small-faces 2,3,5]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -138,6 +141,26 @@ const closeUpCompared = await compareEngines({}, { closeUp: false }, { maxFaces:
 const closeUpCosines = closeUpCompared.cosines;
 const moved = closeUpCosines.filter((c) => c < 0.9999);
 
+// The PRelu rewrite: the embedder alone on the same aligned crops, the two engines in turn per crop; then the
+// all-cores rate of one face per photo, and how far any vector moves.
+const preluEngines = {
+  as_is: await FaceEngine.create({ threads: 1, rewriteGraphs: false }),
+  rewritten: await FaceEngine.create({ threads: 1 }),
+};
+const crops = [];
+for (const image of images) crops.push(...(await preluEngines.as_is.detectAligned(image)).faces.map((f) => f.crop));
+const embedMs = { as_is: [], rewritten: [] };
+for (const crop of [...crops.slice(0, 5), ...crops, ...crops]) {
+  for (const [name, e] of Object.entries(preluEngines)) {
+    const start = performance.now();
+    await e.embed([crop]);
+    embedMs[name].push(performance.now() - start);
+  }
+}
+await Promise.all(Object.values(preluEngines).map((e) => e.close()));
+const preluRates = await alternatingRates({ prelu_as_is: { rewriteGraphs: false }, prelu_rewritten: {} });
+const preluCompared = await compareEngines({}, { rewriteGraphs: false });
+
 // Which sees a small face better, on labelled photos: each portrait of faces/ shrunk and pasted in the middle of a
 // grey canvas K times its size (at most 2400 px), its largest face analysed with the close-up and with the tiles;
 // per variant, the mean cosine of same-identity pairs, the worst, the accuracy at the calibrated threshold over all
@@ -244,6 +267,13 @@ const report = {
     cosine_median_of_moved: moved.length ? Math.round(median(moved) * 10000) / 10000 : null,
   },
   small_faces: smallFaces,
+  prelu_rewrite: {
+    crops: crops.length,
+    embed_ms_median: { as_is: median(embedMs.as_is.slice(5)), rewritten: median(embedMs.rewritten.slice(5)) },
+    one_face_all_cores_images_per_s: preluRates,
+    faces_compared: preluCompared.cosines.length,
+    cosine_min: Math.round(preluCompared.cosines[0] * 1e6) / 1e6,
+  },
   preview_fidelity: {
     photos_with_the_same_face_count: sameCount,
     photos: images.length,
@@ -293,4 +323,11 @@ for (const row of smallFaces) {
     );
   }
 }
+const pr = report.prelu_rewrite;
+console.log(
+  `PRelu rewritten: embed ${pr.embed_ms_median.rewritten} ms per face, ${pr.embed_ms_median.as_is} as it is (median of ${pr.crops} crops x2, in turn): x${Math.round((pr.embed_ms_median.as_is / pr.embed_ms_median.rewritten) * 100) / 100}`,
+);
+console.log(
+  `one face per photo, ${cores} processes: ${pr.one_face_all_cores_images_per_s.prelu_rewritten} images/s rewritten, ${pr.one_face_all_cores_images_per_s.prelu_as_is} as it is (best of 2 each): x${Math.round((pr.one_face_all_cores_images_per_s.prelu_rewritten / pr.one_face_all_cores_images_per_s.prelu_as_is) * 100) / 100}; cosine between the two vectors of each face (${pr.faces_compared}): min ${pr.cosine_min}`,
+);
 console.log(JSON.stringify(report));

@@ -682,10 +682,7 @@ export function loadEngine() {
  * one process per core, each taking every `cores`-th image of `files` (repeated as listed). Returns images/s and
  * faces/s over the wall time of the slowest worker.
  */
-export async function rawComputeRate(
-  files,
-  { cores = availableParallelism(), maxFaces = 1, previewMaxSide, closeUp } = {},
-) {
+export async function rawComputeRate(files, { cores = availableParallelism(), maxFaces = 1, ...engineOptions } = {}) {
   const worker = join(ROOT, 'scripts/bench/raw-worker.mjs');
   const children = Array.from({ length: cores }, () =>
     fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
@@ -699,7 +696,7 @@ export async function rawComputeRate(
         }),
     );
     for (const [i, c] of children.entries())
-      c.send({ files: files.filter((_, j) => j % cores === i), maxFaces, previewMaxSide, closeUp });
+      c.send({ files: files.filter((_, j) => j % cores === i), maxFaces, engineOptions });
     await Promise.all(ready);
     const start = performance.now();
     const results = await Promise.all(

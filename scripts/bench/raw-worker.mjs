@@ -1,13 +1,13 @@
 // A child of rawComputeRate (lib.mjs): gets a list of photo paths, loads them, warms up, then on 'go' analyses each
-// once with FaceEngine (1 ONNX thread; previewMaxSide and closeUp as given) and answers { images, faces }. Not run by
+// once with FaceEngine (1 ONNX thread; other FaceEngine options as given) and answers { images, faces }. Not run by
 // itself.
 import { readFileSync } from 'node:fs';
 import { loadEngine } from './lib.mjs';
 
 const { FaceEngine } = loadEngine();
 
-process.once('message', async ({ files, maxFaces, previewMaxSide, closeUp }) => {
-  const engine = await FaceEngine.create({ threads: 1, previewMaxSide, closeUp });
+process.once('message', async ({ files, maxFaces, engineOptions }) => {
+  const engine = await FaceEngine.create({ ...engineOptions, threads: 1 });
   const images = files.map((f) => readFileSync(f));
   for (const image of images.slice(0, 3)) await engine.analyze(image, { maxFaces }).catch(() => undefined);
   process.send({ ready: true });

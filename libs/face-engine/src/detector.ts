@@ -3,7 +3,7 @@ import sharp from 'sharp';
 import { blazefaceAnchors, decodeBlazeface } from './blazeface';
 import { iou, type ScoredBox, weightedNms } from './geometry';
 import type { RgbImage } from './image';
-import { type DetectorManifest, openSession, toTensor } from './models';
+import { type DetectorManifest, openSession, type SessionOptions, toTensor } from './models';
 
 export interface Region {
   left: number;
@@ -42,8 +42,13 @@ export class BlazeFaceDetector {
     this.anchors = blazefaceAnchors(manifest.grids);
   }
 
-  static async open(manifest: DetectorManifest, path: string, threads: number): Promise<BlazeFaceDetector> {
-    return new BlazeFaceDetector(await openSession(manifest, path, threads), manifest);
+  static async open(
+    manifest: DetectorManifest,
+    path: string,
+    threads: number,
+    options: SessionOptions = {},
+  ): Promise<BlazeFaceDetector> {
+    return new BlazeFaceDetector(await openSession(manifest, path, threads, options), manifest);
   }
 
   /** The full-frame pass alone (boxes before NMS): the image is shrunk to the model's input anyway. */

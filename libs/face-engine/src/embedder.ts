@@ -1,5 +1,5 @@
 import type * as ort from 'onnxruntime-node';
-import { type EmbedderManifest, openSession, toTensor } from './models';
+import { type EmbedderManifest, openSession, type SessionOptions, toTensor } from './models';
 
 /** An ArcFace-style embedder: aligned RGB crop in, L2-normalised vector out. */
 export class OnnxEmbedder {
@@ -8,8 +8,13 @@ export class OnnxEmbedder {
     readonly manifest: EmbedderManifest,
   ) {}
 
-  static async open(manifest: EmbedderManifest, path: string, threads: number): Promise<OnnxEmbedder> {
-    return new OnnxEmbedder(await openSession(manifest, path, threads), manifest);
+  static async open(
+    manifest: EmbedderManifest,
+    path: string,
+    threads: number,
+    options: SessionOptions = {},
+  ): Promise<OnnxEmbedder> {
+    return new OnnxEmbedder(await openSession(manifest, path, threads, options), manifest);
   }
 
   get dim(): number {

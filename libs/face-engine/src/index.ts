@@ -4,6 +4,7 @@ export * from './detector';
 export * from './embedder';
 export * from './engine';
 export * from './geometry';
+export * from './graph-rewrite';
 export * from './image';
 export * from './models';
 export * from './pool';

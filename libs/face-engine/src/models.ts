@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { FaceSearchError } from '@facesearch/common';
 import * as ort from 'onnxruntime-node';
+import { rewritePRelu } from './graph-rewrite';
 
 export interface TensorInputSpec {
   name: string;
@@ -75,11 +76,20 @@ function readOrFail(path: string, what: string): string {
   return readFileSync(path, 'utf8');
 }
 
-/** Opens an ONNX session after checking that the file exists and matches its pinned checksum. */
+export interface SessionOptions {
+  /** Rewrite the graph's PRelu nodes into fast equivalents (graph-rewrite.ts) before loading. Default true. */
+  rewrite?: boolean;
+}
+
+/**
+ * Opens an ONNX session after checking that the file exists and matches its pinned checksum (of the file: the
+ * rewrite happens in memory).
+ */
 export async function openSession(
   manifest: ModelManifest,
   path: string,
   threads: number,
+  options: SessionOptions = {},
 ): Promise<ort.InferenceSession> {
   if (!existsSync(path)) {
     throw new FaceSearchError(
@@ -99,13 +109,32 @@ export async function openSession(
       );
     }
   }
-  return ort.InferenceSession.create(bytes, {
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
-  });
+  };
+  const session = options.rewrite === false ? undefined : await openRewritten(bytes, sessionOptions);
+  return session ?? ort.InferenceSession.create(bytes, sessionOptions);
+}
+
+/**
+ * The session of the model with its PRelu nodes rewritten; undefined when it has none, or when the rewrite or
+ * onnxruntime refuses it (a PRelu on other than an NCHW input, a file this reader cannot walk): the original then
+ * loads as it is, and reports its own errors.
+ */
+async function openRewritten(
+  bytes: Uint8Array,
+  sessionOptions: ort.InferenceSession.SessionOptions,
+): Promise<ort.InferenceSession | undefined> {
+  try {
+    const { model, rewritten } = rewritePRelu(bytes);
+    return rewritten > 0 ? await ort.InferenceSession.create(model, sessionOptions) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

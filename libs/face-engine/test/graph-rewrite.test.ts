@@ -1,0 +1,179 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_MODEL_DIR, type ModelManifest, openSession, rewritePRelu } from '@facesearch/face-engine';
+import * as ort from 'onnxruntime-node';
+import { Writer } from 'protobufjs/minimal';
+import { describe, expect, it } from 'vitest';
+
+const pinned: ModelManifest[] = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'manifest.json'), 'utf8')).models;
+
+/** Opens `bytes` as a model file twice: as it is and with the rewrite (the default). */
+async function bothSessions(bytes: Uint8Array, manifest: ModelManifest) {
+  const path = join(mkdtempSync(join(tmpdir(), 'rewrite-')), 'model.onnx');
+  writeFileSync(path, bytes);
+  const { sha256: _sha, ...unpinned } = manifest;
+  return {
+    original: await openSession(unpinned as ModelManifest, path, 1, { rewrite: false }),
+    rewritten: await openSession(unpinned as ModelManifest, path, 1),
+  };
+}
+
+async function outputsOf(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
+  const out = await session.run(feeds);
+  return out[session.outputNames[0]].data as Float32Array;
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+  return max;
+}
+
+/** Deterministic values in [-range, range). */
+function values(n: number, seed: number, range = 1): Float32Array {
+  let s = seed;
+  return Float32Array.from({ length: n }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return (s / 2147483648 - 0.5) * 2 * range;
+  });
+}
+
+// A minimal ONNX writer for test graphs (field numbers of onnx.proto), independent of the code under test.
+const field = (w: Writer, no: number, wire: number) => w.uint32((no << 3) | wire);
+function message(build: (w: Writer) => void): Uint8Array {
+  const w = Writer.create();
+  build(w);
+  return w.finish();
+}
+const tensorType = (dims: number[]) =>
+  message((t) => {
+    const shape = message((s) => {
+      for (const d of dims) field(s, 1, 2).bytes(message((dim) => field(dim, 1, 0).int64(d)));
+    });
+    field(t, 1, 2).bytes(
+      message((tt) => {
+        field(tt, 1, 0).int32(1);
+        field(tt, 2, 2).bytes(shape);
+      }),
+    );
+  });
+const valueInfo = (name: string, dims: number[]) =>
+  message((v) => {
+    field(v, 1, 2).string(name);
+    field(v, 2, 2).bytes(tensorType(dims));
+  });
+const initializer = (name: string, dims: number[], data: Float32Array) =>
+  message((t) => {
+    for (const d of dims) field(t, 1, 0).int64(d);
+    field(t, 2, 0).int32(1);
+    field(t, 8, 2).string(name);
+    field(t, 9, 2).bytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  });
+const node = (opType: string, inputs: string[], outputs: string[], attributes: Uint8Array[] = []) =>
+  message((n) => {
+    for (const i of inputs) field(n, 1, 2).string(i);
+    for (const o of outputs) field(n, 2, 2).string(o);
+    field(n, 4, 2).string(opType);
+    for (const a of attributes) field(n, 5, 2).bytes(a);
+  });
+function model(graph: { nodes: Uint8Array[]; initializers: Uint8Array[]; input: Uint8Array; output: Uint8Array }) {
+  return message((m) => {
+    field(m, 1, 0).int64(7);
+    field(m, 8, 2).bytes(
+      message((o) => {
+        field(o, 1, 2).string('');
+        field(o, 2, 0).int64(13);
+      }),
+    );
+    field(m, 7, 2).bytes(
+      message((g) => {
+        for (const n of graph.nodes) field(g, 1, 2).bytes(n);
+        field(g, 2, 2).string('test');
+        for (const i of graph.initializers) field(g, 5, 2).bytes(i);
+        field(g, 11, 2).bytes(graph.input);
+        field(g, 12, 2).bytes(graph.output);
+      }),
+    );
+  });
+}
+
+const embedder = pinned.find((m) => m.role === 'embedder') as ModelManifest;
+const detector = pinned.find((m) => m.role === 'detector') as ModelManifest;
+
+describe('PRelu rewrite (graph-rewrite.ts)', () => {
+  it('keeps the function of per-channel and shared slopes, negative and above 1 included', async () => {
+    const channels = 4;
+    const bytes = model({
+      nodes: [
+        node('Conv', ['x', 'w', 'b'], ['c']),
+        node('PRelu', ['c', 'per_channel'], ['p']),
+        node('PRelu', ['p', 'shared'], ['y']),
+      ],
+      initializers: [
+        initializer('w', [channels, channels, 1, 1], values(channels * channels, 1)),
+        initializer('b', [channels], values(channels, 2)),
+        initializer('per_channel', [channels, 1, 1], Float32Array.of(-1.3, 0, 0.25, 1.2)),
+        initializer('shared', [1], Float32Array.of(0.1)),
+      ],
+      input: valueInfo('x', [1, channels, 6, 5]),
+      output: valueInfo('y', [1, channels, 6, 5]),
+    });
+    const { rewritten, model: rewrittenBytes } = rewritePRelu(bytes);
+    expect(rewritten).toBe(2);
+    expect(rewrittenBytes.length).toBeGreaterThan(bytes.length);
+
+    const sessions = await bothSessions(bytes, embedder);
+    const x = new ort.Tensor('float32', values(channels * 30, 3, 4), [1, channels, 6, 5]);
+    const [before, after] = [await outputsOf(sessions.original, { x }), await outputsOf(sessions.rewritten, { x })];
+    expect(before.some((v) => v < 0)).toBe(true);
+    expect(maxAbsDiff(before, after)).toBeLessThan(1e-5);
+  });
+
+  it('falls back to the model as it is when onnxruntime refuses the rewrite (a PRelu on a 3-d input)', async () => {
+    const bytes = model({
+      nodes: [node('PRelu', ['x', 'slope'], ['y'])],
+      initializers: [initializer('slope', [3, 1, 1], Float32Array.of(0.5, -0.5, 2))],
+      input: valueInfo('x', [1, 3, 7]),
+      output: valueInfo('y', [3, 3, 7]),
+    });
+    expect(rewritePRelu(bytes).rewritten).toBe(1);
+    const sessions = await bothSessions(bytes, embedder);
+    const x = new ort.Tensor('float32', values(21, 4), [1, 3, 7]);
+    const [before, after] = [await outputsOf(sessions.original, { x }), await outputsOf(sessions.rewritten, { x })];
+    expect(after).toEqual(before);
+  });
+
+  it('leaves a model without PRelu untouched (the detector) and unreadable bytes to onnxruntime', async () => {
+    const bytes = readFileSync(join(DEFAULT_MODEL_DIR, detector.file));
+    const result = rewritePRelu(bytes);
+    expect(result.rewritten).toBe(0);
+    expect(result.model).toBe(bytes);
+    const path = join(mkdtempSync(join(tmpdir(), 'rewrite-')), 'model.onnx');
+    writeFileSync(path, Buffer.from('not an onnx model, not even protobuf \xff\xff\xff'));
+    const { sha256: _sha, ...unpinned } = embedder;
+    await expect(openSession(unpinned as ModelManifest, path, 1)).rejects.toThrow();
+  });
+
+  it('gives the pinned embedder the same vectors, its 33 PRelu rewritten', async () => {
+    const bytes = readFileSync(join(DEFAULT_MODEL_DIR, embedder.file));
+    expect(rewritePRelu(bytes).rewritten).toBe(33);
+    const sessions = await bothSessions(bytes, embedder);
+    for (const seed of [5, 6, 7]) {
+      const input = new ort.Tensor('float32', values(3 * 112 * 112, seed), [1, 3, 112, 112]);
+      const [before, after] = [
+        await outputsOf(sessions.original, { input }),
+        await outputsOf(sessions.rewritten, { input }),
+      ];
+      let [dot, na, nb] = [0, 0, 0];
+      for (let i = 0; i < before.length; i++) {
+        dot += before[i] * after[i];
+        na += before[i] ** 2;
+        nb += after[i] ** 2;
+      }
+      expect(dot / Math.sqrt(na * nb)).toBeGreaterThan(0.99999);
+      expect(maxAbsDiff(before, after)).toBeLessThan(1e-3 * Math.sqrt(na / before.length) + 1e-6);
+    }
+  });
+});
