@@ -11,7 +11,8 @@
 // and which recognises better on portraits shrunk into a larger canvas (--small-faces K,..., default 2,3,5; '' skips).
 // And the models' PRelu nodes rewritten into ops ORT fuses (the default, graph-rewrite.ts) against the graph as it is
 // (rewriteGraphs false): ms per embedding on the same crops in turn, the all-cores rate, and the cosine between the
-// two vectors of every face.
+// two vectors of every face. And the photos that embed an sRGB ICC profile decoded without the conversion (the
+// default, icc.ts) and through it, in turn: ms per decode and whether the pixels are the same.
 // Usage: pnpm bench:engine [--rounds N] [--pools 2x1,1x2] [--small-faces 2,3,5]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +20,9 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { identityOf, listPhotos, rawComputeRate, require, ROOT as root } from './lib.mjs';
 
-const { EnginePool, FaceEngine, median } = require(join(root, 'libs/face-engine/dist/index.js'));
+const { EnginePool, FaceEngine, decodeImage, inspectImage, median } = require(
+  join(root, 'libs/face-engine/dist/index.js'),
+);
 const { cosineSimilarity } = require(join(root, 'libs/common/dist/index.js'));
 const { values } = parseArgs({
   options: {
@@ -161,6 +164,24 @@ await Promise.all(Object.values(preluEngines).map((e) => e.close()));
 const preluRates = await alternatingRates({ prelu_as_is: { rewriteGraphs: false }, prelu_rewritten: {} });
 const preluCompared = await compareEngines({}, { rewriteGraphs: false });
 
+// Photos with an embedded sRGB profile: the working-size decode skipping the conversion (as inspected) and through it.
+const srgbDecode = { photos: 0, identical: 0, skipped_ms: [], converted_ms: [] };
+for (const image of images) {
+  const header = await inspectImage(image);
+  if (!header.srgbProfile) continue;
+  srgbDecode.photos++;
+  const variants = { skipped_ms: header, converted_ms: { ...header, srgbProfile: false } };
+  const pixels = {};
+  for (let r = 0; r < 4; r++) {
+    for (const [name, h] of Object.entries(variants)) {
+      const start = performance.now();
+      pixels[name] = (await decodeImage(image, undefined, { header: h })).working.data;
+      if (r > 0) srgbDecode[name].push(performance.now() - start);
+    }
+  }
+  if (pixels.skipped_ms.equals(pixels.converted_ms)) srgbDecode.identical++;
+}
+
 // Which sees a small face better, on labelled photos: each portrait of faces/ shrunk and pasted in the middle of a
 // grey canvas K times its size (at most 2400 px), its largest face analysed with the close-up and with the tiles;
 // per variant, the mean cosine of same-identity pairs, the worst, the accuracy at the calibrated threshold over all
@@ -267,6 +288,11 @@ const report = {
     cosine_median_of_moved: moved.length ? Math.round(median(moved) * 10000) / 10000 : null,
   },
   small_faces: smallFaces,
+  srgb_profile_decode: {
+    photos: srgbDecode.photos,
+    identical_pixels: srgbDecode.identical,
+    ms_median: { converted: median(srgbDecode.converted_ms), skipped: median(srgbDecode.skipped_ms) },
+  },
   prelu_rewrite: {
     crops: crops.length,
     embed_ms_median: { as_is: median(embedMs.as_is.slice(5)), rewritten: median(embedMs.rewritten.slice(5)) },
@@ -323,6 +349,10 @@ for (const row of smallFaces) {
     );
   }
 }
+const sd = report.srgb_profile_decode;
+console.log(
+  `embedded sRGB profile, ${sd.photos} photos: decode ${sd.ms_median.skipped} ms without the conversion, ${sd.ms_median.converted} through it (median, 3 each in turn); identical pixels ${sd.identical_pixels}/${sd.photos}`,
+);
 const pr = report.prelu_rewrite;
 console.log(
   `PRelu rewritten: embed ${pr.embed_ms_median.rewritten} ms per face, ${pr.embed_ms_median.as_is} as it is (median of ${pr.crops} crops x2, in turn): x${Math.round((pr.embed_ms_median.as_is / pr.embed_ms_median.rewritten) * 100) / 100}`,

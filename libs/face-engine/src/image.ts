@@ -1,5 +1,6 @@
 import { imageError } from '@facesearch/common';
 import sharp from 'sharp';
+import { isSrgbProfile } from './icc';
 
 /** An upright RGB image held as raw bytes (3 channels, row-major). */
 export interface RgbImage {
@@ -42,6 +43,8 @@ export interface ImageHeader {
   /** Size of the upright original, after EXIF orientation. */
   width: number;
   height: number;
+  /** It embeds an ICC profile that is sRGB's own (icc.ts): decoding skips the conversion, which changes no pixel. */
+  srgbProfile?: boolean;
 }
 
 /**
@@ -71,7 +74,7 @@ export async function inspectImage(
   const width = rotated ? rawHeight : rawWidth;
   const height = rotated ? rawWidth : rawHeight;
   if (width < MIN_SIDE || height < MIN_SIDE) throw imageError.tooSmall(width, height);
-  return { format, width, height };
+  return { format, width, height, srgbProfile: isSrgbProfile(meta.icc) };
 }
 
 /**
@@ -85,12 +88,17 @@ export async function decodeImage(
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
   options: { header?: ImageHeader; maxSide?: number } = {},
 ): Promise<DecodedImage> {
-  const { format, width, height } = options.header ?? (await inspectImage(input, limits));
+  const { format, width, height, srgbProfile } = options.header ?? (await inspectImage(input, limits));
   const scale = Math.min(1, (options.maxSide ?? limits.workingMaxSide) / Math.max(width, height));
   const targetWidth = Math.max(1, Math.round(width * scale));
   const targetHeight = Math.max(1, Math.round(height * scale));
   try {
-    const { data, info } = await sharp(input, { failOn: 'error', limitInputPixels: limits.maxPixels, pages: 1 })
+    const { data, info } = await sharp(input, {
+      failOn: 'error',
+      limitInputPixels: limits.maxPixels,
+      pages: 1,
+      ignoreIcc: srgbProfile === true,
+    })
       .rotate()
       .resize(targetWidth, targetHeight, { fit: 'fill', fastShrinkOnLoad: true })
       .flatten({ background: '#ffffff' })

@@ -5,6 +5,7 @@ export * from './embedder';
 export * from './engine';
 export * from './geometry';
 export * from './graph-rewrite';
+export * from './icc';
 export * from './image';
 export * from './models';
 export * from './pool';
