@@ -136,24 +136,6 @@ function classifySharpError(err: unknown) {
   return imageError.corrupt(message.split('\n')[0].replace(/^Vips\w*: /, ''));
 }
 
-/** Letterboxes an RGB image into a square of `size`, returning how to map points back. */
-export async function letterbox(
-  image: RgbImage,
-  size: number,
-): Promise<{ data: Buffer; scale: number; padX: number; padY: number }> {
-  const scale = size / Math.max(image.width, image.height);
-  const width = Math.max(1, Math.round(image.width * scale));
-  const height = Math.max(1, Math.round(image.height * scale));
-  const padX = Math.floor((size - width) / 2);
-  const padY = Math.floor((size - height) / 2);
-  const data = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .resize(width, height, { fit: 'fill' })
-    .extend({ top: padY, bottom: size - height - padY, left: padX, right: size - width - padX, background: '#000000' })
-    .raw()
-    .toBuffer();
-  return { data, scale: width / image.width, padX, padY };
-}
-
 /** Cuts a region out of an RGB image and resizes it (area-averaging when shrinking). */
 export async function cropResize(
   image: RgbImage,
