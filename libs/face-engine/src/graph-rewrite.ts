@@ -199,35 +199,22 @@ function readSlope(buf: Uint8Array): { name: string; values: Float32Array | null
 
 type Attribute = (writer: Writer) => void;
 
-function intAttr(name: string, value: number): Attribute {
-  return (w) =>
-    w
-      .uint32(tag(1, LENGTH_DELIMITED))
-      .string(name)
-      .uint32(tag(3, VARINT))
-      .int64(value)
-      .uint32(tag(20, VARINT))
-      .int32(ATTRIBUTE_INT);
-}
-
-function intsAttr(name: string, values: number[]): Attribute {
+/** An AttributeProto: its name, its value (written by `value`) and its type. */
+function attribute(name: string, type: number, value: (writer: Writer) => void): Attribute {
   return (w) => {
     w.uint32(tag(1, LENGTH_DELIMITED)).string(name);
-    for (const v of values) w.uint32(tag(8, VARINT)).int64(v);
-    w.uint32(tag(20, VARINT)).int32(ATTRIBUTE_INTS);
+    value(w);
+    w.uint32(tag(20, VARINT)).int32(type);
   };
 }
 
-function floatAttr(name: string, value: number): Attribute {
-  return (w) =>
-    w
-      .uint32(tag(1, LENGTH_DELIMITED))
-      .string(name)
-      .uint32(tag(2, FIXED32))
-      .float(value)
-      .uint32(tag(20, VARINT))
-      .int32(ATTRIBUTE_FLOAT);
-}
+const intAttr = (name: string, v: number) => attribute(name, ATTRIBUTE_INT, (w) => w.uint32(tag(3, VARINT)).int64(v));
+const floatAttr = (name: string, v: number) =>
+  attribute(name, ATTRIBUTE_FLOAT, (w) => w.uint32(tag(2, FIXED32)).float(v));
+const intsAttr = (name: string, values: number[]) =>
+  attribute(name, ATTRIBUTE_INTS, (w) => {
+    for (const v of values) w.uint32(tag(8, VARINT)).int64(v);
+  });
 
 function encodeNode(
   opType: string,
