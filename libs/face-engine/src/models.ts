@@ -116,23 +116,34 @@ export async function openSession(
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
   };
-  const session = options.rewrite === false ? undefined : await openRewritten(bytes, sessionOptions);
+  const session = options.rewrite === false ? undefined : await openRewritten(bytes, sessionOptions, manifest.input);
   return session ?? ort.InferenceSession.create(bytes, sessionOptions);
 }
 
 /**
  * The session of the model with its PRelu nodes rewritten; undefined when it has none, or when the rewrite or
- * onnxruntime refuses it (a PRelu on other than an NCHW input, a file this reader cannot walk): the original then
- * loads as it is, and reports its own errors.
+ * onnxruntime refuses it: a file this reader cannot walk, or a graph that loads but cannot run, e.g. a PRelu on
+ * other than an NCHW input, which may only show at run time. So the rewritten model runs once on a blank input of
+ * the size the engine feeds it, and must give finite outputs. Otherwise the original loads as it is, and reports
+ * its own errors.
  */
 async function openRewritten(
   bytes: Uint8Array,
   sessionOptions: ort.InferenceSession.SessionOptions,
+  input: TensorInputSpec,
 ): Promise<ort.InferenceSession | undefined> {
+  let session: ort.InferenceSession | undefined;
   try {
     const { model, rewritten } = rewritePRelu(bytes);
-    return rewritten > 0 ? await ort.InferenceSession.create(model, sessionOptions) : undefined;
+    if (rewritten === 0) return undefined;
+    session = await ort.InferenceSession.create(model, sessionOptions);
+    const blank = new Uint8Array(input.width * input.height * 3).fill(128);
+    const outputs = await session.run({ [input.name]: toTensor(blank, input) });
+    const finite = Object.values(outputs).every((t) => (t.data as Float32Array).every(Number.isFinite));
+    if (!finite) throw new Error('non-finite output');
+    return session;
   } catch {
+    await session?.release().catch(() => undefined);
     return undefined;
   }
 }
