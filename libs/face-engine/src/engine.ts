@@ -56,7 +56,7 @@ export interface FaceEngineOptions {
    * model run) instead of over four tiles. Default true; false keeps the tiles (for comparing, in bench:engine).
    */
   closeUp?: boolean;
-  /** Rewrite the models' PRelu nodes into ops ORT runs faster (graph-rewrite.ts). Default true; false for bench:engine. */
+  /** Rewrite the models into ops ORT runs faster (graph-rewrite.ts). Default true; false for bench:engine. */
   rewriteGraphs?: boolean;
 }
 

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { FaceSearchError } from '@facesearch/common';
 import * as ort from 'onnxruntime-node';
-import { rewritePRelu } from './graph-rewrite';
+import { rewriteGraph } from './graph-rewrite';
 
 export interface TensorInputSpec {
   name: string;
@@ -77,7 +77,7 @@ function readOrFail(path: string, what: string): string {
 }
 
 export interface SessionOptions {
-  /** Rewrite the graph's PRelu nodes into fast equivalents (graph-rewrite.ts) before loading. Default true. */
+  /** Rewrite the graph into ops ORT runs faster (graph-rewrite.ts: PRelu, channel pads) before loading. Default true. */
   rewrite?: boolean;
 }
 
@@ -121,7 +121,7 @@ export async function openSession(
 }
 
 /**
- * The session of the model with its PRelu nodes rewritten; undefined when it has none, or when the rewrite or
+ * The session of the rewritten model (graph-rewrite.ts); undefined when nothing was rewritten, or when the rewrite or
  * onnxruntime refuses it: a file this reader cannot walk, or a graph that loads but cannot run, e.g. a PRelu on
  * other than an NCHW input, which may only show at run time. So the rewritten model runs once on a blank input of
  * the size the engine feeds it, and must give finite outputs. Otherwise the original loads as it is, and reports
@@ -134,7 +134,7 @@ async function openRewritten(
 ): Promise<ort.InferenceSession | undefined> {
   let session: ort.InferenceSession | undefined;
   try {
-    const { model, rewritten } = rewritePRelu(bytes);
+    const { model, rewritten } = rewriteGraph(bytes);
     if (rewritten === 0) return undefined;
     session = await ort.InferenceSession.create(model, sessionOptions);
     const blank = new Uint8Array(input.width * input.height * 3).fill(128);

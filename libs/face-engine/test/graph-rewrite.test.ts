@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_MODEL_DIR, type ModelManifest, openSession, rewritePRelu } from '@facesearch/face-engine';
+import { DEFAULT_MODEL_DIR, type ModelManifest, openSession, rewriteGraph } from '@facesearch/face-engine';
 import * as ort from 'onnxruntime-node';
 import { Writer } from 'protobufjs/minimal';
 import { describe, expect, it } from 'vitest';
@@ -17,6 +17,14 @@ async function bothSessions(bytes: Uint8Array, manifest: ModelManifest) {
     original: await openSession(unpinned as ModelManifest, path, 1, { rewrite: false }),
     rewritten: await openSession(unpinned as ModelManifest, path, 1),
   };
+}
+
+/**
+ * A manifest that feeds a test graph as the engine would: its input `name`, NCHW [1, 3, height, width]. openSession
+ * runs the rewritten graph once on such an input, and keeps the original when that fails.
+ */
+function fedAs(name: string, width: number, height: number): ModelManifest {
+  return { ...embedder, input: { ...embedder.input, name, width, height } } as ModelManifest;
 }
 
 async function outputsOf(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
@@ -65,10 +73,10 @@ const valueInfo = (name: string, dims?: number[]) =>
     field(v, 1, 2).string(name);
     field(v, 2, 2).bytes(tensorType(dims));
   });
-const initializer = (name: string, dims: number[], data: Float32Array) =>
+const initializer = (name: string, dims: number[], data: Float32Array | BigInt64Array) =>
   message((t) => {
     for (const d of dims) field(t, 1, 0).int64(d);
-    field(t, 2, 0).int32(1);
+    field(t, 2, 0).int32(data instanceof Float32Array ? 1 : 7);
     field(t, 8, 2).string(name);
     field(t, 9, 2).bytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   });
@@ -79,7 +87,13 @@ const node = (opType: string, inputs: string[], outputs: string[], attributes: U
     field(n, 4, 2).string(opType);
     for (const a of attributes) field(n, 5, 2).bytes(a);
   });
-function model(graph: { nodes: Uint8Array[]; initializers: Uint8Array[]; input: Uint8Array; output: Uint8Array }) {
+function model(graph: {
+  nodes: Uint8Array[];
+  initializers: Uint8Array[];
+  input: Uint8Array;
+  output: Uint8Array;
+  valueInfos?: Uint8Array[];
+}) {
   return message((m) => {
     field(m, 1, 0).int64(7);
     field(m, 8, 2).bytes(
@@ -95,6 +109,7 @@ function model(graph: { nodes: Uint8Array[]; initializers: Uint8Array[]; input: 
         for (const i of graph.initializers) field(g, 5, 2).bytes(i);
         field(g, 11, 2).bytes(graph.input);
         field(g, 12, 2).bytes(graph.output);
+        for (const v of graph.valueInfos ?? []) field(g, 13, 2).bytes(v);
       }),
     );
   });
@@ -103,7 +118,7 @@ function model(graph: { nodes: Uint8Array[]; initializers: Uint8Array[]; input: 
 const embedder = pinned.find((m) => m.role === 'embedder') as ModelManifest;
 const detector = pinned.find((m) => m.role === 'detector') as ModelManifest;
 
-describe('PRelu rewrite (graph-rewrite.ts)', () => {
+describe('graph rewrite (graph-rewrite.ts)', () => {
   it('keeps the function of per-channel and shared slopes, negative and above 1 included', async () => {
     const channels = 4;
     const bytes = model({
@@ -113,20 +128,20 @@ describe('PRelu rewrite (graph-rewrite.ts)', () => {
         node('PRelu', ['p', 'shared'], ['y']),
       ],
       initializers: [
-        initializer('w', [channels, channels, 1, 1], values(channels * channels, 1)),
+        initializer('w', [channels, 3, 1, 1], values(channels * 3, 1)),
         initializer('b', [channels], values(channels, 2)),
         initializer('per_channel', [channels, 1, 1], Float32Array.of(-1.3, 0, 0.25, 1.2)),
         initializer('shared', [1], Float32Array.of(0.1)),
       ],
-      input: valueInfo('x', [1, channels, 6, 5]),
+      input: valueInfo('x', [1, 3, 6, 5]),
       output: valueInfo('y', [1, channels, 6, 5]),
     });
-    const { rewritten, model: rewrittenBytes } = rewritePRelu(bytes);
+    const { rewritten, model: rewrittenBytes } = rewriteGraph(bytes);
     expect(rewritten).toBe(2);
     expect(rewrittenBytes.length).toBeGreaterThan(bytes.length);
 
-    const sessions = await bothSessions(bytes, embedder);
-    const x = new ort.Tensor('float32', values(channels * 30, 3, 4), [1, channels, 6, 5]);
+    const sessions = await bothSessions(bytes, fedAs('x', 5, 6));
+    const x = new ort.Tensor('float32', values(3 * 30, 3, 4), [1, 3, 6, 5]);
     const [before, after] = [await outputsOf(sessions.original, { x }), await outputsOf(sessions.rewritten, { x })];
     expect(before.some((v) => v < 0)).toBe(true);
     expect(maxAbsDiff(before, after)).toBeLessThan(1e-5);
@@ -139,7 +154,7 @@ describe('PRelu rewrite (graph-rewrite.ts)', () => {
       input: valueInfo('x', [1, 3, 7]),
       output: valueInfo('y', [3, 3, 7]),
     });
-    expect(rewritePRelu(bytes).rewritten).toBe(1);
+    expect(rewriteGraph(bytes).rewritten).toBe(1);
     const sessions = await bothSessions(bytes, embedder);
     const x = new ort.Tensor('float32', values(21, 4), [1, 3, 7]);
     const [before, after] = [await outputsOf(sessions.original, { x }), await outputsOf(sessions.rewritten, { x })];
@@ -155,7 +170,7 @@ describe('PRelu rewrite (graph-rewrite.ts)', () => {
       input: valueInfo('input'),
       output: valueInfo('y'),
     });
-    expect(rewritePRelu(bytes).rewritten).toBe(1);
+    expect(rewriteGraph(bytes).rewritten).toBe(1);
     const sessions = await bothSessions(bytes, embedder); // fed as the embedder: [1, 3, 112, 112]
     const input = new ort.Tensor('float32', values(3 * 112 * 112, 8), [1, 3, 112, 112]);
     const [before, after] = [
@@ -165,9 +180,59 @@ describe('PRelu rewrite (graph-rewrite.ts)', () => {
     expect(after).toEqual(before);
   });
 
-  it('leaves a model without PRelu untouched (the detector) and unreadable bytes to onnxruntime', async () => {
+  it('turns a channel pad with zeros into a convolution, where the shape of the padded tensor is known', async () => {
+    const padGraph = (withShape: boolean) =>
+      model({
+        nodes: [
+          node('Conv', ['x', 'w'], ['c']),
+          node('ConstantOfShape', ['pad_shape'], ['zeros']),
+          node(
+            'Concat',
+            ['c', 'zeros'],
+            ['y'],
+            [message((a) => field(a, 1, 2).string('axis').uint32(24).int64(1).uint32(160).int32(2))],
+          ),
+        ],
+        initializers: [
+          initializer('w', [2, 3, 1, 1], values(6, 9)),
+          initializer('pad_shape', [4], BigInt64Array.of(1n, 3n, 4n, 4n)),
+        ],
+        input: valueInfo('x', [1, 3, 4, 4]),
+        output: valueInfo('y', [1, 5, 4, 4]),
+        valueInfos: withShape ? [valueInfo('c', [1, 2, 4, 4])] : [],
+      });
+    expect(rewriteGraph(padGraph(false)).rewritten).toBe(0);
+    const bytes = padGraph(true);
+    expect(rewriteGraph(bytes)).toMatchObject({ rewritten: 1, channelPads: 1, prelu: 0 });
+    const sessions = await bothSessions(bytes, fedAs('x', 4, 4));
+    const x = new ort.Tensor('float32', values(48, 10, 3), [1, 3, 4, 4]);
+    const [before, after] = [await outputsOf(sessions.original, { x }), await outputsOf(sessions.rewritten, { x })];
+    expect(before.slice(32).every((v) => v === 0)).toBe(true);
+    expect(maxAbsDiff(before, after)).toBeLessThan(1e-6);
+  });
+
+  it('rewrites the two channel pads of the detector, same outputs to float rounding', async () => {
     const bytes = readFileSync(join(DEFAULT_MODEL_DIR, detector.file));
-    const result = rewritePRelu(bytes);
+    expect(rewriteGraph(bytes)).toMatchObject({ rewritten: 2, channelPads: 2, prelu: 0 });
+    const sessions = await bothSessions(bytes, detector);
+    const input = new ort.Tensor('float32', values(256 * 256 * 3, 11), [1, 256, 256, 3]);
+    for (const name of sessions.original.outputNames) {
+      const [before, after] = [
+        await sessions.original.run({ 'input:0': input }),
+        await sessions.rewritten.run({ 'input:0': input }),
+      ];
+      expect(maxAbsDiff(before[name].data as Float32Array, after[name].data as Float32Array), name).toBeLessThan(2e-3);
+    }
+  });
+
+  it('leaves a model with nothing to rewrite untouched, and unreadable bytes to onnxruntime', async () => {
+    const bytes = model({
+      nodes: [node('Relu', ['x'], ['y'])],
+      initializers: [],
+      input: valueInfo('x', [1, 2, 3, 3]),
+      output: valueInfo('y', [1, 2, 3, 3]),
+    });
+    const result = rewriteGraph(bytes);
     expect(result.rewritten).toBe(0);
     expect(result.model).toBe(bytes);
     const path = join(mkdtempSync(join(tmpdir(), 'rewrite-')), 'model.onnx');
@@ -178,7 +243,7 @@ describe('PRelu rewrite (graph-rewrite.ts)', () => {
 
   it('gives the pinned embedder the same vectors, its 33 PRelu rewritten', async () => {
     const bytes = readFileSync(join(DEFAULT_MODEL_DIR, embedder.file));
-    expect(rewritePRelu(bytes).rewritten).toBe(33);
+    expect(rewriteGraph(bytes).rewritten).toBe(33);
     const sessions = await bothSessions(bytes, embedder);
     for (const seed of [5, 6, 7]) {
       const input = new ort.Tensor('float32', values(3 * 112 * 112, seed), [1, 3, 112, 112]);
