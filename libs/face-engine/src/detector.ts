@@ -144,7 +144,6 @@ export class BlazeFaceDetector {
   }
 }
 
-/** A 2x2 grid of tiles, each 60% of the image in both directions, overlapping by 20%. */
 /**
  * `region` of `image` resized to width x height, at the top left of a black size x size square. The padding is
  * copied here rather than by sharp's extend, and the extract left out for the whole image: the same bytes, 1.2-1.6
@@ -167,6 +166,7 @@ async function modelInput(
   return square;
 }
 
+/** A 2x2 grid of tiles, each 60% of the image in both directions, overlapping by 20%. */
 export function overlappingTiles(width: number, height: number): Region[] {
   const tw = Math.round(width * 0.6);
   const th = Math.round(height * 0.6);
