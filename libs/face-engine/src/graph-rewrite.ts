@@ -10,11 +10,11 @@ import { Reader, Writer } from 'protobufjs/minimal';
  * - **Channel padding** (TensorFlow's pad of a residual to more channels, exported as Concat(x, ConstantOfShape(0))):
  *   the constant is not in NCHWc layout either, so every block after it was reordered (BlazeFace: ~0.9 of 8 ms). It
  *   becomes a 1x1 convolution whose weights copy x's channels and add zero ones. Needs x's shape in the graph's
- *   value_info; without it the Concat stays.
+ *   value_info (or inputs); without it the Concat stays.
  *
  * BENCHMARKS.md, session 9. The model is edited at the protobuf wire level: every field the rewrite does not touch
  * is copied as it was, so any ONNX version's extra fields survive. Field numbers are those of onnx.proto
- * (ModelProto.graph 7; GraphProto node 1, initializer 5, output 12, value_info 13; NodeProto input 1, output 2,
+ * (ModelProto.graph 7; GraphProto node 1, initializer 5, input 11, output 12, value_info 13; NodeProto input 1, output 2,
  * name 3, op_type 4, attribute 5, domain 7; TensorProto dims 1, data_type 2, float_data 4, int64_data 7, name 8,
  * raw_data 9, data_location 14; AttributeProto name 1, f 2, i 3, t 5, ints 8, type 20; ValueInfoProto name 1,
  * type 2; TypeProto tensor_type 1; its shape 2; TensorShapeProto dim 1; dim_value 1).
@@ -35,7 +35,7 @@ export function rewriteGraph(model: Uint8Array): GraphRewrite {
     if (f.no === GRAPH_INITIALIZER) {
       const tensor = readTensor(payloadOf(graph, f));
       tensors.set(tensor.name, tensor);
-    } else if (f.no === GRAPH_VALUE_INFO || f.no === GRAPH_OUTPUT) {
+    } else if (f.no === GRAPH_VALUE_INFO || f.no === GRAPH_INPUT || f.no === GRAPH_OUTPUT) {
       const { name, dims } = readValueInfo(payloadOf(graph, f));
       if (f.no === GRAPH_OUTPUT) graphOutputs.add(name);
       else if (dims) shapes.set(name, dims);
@@ -137,6 +137,7 @@ export interface GraphRewrite {
 const MODEL_GRAPH = 7;
 const GRAPH_NODE = 1;
 const GRAPH_INITIALIZER = 5;
+const GRAPH_INPUT = 11;
 const GRAPH_OUTPUT = 12;
 const GRAPH_VALUE_INFO = 13;
 const VARINT = 0;

@@ -115,6 +115,9 @@ function model(graph: {
   });
 }
 
+/** Concat's `axis` attribute = 1 (AttributeProto: name, i (field 3), type INT (field 20) = 2). */
+const CHANNEL_AXIS = message((a) => field(a, 1, 2).string('axis').uint32(24).int64(1).uint32(160).int32(2));
+
 const embedder = pinned.find((m) => m.role === 'embedder') as ModelManifest;
 const detector = pinned.find((m) => m.role === 'detector') as ModelManifest;
 
@@ -186,12 +189,7 @@ describe('graph rewrite (graph-rewrite.ts)', () => {
         nodes: [
           node('Conv', ['x', 'w'], ['c']),
           node('ConstantOfShape', ['pad_shape'], ['zeros']),
-          node(
-            'Concat',
-            ['c', 'zeros'],
-            ['y'],
-            [message((a) => field(a, 1, 2).string('axis').uint32(24).int64(1).uint32(160).int32(2))],
-          ),
+          node('Concat', ['c', 'zeros'], ['y'], [CHANNEL_AXIS]),
         ],
         initializers: [
           initializer('w', [2, 3, 1, 1], values(6, 9)),
@@ -202,6 +200,13 @@ describe('graph rewrite (graph-rewrite.ts)', () => {
         valueInfos: withShape ? [valueInfo('c', [1, 2, 4, 4])] : [],
       });
     expect(rewriteGraph(padGraph(false)).rewritten).toBe(0);
+    const padOfInput = model({
+      nodes: [node('ConstantOfShape', ['pad_shape'], ['zeros']), node('Concat', ['x', 'zeros'], ['y'], [CHANNEL_AXIS])],
+      initializers: [initializer('pad_shape', [4], BigInt64Array.of(1n, 2n, 4n, 4n))],
+      input: valueInfo('x', [1, 3, 4, 4]), // the shape of a graph input serves as well
+      output: valueInfo('y', [1, 5, 4, 4]),
+    });
+    expect(rewriteGraph(padOfInput).channelPads).toBe(1);
     const bytes = padGraph(true);
     expect(rewriteGraph(bytes)).toMatchObject({ rewritten: 1, channelPads: 1, prelu: 0 });
     const sessions = await bothSessions(bytes, fedAs('x', 4, 4));
