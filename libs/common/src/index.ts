@@ -4,3 +4,4 @@ export * from './library';
 export * from './analyzer';
 export * from './config';
 export * from './thread-pool';
+export * from './concurrency';

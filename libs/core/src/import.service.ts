@@ -8,6 +8,7 @@ import {
   type JobQueue,
   type LibraryRepository,
   type Page,
+  mapConcurrent,
   type PageRequest,
 } from '@facesearch/common';
 import { importImageKey } from './delete.pipeline';
@@ -54,6 +55,13 @@ export interface ImportOptionsConfig {
    */
   maxQueuedItems?: number;
 }
+
+/**
+ * Uploads of one import request stored at once. One after another, each waits for its own fsync (files) or round trip
+ * (S3): 50 photos (17.7 MB) took 160-170 ms into files here and 500-690 ms into S3 (radosgw), 72-85 and 230-300 ms
+ * eight at a time.
+ */
+const UPLOADS_STORED_AT_ONCE = 8;
 
 /** Seconds a client refused with queue_full is told to wait. */
 export const QUEUE_FULL_RETRY_AFTER_SECONDS = 30;
@@ -122,30 +130,30 @@ export class ImportService {
 
     const now = nowIso();
     const attempt = key ? randomUUID().slice(0, 8) : undefined;
-    const items: ImportItemRecord[] = [];
     const stored: string[] = [];
-    for (const [index, item] of input.items.entries()) {
-      let imageKey: string;
-      if (item.source.kind === 'bytes') {
-        imageKey = importImageKey(appId, groupId, item.user_id, importFaceId(importId, index), attempt);
-        await this.blobs.put(imageKey, item.source.data);
-        stored.push(imageKey);
-      } else {
-        imageKey = item.source.key;
-      }
-      items.push({
-        import_id: importId,
-        index,
-        user_id: item.user_id,
-        image_key: imageKey,
-        name: item.name ?? null,
-        status: 'pending',
-        attempts: 0,
-        face_id: null,
-        error: null,
-        updated_at: now,
-      });
-    }
+    const imageKeys = await mapConcurrent(input.items, UPLOADS_STORED_AT_ONCE, async (item, index) => {
+      if (item.source.kind === 'object') return item.source.key;
+      const imageKey = importImageKey(appId, groupId, item.user_id, importFaceId(importId, index), attempt);
+      await this.blobs.put(imageKey, item.source.data);
+      stored.push(imageKey);
+      return imageKey;
+    }).catch(async (err: unknown) => {
+      // No import refers to them yet.
+      for (const k of stored) await this.progress.dropBlob(k);
+      throw err;
+    });
+    const items: ImportItemRecord[] = input.items.map((item, index) => ({
+      import_id: importId,
+      index,
+      user_id: item.user_id,
+      image_key: imageKeys[index] as string,
+      name: item.name ?? null,
+      status: 'pending',
+      attempts: 0,
+      face_id: null,
+      error: null,
+      updated_at: now,
+    }));
     const record: ImportRecord = {
       import_id: importId,
       app_id: appId,

@@ -112,6 +112,27 @@ describe('enrolment when a store fails', () => {
   });
 });
 
+describe('import request when the blob store fails', () => {
+  it('an upload that cannot be stored: 503, no import, and none of its uploads left behind', async () => {
+    const put = s.blobs.put.bind(s.blobs);
+    let puts = 0;
+    vi.spyOn(s.blobs, 'put').mockImplementation(async (key, data) => {
+      if (++puts === 5) throw down('blob_store');
+      await put(key, data);
+    });
+    const items = Array.from({ length: 30 }, (_, i) => ({
+      user_id: `u${i}`,
+      source: { kind: 'bytes' as const, data: fakeImage({ person: `u${i}` }) },
+    }));
+    const err = await caught(s.imports.create('a', { group_id: 'g', items }));
+    expect(err.code).toBe('blob_store_unavailable');
+    expect(puts).toBeLessThan(items.length); // no upload started after the failure
+    expect(s.blobs.blobs.size).toBe(0);
+    expect(await s.repo.listUnfinishedImports()).toEqual([]);
+    expect((await s.queue.counts()).waiting).toBe(0);
+  });
+});
+
 describe('Idempotency-Key', () => {
   it('validates the key', () => {
     expect(checkIdempotencyKey(undefined)).toBeUndefined();
