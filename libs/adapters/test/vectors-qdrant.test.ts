@@ -30,6 +30,11 @@ function onNewCollection(options: Partial<QdrantVectorStoreOptions>) {
 describeVectorStoreContract('QdrantVectorStore', onNewCollection({ batchSize: 128 }), skip);
 // The same contract over a collection with int8 quantised vectors (searches then rescore with the float vectors).
 describeVectorStoreContract('QdrantVectorStore (int8 quantisation)', onNewCollection({ quantization: 'int8' }), skip);
+// And over float16 vectors: a half-precision float keeps about three decimal digits of each component and score.
+describeVectorStoreContract('QdrantVectorStore (float16 vectors)', onNewCollection({ datatype: 'float16' }), skip, {
+  scoreDigits: 2,
+  vectorDigits: 3,
+});
 
 describe.skipIf(!url)('QdrantVectorStore specifics', () => {
   it('creates the collection with cosine distance and payload indexes (app_id as tenant)', async () => {
@@ -43,6 +48,23 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
         expect(info.payload_schema[field]?.data_type).toBe('keyword');
     } finally {
       await dropCollection(collection);
+    }
+  });
+
+  it('stores the vectors of a new collection as float16 when asked, and leaves an existing one as it is', async () => {
+    const [half, plain] = [`contract_${randomUUID().replace(/-/g, '')}`, `contract_${randomUUID().replace(/-/g, '')}`];
+    const vectorsOf = async (collection: string) =>
+      (await (await fetch(`${url}/collections/${collection}`)).json()).result.config.params.vectors;
+    try {
+      await new QdrantVectorStore({ url: url as string, collection: half, datatype: 'float16' }).init(DIM);
+      await new QdrantVectorStore({ url: url as string, collection: plain }).init(DIM);
+      expect(await vectorsOf(half)).toMatchObject({ size: DIM, distance: 'Cosine', datatype: 'float16' });
+      expect((await vectorsOf(plain)).datatype ?? 'float32').toBe('float32');
+      // Opening the float32 collection with the option changes nothing.
+      await new QdrantVectorStore({ url: url as string, collection: plain, datatype: 'float16' }).init(DIM);
+      expect((await vectorsOf(plain)).datatype ?? 'float32').toBe('float32');
+    } finally {
+      for (const collection of [half, plain]) await dropCollection(collection);
     }
   });
 

@@ -82,10 +82,17 @@ async function rejectsWith(promise: Promise<unknown>, code: string, status?: num
  * The behaviour every VectorStore must have. `factory` returns a store over fresh, empty storage, already
  * initialised with DIM; `skip` (a reason) skips the suite, e.g. when its server is not configured.
  */
+/** Decimal digits a store keeps exactly: similarities and retrieved vector components (float32 keeps 4 and 5). */
+export interface StorePrecision {
+  scoreDigits: number;
+  vectorDigits: number;
+}
+
 export function describeVectorStoreContract(
   name: string,
   factory: () => Promise<VectorStoreFixture>,
   skip?: string,
+  { scoreDigits, vectorDigits }: StorePrecision = { scoreDigits: 4, vectorDigits: 5 },
 ): void {
   const suite = skip ? describe.skip : describe;
   suite(`VectorStore contract: ${name}${skip ? ` (skipped: ${skip})` : ''}`, () => {
@@ -128,7 +135,7 @@ export function describeVectorStoreContract(
       const hits = await store.search(E0, query());
       expect(hits).toHaveLength(1);
       expect(hits[0]).toMatchObject({ face_id: face, user_id: 'new' });
-      expect(hits[0].similarity).toBeCloseTo(1, 4);
+      expect(hits[0].similarity).toBeCloseTo(1, scoreDigits);
     });
 
     it('moves a face to its new group when it is written again with another group', async () => {
@@ -148,7 +155,7 @@ export function describeVectorStoreContract(
       const hits = await store.search(E0, query());
       expect(hits.map((h) => h.face_id)).toEqual(['f5', 'f1', 'f3', 'f0', 'f4', 'f2']);
       const expected = [0.999, 0.95, 0.7, 0.3, 0, -0.6];
-      for (const [i, hit] of hits.entries()) expect(hit.similarity).toBeCloseTo(expected[i], 4);
+      for (const [i, hit] of hits.entries()) expect(hit.similarity).toBeCloseTo(expected[i], scoreDigits);
       expect(hits[0]).toEqual({
         app_id: 'app1',
         group_id: 'g1',
@@ -168,7 +175,7 @@ export function describeVectorStoreContract(
         E0.map((x) => x * 0.01),
         query(),
       );
-      expect(hit.similarity).toBeCloseTo(0.8, 4);
+      expect(hit.similarity).toBeCloseTo(0.8, scoreDigits);
     });
 
     it('never returns another app’s faces (tenant isolation), even for the same face id', async () => {
@@ -214,7 +221,7 @@ export function describeVectorStoreContract(
       const groups = ['g1', 'g2', 'g3'];
       const top4 = await store.search(E0, query({ group_ids: groups, limit: 4 }));
       expect(top4.map((h) => h.face_id)).toEqual(['g2-high', 'g1-high', 'g3-high', 'g1-low']);
-      for (const [i, hit] of top4.entries()) expect(hit.similarity).toBeCloseTo([0.95, 0.9, 0.7, 0.5][i], 4);
+      for (const [i, hit] of top4.entries()) expect(hit.similarity).toBeCloseTo([0.95, 0.9, 0.7, 0.5][i], scoreDigits);
       expect((await store.search(E0, query({ group_ids: groups, limit: 1 }))).map((h) => h.face_id)).toEqual([
         'g2-high',
       ]);
@@ -252,7 +259,7 @@ export function describeVectorStoreContract(
       expect(payload).toEqual({ app_id: 'app1', group_id: 'g7', user_id: 'u9', face_id: 'f1', model_id: 'm4' });
       expect(vector).toBeInstanceOf(Float32Array);
       expect(vector).toHaveLength(DIM);
-      for (const [i, x] of unit(v).entries()) expect(vector[i]).toBeCloseTo(x, 5);
+      for (const [i, x] of unit(v).entries()) expect(vector[i]).toBeCloseTo(x, vectorDigits);
       expect(await store.retrieve('app1', [])).toEqual([]);
     });
 
@@ -321,7 +328,7 @@ export function describeVectorStoreContract(
         .slice(0, 5);
       const hits = await store.search(q, query({ group_ids: ['g0', 'g1', 'g2'], limit: 5 }));
       expect(hits.map((h) => h.face_id)).toEqual(truth.map((t) => t.id));
-      for (const [i, h] of hits.entries()) expect(h.similarity).toBeCloseTo(truth[i].sim, 4);
+      for (const [i, h] of hits.entries()) expect(h.similarity).toBeCloseTo(truth[i].sim, scoreDigits);
     });
 
     it('keeps its data across a restart', async () => {

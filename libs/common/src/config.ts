@@ -31,6 +31,8 @@ export interface FaceSearchConfig {
   qdrantSearchEf: number | null;
   /** Vectors of a collection the service creates: `int8` adds scalar-quantised copies; null = the adapter's default. */
   qdrantQuantization: 'none' | 'int8' | null;
+  /** How a collection the service creates stores its vectors: `float16` halves their memory; null = float32. */
+  qdrantVectorDatatype: 'float32' | 'float16' | null;
   detectorGrpcUrls: string[];
   embedderGrpcUrls: string[];
   grpcPort: number;
@@ -265,6 +267,7 @@ const envSchema = z.object({
   QDRANT_HNSW_EF_CONSTRUCT: optionalInt(4, 100_000),
   QDRANT_SEARCH_EF: optionalInt(1, 100_000),
   QDRANT_QUANTIZATION: oneOf(['none', 'int8'] as const),
+  QDRANT_VECTOR_DATATYPE: oneOf(['float32', 'float16'] as const),
   DETECTOR_GRPC_URL: hostPortList,
   EMBEDDER_GRPC_URL: hostPortList,
   GRPC_PORT: int(50051, 0, 65535),
@@ -351,6 +354,7 @@ export function loadConfig(
     qdrantHnswEfConstruct: e.QDRANT_HNSW_EF_CONSTRUCT,
     qdrantSearchEf: e.QDRANT_SEARCH_EF,
     qdrantQuantization: e.QDRANT_QUANTIZATION ?? null,
+    qdrantVectorDatatype: e.QDRANT_VECTOR_DATATYPE ?? null,
     detectorGrpcUrls: e.DETECTOR_GRPC_URL,
     embedderGrpcUrls: e.EMBEDDER_GRPC_URL,
     grpcPort: e.GRPC_PORT,

@@ -42,4 +42,13 @@ describe('Qdrant HNSW configuration', () => {
       /QDRANT_QUANTIZATION: expected one of none\|int8, got 'binary'/,
     );
   });
+
+  it('reads QDRANT_VECTOR_DATATYPE (float32 or float16, unset: float32) and names a bad value', () => {
+    expect(loadConfig({}).qdrantVectorDatatype).toBeNull();
+    expect(loadConfig({ QDRANT_VECTOR_DATATYPE: 'Float16' }).qdrantVectorDatatype).toBe('float16');
+    expect(loadConfig({ QDRANT_VECTOR_DATATYPE: 'float32' }).qdrantVectorDatatype).toBe('float32');
+    expect(() => loadConfig({ QDRANT_VECTOR_DATATYPE: 'uint8' })).toThrow(
+      /QDRANT_VECTOR_DATATYPE: expected one of float32\|float16, got 'uint8'/,
+    );
+  });
 });

@@ -110,6 +110,7 @@ export async function buildPorts<N extends PortName>(
               },
               searchParams: config.qdrantSearchEf ? { hnsw_ef: config.qdrantSearchEf } : undefined,
               quantization: config.qdrantQuantization ?? undefined,
+              datatype: config.qdrantVectorDatatype ?? undefined,
             });
     }
     if (need.has('blobs')) {
