@@ -604,6 +604,48 @@ export async function qdrantCall(url, method, path, body) {
 }
 
 /**
+ * Writes synthetic faces 0..n-1 of `gen` (synthetic.mjs) into each named collection as the project's adapter would
+ * (point id, payload with its `scope`), all in one group; `call` is qdrantCall bound to a server. Two uploads in
+ * flight; returns once Qdrant has taken every batch (indexing goes on: see waitQdrantIndexed).
+ */
+export async function putSyntheticPoints(
+  call,
+  collections,
+  gen,
+  n,
+  { app = 'default', group = 'g', model = 'm' } = {},
+) {
+  const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
+  const scope = adapters.qdrantScope(app, group, model);
+  let next = 0;
+  const upload = async () => {
+    while (next < n) {
+      const from = next;
+      next = Math.min(n, next + 1000);
+      const points = [];
+      for (let j = from; j < next; j++) {
+        const p = gen.point(j);
+        points.push({
+          id: adapters.qdrantPointId(app, `syn${j}`),
+          vector: Array.from(p.vector),
+          payload: {
+            app_id: app,
+            group_id: group,
+            user_id: `u${p.identity}`,
+            face_id: `syn${j}`,
+            model_id: model,
+            scope,
+          },
+        });
+      }
+      for (const collection of collections)
+        await call('PUT', `/collections/${collection}/points?wait=false`, { points });
+    }
+  };
+  await Promise.all([upload(), upload()]);
+}
+
+/**
  * Waits until a collection is green and its indexed vector count has stopped changing (Qdrant builds the graph in the
  * background after an upload); returns the collection info. `getInfo` fetches `GET /collections/<name>`'s result.
  */

@@ -16,6 +16,7 @@ import {
   latencyStats,
   log,
   machine,
+  putSyntheticPoints,
   qdrantCall,
   require,
   ROOT,
@@ -53,31 +54,7 @@ try {
   await new adapters.QdrantVectorStore({ url: qdrant.url, collection }).init(DIM);
   const gen = new SyntheticFaces(7, 1);
   const start = performance.now();
-  let next = 0;
-  const upload = async () => {
-    while (next < N) {
-      const from = next;
-      next = Math.min(N, next + 1000);
-      const points = [];
-      for (let j = from; j < next; j++) {
-        const p = gen.point(j);
-        const payload = {
-          app_id: APP,
-          group_id: GROUP,
-          user_id: `u${p.identity}`,
-          face_id: `syn${j}`,
-          model_id: MODEL,
-        };
-        points.push({
-          id: adapters.qdrantPointId(APP, `syn${j}`),
-          vector: Array.from(p.vector),
-          payload: { ...payload, scope: adapters.qdrantScope(APP, GROUP, MODEL) },
-        });
-      }
-      await call('PUT', `/collections/${collection}/points?wait=false`, { points });
-    }
-  };
-  await Promise.all([upload(), upload()]);
+  await putSyntheticPoints(call, [collection], gen, N, { app: APP, group: GROUP, model: MODEL });
   const info = await waitQdrantIndexed(() => call('GET', `/collections/${collection}`), 60 * 60);
   report.index_seconds = round((performance.now() - start) / 1000, 1);
   report.segments = info.segments_count;
