@@ -646,6 +646,27 @@ export async function putSyntheticPoints(
 }
 
 /**
+ * Recall against Qdrant's own exact search: `exact` holds each probe's exact top 10 point ids (asked of
+ * `collection`), `found(points, i)` how many of them the first 10 points of an answer to probe i hold.
+ */
+export async function qdrantExactTop10(call, collection, probes) {
+  const exact = [];
+  for (const query of probes) {
+    const answer = await call('POST', `/collections/${collection}/points/query`, {
+      query,
+      limit: 10,
+      params: { exact: true },
+    });
+    exact.push(answer.points.map((p) => p.id));
+  }
+  const found = (points, i) => {
+    const ids = new Set(points.slice(0, 10).map((p) => p.id));
+    return exact[i].filter((id) => ids.has(id)).length;
+  };
+  return { exact, found };
+}
+
+/**
  * Waits until a collection is green and its indexed vector count has stopped changing (Qdrant builds the graph in the
  * background after an upload); returns the collection info. `getInfo` fetches `GET /collections/<name>`'s result.
  */

@@ -15,6 +15,7 @@ import {
   machine,
   putSyntheticPoints,
   qdrantCall,
+  qdrantExactTop10,
   require,
   ROOT,
   round,
@@ -69,9 +70,7 @@ try {
   const probes = Array.from({ length: PROBES }, (_, q) => Array.from(gen.query(q, N).vector));
   const query = (collection, body, vector) =>
     call('POST', `/collections/${collection}/points/query`, { ...body, query: vector });
-  const exact = [];
-  for (const v of probes)
-    exact.push((await query('float32', { limit: 10, params: { exact: true } }, v)).points.map((p) => p.id));
+  const { found: foundIn } = await qdrantExactTop10(call, 'float32', probes);
   const asShipped = { limit: 20, with_payload: true, with_vector: false, params: { hnsw_ef: 256 } };
   for (let r = 1; r <= Number(values.rounds); r++) {
     const latencies = DATATYPES.map(() => []);
@@ -81,8 +80,7 @@ try {
         const t = performance.now();
         const answer = await query(datatype, asShipped, v);
         latencies[k].push(performance.now() - t);
-        const ids = new Set(answer.points.slice(0, 10).map((p) => p.id));
-        found[k] += exact[i].filter((id) => ids.has(id)).length;
+        found[k] += foundIn(answer.points, i);
       }
     }
     for (const [k, datatype] of DATATYPES.entries()) {

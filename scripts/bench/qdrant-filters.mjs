@@ -18,6 +18,7 @@ import {
   machine,
   putSyntheticPoints,
   qdrantCall,
+  qdrantExactTop10,
   require,
   ROOT,
   round,
@@ -62,13 +63,10 @@ try {
 
   const probes = Array.from({ length: Number(values.probes) }, (_, q) => Array.from(gen.query(q, N).vector));
   const query = (body, vector) => call('POST', `/collections/${collection}/points/query`, { ...body, query: vector });
-  const exact = [];
-  for (const v of probes) exact.push((await query({ limit: 10, params: { exact: true } }, v)).points.map((p) => p.id));
+  const recall = await qdrantExactTop10(call, collection, probes);
+  const { exact } = recall;
   /** How many of probe i's exact top 10 an answer's top 10 holds. */
-  const found = (answer, i) => {
-    const ids = new Set(answer.points.slice(0, 10).map((p) => p.id));
-    return exact[i].filter((id) => ids.has(id)).length;
-  };
+  const found = (answer, i) => recall.found(answer.points, i);
   /** A report row from one setting's latencies and found count over all probes (logged by the caller). */
   const rowOf = (roundNo, fields, latencies, foundTotal) => {
     const stats = latencyStats(latencies);
