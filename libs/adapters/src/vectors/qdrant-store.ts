@@ -51,7 +51,7 @@ export interface QdrantVectorStoreOptions {
   /**
    * How a collection this store creates keeps its vectors (an existing one keeps its own). `float16` halves their
    * memory (1 KiB per 512-d face instead of 2) for a score error near 1e-4: at 100k synthetic faces recall@10 was
-   * 0.929 against 0.922 with float32 at the same hnsw_ef and the query 5-8 % faster (BENCHMARKS.md, session 10).
+   * 0.93 against 0.925 with float32 at the same hnsw_ef and the query 5-8 % faster (BENCHMARKS.md, session 10).
    * Default `float32`.
    */
   datatype?: 'float32' | 'float16';
