@@ -6,7 +6,8 @@
 // m 32 / ef_construct 256, payload indexes), then the adapter's query (hnsw_ef 256, limit 20, full payload, no filter:
 // the group is the whole collection) on the same probes, alternating between the collections per probe so that both
 // see the same machine. Latency over node:http; recall@10 against Qdrant's exact search on the float32 collection;
-// each collection's segments and Qdrant's RSS. Prints lines, then one JSON.
+// each collection's segments and Qdrant's RSS; how much float16 moves the same points' scores (exact search).
+// Prints lines, then one JSON.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -97,6 +98,23 @@ try {
       log(`round ${r}: ${datatype} p50 ${row.p50} ms, p95 ${row.p95}, p99 ${row.p99}, recall@10 ${row.recall_at_10}`);
     }
   }
+  // How far float16 moves a score: the same points' scores in both collections, exact search (no graph in between).
+  const diffs = [];
+  for (const v of probes) {
+    const [a, b] = await Promise.all(
+      DATATYPES.map((datatype) => query(datatype, { limit: 20, params: { exact: true } }, v)),
+    );
+    const half = new Map(b.points.map((p) => [p.id, p.score]));
+    for (const p of a.points) if (half.has(p.id)) diffs.push(Math.abs(p.score - half.get(p.id)));
+  }
+  report.score_difference = {
+    pairs: diffs.length,
+    mean: diffs.reduce((x, y) => x + y, 0) / diffs.length,
+    max: Math.max(...diffs),
+  };
+  log(
+    `float16 against float32, the same points' scores (exact search): mean |difference| ${report.score_difference.mean.toExponential(1)}, max ${report.score_difference.max.toExponential(1)} over ${diffs.length} pairs`,
+  );
   console.log(JSON.stringify(report));
 } finally {
   qdrant.stop();

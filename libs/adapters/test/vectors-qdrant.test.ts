@@ -30,9 +30,10 @@ function onNewCollection(options: Partial<QdrantVectorStoreOptions>) {
 describeVectorStoreContract('QdrantVectorStore', onNewCollection({ batchSize: 128 }), skip);
 // The same contract over a collection with int8 quantised vectors (searches then rescore with the float vectors).
 describeVectorStoreContract('QdrantVectorStore (int8 quantisation)', onNewCollection({ quantization: 'int8' }), skip);
-// And over float16 vectors: a half-precision float keeps about three decimal digits of each component and score.
+// And over float16 vectors: a half-precision float keeps about three decimal digits of each component (scores over
+// 512 of them stayed within 1e-4 of float32's in bench qdrant-datatype).
 describeVectorStoreContract('QdrantVectorStore (float16 vectors)', onNewCollection({ datatype: 'float16' }), skip, {
-  scoreDigits: 2,
+  scoreDigits: 3,
   vectorDigits: 3,
 });
 
