@@ -21,6 +21,8 @@ export interface ThreadPoolOptions {
   respawnDelayMs?: number;
   /** The error for calls that fail because no thread can answer them (503, retryable), e.g. engine_unavailable. */
   unavailable: (why: string) => FaceSearchError;
+  /** How long close() lets a thread finish the calls it is running before terminating it. Default CLOSE_GRACE_MS. */
+  closeGraceMs?: number;
 }
 
 /** A live thread, as tests and diagnostics may look at it. */
@@ -48,6 +50,15 @@ export interface SerializedError {
 }
 
 type ThreadCall<Request> = { id: number; request: Request };
+/** Sent by close(): the thread exits once the calls it is running have finished. */
+type ThreadClose = { close: true };
+
+/**
+ * How long close() lets a thread finish the calls it is running before terminating it. Terminating a thread in the
+ * middle of native work aborts the whole process (onnxruntime-node then throws a Napi::Error nothing catches);
+ * a model call takes tens of milliseconds.
+ */
+const CLOSE_GRACE_MS = 10_000;
 
 type ThreadReply<Result, Info> =
   | { type: 'ready'; info: Info }
@@ -139,7 +150,10 @@ export class ThreadPool<Request, Result, Info = undefined> {
     });
   }
 
-  /** Fails waiting and in-flight calls (`unavailable`) and stops the threads. */
+  /**
+   * Fails waiting and in-flight calls (`unavailable`) at once and stops the threads, each after the native work it is
+   * doing (see CLOSE_GRACE_MS).
+   */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;
@@ -153,7 +167,7 @@ export class ThreadPool<Request, Result, Info = undefined> {
     await Promise.all(
       threads.map(async (thread) => {
         failInFlight(thread, error);
-        await thread.worker.terminate();
+        await stopThread(thread.worker, this.options.closeGraceMs ?? CLOSE_GRACE_MS);
       }),
     );
   }
@@ -244,6 +258,24 @@ export class ThreadPool<Request, Result, Info = undefined> {
   }
 }
 
+/** Asks a thread to exit when its running calls are done; terminates it if it has not after graceMs. */
+async function stopThread(worker: Worker, graceMs: number): Promise<void> {
+  if (worker.threadId === -1) return; // already exited
+  let timer: NodeJS.Timeout | undefined;
+  const exited = new Promise<boolean>((resolve) => {
+    worker.once('exit', () => resolve(true));
+    timer = setTimeout(() => resolve(false), graceMs);
+  });
+  try {
+    worker.postMessage({ close: true } satisfies ThreadClose);
+  } catch {
+    // The port is gone: only terminate is left.
+  }
+  const done = await exited;
+  clearTimeout(timer);
+  if (!done) await worker.terminate();
+}
+
 function failInFlight<Request, Result>(thread: LiveThread<Request, Result>, error: Error): void {
   for (const call of thread.inFlight.values()) call.reject(error);
   thread.inFlight.clear();
@@ -271,7 +303,19 @@ export function serveThread<Request, Result, Info = undefined>(
     .then(() => open(workerData))
     .then(
       (service) => {
-        port.on('message', ({ id, request }: ThreadCall<Request>) => {
+        let running = 0;
+        let closing = false;
+        // Exiting between calls, never in the middle of one (see CLOSE_GRACE_MS).
+        const exitIfClosed = () => {
+          if (closing && running === 0) process.exit(0);
+        };
+        port.on('message', (message: ThreadCall<Request> | ThreadClose) => {
+          if ('close' in message) {
+            closing = true;
+            exitIfClosed();
+            return;
+          }
+          const { id, request } = message;
           const fail = (err: unknown) => reply({ type: 'error', id, error: serializeError(err) });
           let answer: Result | Promise<Result>;
           try {
@@ -280,8 +324,25 @@ export function serveThread<Request, Result, Info = undefined>(
             fail(err);
             return;
           }
-          if (isPromiseLike(answer)) answer.then((result) => reply({ type: 'result', id, result }), fail);
-          else reply({ type: 'result', id, result: answer });
+          if (!isPromiseLike(answer)) {
+            reply({ type: 'result', id, result: answer });
+            return;
+          }
+          running++;
+          const settled = () => {
+            running--;
+            exitIfClosed();
+          };
+          answer.then(
+            (result) => {
+              reply({ type: 'result', id, result });
+              settled();
+            },
+            (err) => {
+              fail(err);
+              settled();
+            },
+          );
         });
         reply({ type: 'ready', info: service.info });
       },

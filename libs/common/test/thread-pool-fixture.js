@@ -18,6 +18,20 @@ serveThread((data) => {
           return request.value;
         case 'sleep':
           return new Promise((resolve) => setTimeout(() => resolve(started), request.ms));
+        case 'sleepThenMark':
+          // Marks its slot of the shared array when done: seen by the test even after the thread has exited.
+          return new Promise((resolve) =>
+            setTimeout(() => {
+              Atomics.store(request.marks, request.slot, 1);
+              resolve(started);
+            }, request.ms),
+          );
+        case 'spin': {
+          // Holds the thread's event loop as a long native call would.
+          const until = Date.now() + request.ms;
+          while (Date.now() < until) {}
+          return started;
+        }
         case 'fail':
           throw new FaceSearchError(request.code, 'refused', request.status, true).retryAfter(7);
         case 'failPlain':

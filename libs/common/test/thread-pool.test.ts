@@ -4,6 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 type Request =
   | { op: 'echo'; value: unknown }
   | { op: 'sleep'; ms: number }
+  | { op: 'sleepThenMark'; ms: number; marks: Int32Array; slot: number }
+  | { op: 'spin'; ms: number }
   | { op: 'fail'; code: string; status: number }
   | { op: 'failPlain'; code: string }
   | { op: 'function' };
@@ -116,7 +118,8 @@ describe('ThreadPool', () => {
   });
 
   it('close fails waiting and in-flight calls, and later calls', async () => {
-    const pool = await start({ threads: 1, callsPerThread: 1 });
+    // A call still running after closeGraceMs gets its thread terminated.
+    const pool = await start({ threads: 1, callsPerThread: 1, closeGraceMs: 100 });
     const inFlight = expect(pool.call({ op: 'sleep', ms: 60_000 })).rejects.toMatchObject({ code: 'test_unavailable' });
     const waiting = expect(pool.call({ op: 'sleep', ms: 60_000 })).rejects.toMatchObject({ code: 'test_unavailable' });
     expect([...pool.threads][0].inFlight.size).toBe(1);
@@ -124,6 +127,41 @@ describe('ThreadPool', () => {
     await Promise.all([inFlight, waiting]);
     await expect(pool.call({ op: 'echo', value: 1 })).rejects.toMatchObject({ code: 'test_unavailable' });
     expect(pool.threads.size).toBe(0);
+  });
+
+  it('close tells callers at once but lets each thread finish the calls it is running before it exits', async () => {
+    // Terminating a thread in the middle of native work (an ONNX run) aborts the process; see CLOSE_GRACE_MS.
+    const pool = await start({ threads: 2, callsPerThread: 1 });
+    const marks = new Int32Array(new SharedArrayBuffer(8));
+    const calls = [0, 1].map((slot) => pool.call({ op: 'sleepThenMark', ms: 300, marks, slot }));
+    const answers = calls.map((call) =>
+      call.then(
+        () => 'answered',
+        (err) => [err.code, Atomics.load(marks, 0)],
+      ),
+    );
+    await until(() => [...pool.threads].every((t) => t.inFlight.size === 1));
+    const started = Date.now();
+    await pool.close();
+    // The callers were failed before the work finished; the threads exited only after it had.
+    expect(await Promise.all(answers)).toEqual([
+      ['test_unavailable', 0],
+      ['test_unavailable', 0],
+    ]);
+    expect([...marks]).toEqual([1, 1]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+    expect(pool.threads.size).toBe(0);
+  });
+
+  it('close terminates a thread still busy after closeGraceMs', async () => {
+    const pool = await start({ threads: 1, closeGraceMs: 200 });
+    const call = expect(pool.call({ op: 'spin', ms: 60_000 })).rejects.toMatchObject({ code: 'test_unavailable' });
+    await until(() => [...pool.threads][0]?.inFlight.size === 1);
+    await new Promise((r) => setTimeout(r, 50)); // the thread is inside the loop
+    const started = Date.now();
+    await pool.close();
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await call;
   });
 
   it('finds a thread script beside the caller or in its dist directory', () => {
