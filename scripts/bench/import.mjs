@@ -195,23 +195,22 @@ for (const target of targets) {
     await current.stop();
     current = null;
   }
+  // Reached only when the import finished, so its run is the last one.
   const rawAfter = await measureRaw();
   const run = report.runs.at(-1);
-  if (run?.target === label) {
-    const rates = [rawBefore.images_per_s, rawAfter.images_per_s];
-    const rawRate = (rates[0] + rates[1]) / 2;
-    run.raw_images_per_s = { before: rates[0], after: rates[1] };
-    run.ratio_to_raw = round(run.images_per_s / rawRate, 3);
-    run.ratio_to_raw_range = [
-      round(run.images_per_s / Math.max(...rates), 3),
-      round(run.images_per_s / Math.min(...rates), 3),
-    ];
-    run.raw_cpu_seconds = round((N / rawRate) * rawAfter.cores, 1);
-    log(
-      `${label}: service/raw ${run.ratio_to_raw} (${run.ratio_to_raw_range.join('-')} against the raw rate before / after alone); ` +
-        `the raw loop needs ${run.raw_cpu_seconds} CPU seconds for these items, the service used ${run.cpu_seconds_total}`,
-    );
-  }
+  const rates = [rawBefore.images_per_s, rawAfter.images_per_s];
+  const rawRate = (rates[0] + rates[1]) / 2;
+  run.raw_images_per_s = { before: rates[0], after: rates[1] };
+  run.ratio_to_raw = round(run.images_per_s / rawRate, 3);
+  run.ratio_to_raw_range = [
+    round(run.images_per_s / Math.max(...rates), 3),
+    round(run.images_per_s / Math.min(...rates), 3),
+  ];
+  run.raw_cpu_seconds = round((N / rawRate) * rawAfter.cores, 1);
+  log(
+    `${label}: service/raw ${run.ratio_to_raw} (${run.ratio_to_raw_range.join('-')} against the raw rate before / after alone); ` +
+      `the raw loop needs ${run.raw_cpu_seconds} CPU seconds for these items, the service used ${run.cpu_seconds_total}`,
+  );
   rawBefore = rawAfter;
 }
 

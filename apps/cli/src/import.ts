@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { extname, join, relative, sep } from 'node:path';
-import { FaceSearchError, ID_PATTERN } from '@facesearch/common';
+import { FaceSearchError, ID_PATTERN, mapConcurrent } from '@facesearch/common';
 import { Progress } from './progress';
 
 export const STATE_FILE = '.facesearch-import.json';
@@ -319,33 +319,30 @@ async function uploadAll(
   state: ImportState,
   files: LocalFile[],
 ): Promise<Uploaded[]> {
-  const keys: Array<string | null> = new Array(files.length).fill(null);
   const progress = new Progress('uploading', files.length, { stream: o.stderr });
-  let next = 0;
   let done = 0;
   let refused = 0;
   progress.update(0);
-  const worker = async () => {
-    while (next < files.length) {
-      const i = next++;
-      const file = files[i];
-      try {
-        const data = await readFile(file.path);
-        const ticket = await api.json<{ object_key: string; upload_url: string }>('POST', '/v1/uploads');
-        await api.put(ticket.upload_url, data, IMAGE_TYPES[extname(file.path).toLowerCase()]);
-        keys[i] = ticket.object_key;
-      } catch (err) {
-        if (err instanceof FatalError || !(err instanceof FaceSearchError || isFsError(err))) throw err;
-        const e = err instanceof FaceSearchError ? err : fileError(err);
-        state.results[file.rel] = { status: 'failed', code: e.code, message: e.message };
-        refused++;
-      }
-      done++;
-      progress.update(done, refused ? `${refused} refused` : '');
+  const upload = async (file: LocalFile): Promise<string | null> => {
+    let key: string | null = null;
+    try {
+      const data = await readFile(file.path);
+      const ticket = await api.json<{ object_key: string; upload_url: string }>('POST', '/v1/uploads');
+      await api.put(ticket.upload_url, data, IMAGE_TYPES[extname(file.path).toLowerCase()]);
+      key = ticket.object_key;
+    } catch (err) {
+      if (err instanceof FatalError || !(err instanceof FaceSearchError || isFsError(err))) throw err;
+      const e = err instanceof FaceSearchError ? err : fileError(err);
+      state.results[file.rel] = { status: 'failed', code: e.code, message: e.message };
+      refused++;
     }
+    done++;
+    progress.update(done, refused ? `${refused} refused` : '');
+    return key;
   };
+  let keys: Array<string | null>;
   try {
-    await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
+    keys = await mapConcurrent(files, o.concurrency, upload);
   } finally {
     progress.finish();
     saveState(o.dir, state);
