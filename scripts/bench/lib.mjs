@@ -312,6 +312,9 @@ export async function ensureGroup(api, groupId) {
   }
 }
 
+const MIN_POLL_MS = 10;
+const POLL_MS_PER_ITEM_LEFT = 5;
+
 /**
  * Submits items (`{ user_id, name, data }`) as multipart imports of `chunk` files each, then polls until every
  * import is finished. Returns { seconds, succeeded, failed, failures: {code: n}, importIds }.
@@ -341,7 +344,10 @@ export async function runImport(api, groupId, items, { chunk = 50, pollMs = 200,
         done.set(id, job);
         break;
       }
-      await sleep(pollMs);
+      // Polled more often as it nears its end: every 200 ms it was read ~100 ms late on average, ~1 % of a
+      // 400-item run here; a dozen more cheap requests cost less than that.
+      const left = job.total - job.succeeded - job.failed;
+      await sleep(Math.min(pollMs, Math.max(MIN_POLL_MS, left * POLL_MS_PER_ITEM_LEFT)));
     }
   }
   const seconds = (performance.now() - start) / 1000;

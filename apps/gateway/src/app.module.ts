@@ -7,6 +7,7 @@ import {
   RecognitionService,
   ReindexService,
   UploadService,
+  type UploadHandoff,
 } from '@facesearch/core';
 import { cosineThreshold, type Ports, QUEUE_ORDER } from '@facesearch/runtime';
 import { type DynamicModule, Module } from '@nestjs/common';
@@ -41,7 +42,11 @@ export interface Services {
 }
 
 /** Plain construction of the core services on the ports; Nest only hands them to controllers. */
-export function buildServices(config: FaceSearchConfig, ports: Ports): Services {
+export function buildServices(
+  config: FaceSearchConfig,
+  ports: Ports,
+  options: { uploadHandoff?: UploadHandoff } = {},
+): Services {
   const metrics = new Metrics(QUEUE_ORDER.map((name) => ports.queues[name]) as never[]);
   const threshold = cosineThreshold(config, ports.analyzer, FALLBACK_MATCH_COSINE_THRESHOLD);
   // Synchronous requests share one admission limit (503 engine_busy beyond it); import items do not count.
@@ -65,6 +70,7 @@ export function buildServices(config: FaceSearchConfig, ports: Ports): Services 
       maxItems: MAX_IMPORT_ITEMS,
       maxFacesPerUser: config.maxFacesPerUser,
       maxQueuedItems: config.maxQueuedItems,
+      handoff: options.uploadHandoff,
     }),
     uploads: new UploadService(ports.blobs, { signingSecret: config.uploadSigningSecret }),
     // The engine directly, not the admission-limited one: a reindex must not take 503s, nor starve requests.

@@ -1,5 +1,5 @@
 import type { FaceSearchConfig } from '@facesearch/common';
-import { DeleteStage, ImportDetectStage, ImportEmbedStage, ImportIndexStage } from '@facesearch/core';
+import { DeleteStage, ImportDetectStage, ImportEmbedStage, ImportIndexStage, UploadHandoff } from '@facesearch/core';
 import {
   ALL_PORTS,
   buildPorts,
@@ -50,7 +50,11 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
   let indexStage: ImportIndexStage | null = null;
   let deleteStage: DeleteStage | null = null;
   try {
-    const services = buildServices(config, ports);
+    const runWorker = options.runImportWorker ?? config.queue === 'memory';
+    // The detection stage running here takes this process's uploads from memory instead of reading them back.
+    const uploadHandoff =
+      runWorker && config.importHandoffBytes > 0 ? new UploadHandoff(config.importHandoffBytes) : undefined;
+    const services = buildServices(config, ports, { uploadHandoff });
     const { generatedKey } = await services.auth.bootstrap();
     if (generatedKey) {
       // Shown once: only its hash is stored. Printed plainly so a newcomer sees it among the JSON logs.
@@ -92,7 +96,6 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
     app.useGlobalFilters(new ErrorFilter(logger));
     setupOpenApi(app);
 
-    const runWorker = options.runImportWorker ?? config.queue === 'memory';
     if (runWorker) {
       const { aligner, embedder } = importEngines(ports.analyzer);
       // The jobs run here are counted and timed (/metrics); the producers keep using ports.queues.
@@ -100,6 +103,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
       const detection = new ImportDetectStage(ports.library, ports.blobs, aligner, ports.queues.embed, {
         maxFacesPerUser: config.maxFacesPerUser,
         inline: config.importEmbed === 'inline' ? { embedder, indexQueue: ports.queues.index } : undefined,
+        handoff: uploadHandoff,
       });
       const embedding = new ImportEmbedStage(ports.library, ports.blobs, embedder, ports.queues.index);
       indexStage = new ImportIndexStage(ports.library, ports.vectors, ports.blobs, {

@@ -66,6 +66,11 @@ export interface FaceSearchConfig {
   engineWorkers: number;
   importConcurrency: number;
   /**
+   * Bytes of import uploads the gateway keeps in memory for its own detection stage (embedded), so that stage does
+   * not read back the files just written; 0: none kept.
+   */
+  importHandoffBytes: number;
+  /**
    * How an import item's face reaches the embedding model. `queue`: its crop goes to the blob store and an
    * `embed` job to the embedder workers (embedders scale apart from detectors). `inline`: the detection stage
    * embeds it at once (embedded: the same engine; a detector worker: the embedder service when EMBEDDER_GRPC_URL
@@ -286,6 +291,7 @@ const envSchema = z.object({
   MAX_FACES_PER_USER: int(20, 1, 1000),
   ENGINE_WORKERS: intOrAuto(0, 64),
   IMPORT_CONCURRENCY: intOrAuto(1, 256),
+  IMPORT_HANDOFF_BYTES: int(128 * MiB, 0, 16_384 * MiB),
   IMPORT_EMBED: oneOf(['queue', 'inline'] as const),
   EMBED_CONCURRENCY: int(2, 1, 256),
   INDEX_CONCURRENCY: int(64, 1, 4096),
@@ -375,6 +381,7 @@ export function loadConfig(
     // Three items per engine thread keep each thread busy while the others' images load, decode and get stored
     // (bench:import: 0.75 of the raw rate at 2 items, 0.87-0.89 at 6, on 2 threads).
     importConcurrency: e.IMPORT_CONCURRENCY === 'auto' ? Math.max(2, 3 * engineWorkers) : e.IMPORT_CONCURRENCY,
+    importHandoffBytes: e.IMPORT_HANDOFF_BYTES,
     importEmbed: e.IMPORT_EMBED ?? (mode === 'embedded' ? 'inline' : 'queue'),
     embedConcurrency: e.EMBED_CONCURRENCY,
     indexConcurrency: e.INDEX_CONCURRENCY,

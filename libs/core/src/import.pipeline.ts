@@ -36,6 +36,7 @@ import { errors, isConflict, nowIso } from './errors';
 import { ensureGroup } from './library.service';
 import { MicroBatcher, type MicroBatcherOptions } from './micro-batcher';
 import { assertQuality } from './quality';
+import type { UploadHandoff } from './upload-handoff';
 
 /** Detects and aligns faces (the engine in process: FaceEngine fits as is). */
 export interface FaceAligner {
@@ -126,6 +127,7 @@ export class ImportProgress {
   constructor(
     private readonly repo: LibraryRepository,
     private readonly blobs: BlobStore,
+    private readonly handoff?: UploadHandoff,
   ) {}
 
   /** The item's upload goes unless it is the face's image (ImportService stores uploads where faces keep them). */
@@ -183,6 +185,7 @@ export class ImportProgress {
 
   /** Best effort: a leftover upload or image is harmless. */
   async dropBlob(key: string): Promise<void> {
+    this.handoff?.take(key);
     try {
       await this.blobs.delete(key);
     } catch {
@@ -197,6 +200,8 @@ export interface DetectStageOptions {
   inline?: { embedder: CropEmbedder; indexQueue: JobQueue<IndexJob> };
   /** Called once per item handed on to the next stage (logs, metrics). */
   onDetected?: (job: DetectedFaceJob) => void;
+  /** Uploads that ImportService in this process kept in memory for this stage. */
+  handoff?: UploadHandoff;
 }
 
 /** Stage 1: runs wherever the `imports` queue is consumed (embedded gateway, or the detector workers). */
@@ -212,7 +217,7 @@ export class ImportDetectStage {
     private readonly embedQueue: JobQueue<EmbedJob>,
     private readonly options: DetectStageOptions,
   ) {
-    this.progress = new ImportProgress(repo, blobs);
+    this.progress = new ImportProgress(repo, blobs, options.handoff);
   }
 
   /** Consumes the `imports` queue in this process. */
@@ -249,7 +254,7 @@ export class ImportDetectStage {
       await this.progress.completeIfDone(job.app_id, job.import_id);
       return;
     }
-    const image = await this.blobs.get(item.image_key);
+    const image = this.options.handoff?.take(item.image_key) ?? (await this.blobs.get(item.image_key));
     // The image is not read again here: an engine thread may take it instead of a copy.
     const detected = (await this.aligner.detectAligned(image, { maxFaces: 1 }, { handOver: true })).faces[0];
     if (!detected) throw errors.noFace();

@@ -18,6 +18,7 @@ import { ImportProgress, type ImportJob, importFaceId, importJobId, UNFINISHED_I
 import type { LibraryService } from './library.service';
 import type { QualityControl } from './quality';
 import { isUploadKeyOf } from './upload.service';
+import type { UploadHandoff } from './upload-handoff';
 
 export type ImportSource = { kind: 'bytes'; data: Uint8Array } | { kind: 'object'; key: string };
 
@@ -54,6 +55,8 @@ export interface ImportOptionsConfig {
    * waiting or more than this with the new ones (a single import into an empty queue is always taken). 0: off.
    */
   maxQueuedItems?: number;
+  /** Where the uploads go for this process's own detection stage (the embedded gateway); unset: not kept. */
+  handoff?: UploadHandoff;
 }
 
 /**
@@ -89,7 +92,7 @@ export class ImportService {
     private readonly library: LibraryService,
     private readonly options: ImportOptionsConfig,
   ) {
-    this.progress = new ImportProgress(repo, blobs);
+    this.progress = new ImportProgress(repo, blobs, options.handoff);
   }
 
   async create(
@@ -175,12 +178,24 @@ export class ImportService {
       for (const k of stored) await this.progress.dropBlob(k);
       return this.replay(raced, groupId, input.items.length);
     }
-    await this.queue.add(
-      items.map((it) => ({
-        id: importJobId(importId, it.index),
-        data: { app_id: appId, import_id: importId, index: it.index },
-      })),
-    );
+    const handoff = this.options.handoff;
+    if (handoff) {
+      for (const [index, item] of input.items.entries()) {
+        if (item.source.kind === 'bytes') handoff.offer(imageKeys[index] as string, item.source.data);
+      }
+    }
+    try {
+      await this.queue.add(
+        items.map((it) => ({
+          id: importJobId(importId, it.index),
+          data: { app_id: appId, import_id: importId, index: it.index },
+        })),
+      );
+    } catch (err) {
+      // Not queued: a replay or the next start queues them, and reads the files.
+      for (const k of stored) handoff?.take(k);
+      throw err;
+    }
     return view(record);
   }
 

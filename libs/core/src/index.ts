@@ -5,6 +5,7 @@ export * from './library.service';
 export * from './recognition.service';
 export * from './import.service';
 export * from './import.pipeline';
+export * from './upload-handoff';
 export * from './micro-batcher';
 export * from './upload.service';
 export * from './idempotency';

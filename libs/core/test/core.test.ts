@@ -18,6 +18,7 @@ import {
   MicroBatcher,
   LibraryService,
   RecognitionService,
+  UploadHandoff,
   UploadService,
 } from '../src';
 import { FakeAnalyzer, fakeImage, MemoryBlobStore, MemoryVectorStore, personVector, waitFor } from './fakes';
@@ -895,6 +896,94 @@ describe('import stages: detect -> embed -> index', () => {
     await s.embedding.handle(embedJob);
     expect(await drain(s.indexQueue)).toEqual([]);
     expect([...s.blobs.blobs.keys()]).toEqual([]);
+  });
+});
+
+describe('UploadHandoff: uploads reach the detection stage of the same process from memory', () => {
+  it('holds uploads up to its byte bound, gives each out once, and lets unclaimed ones expire', () => {
+    let now = 0;
+    const handoff = new UploadHandoff(10, 1000, () => now);
+    expect(handoff.offer('a', new Uint8Array(6))).toBe(true);
+    expect(handoff.offer('b', new Uint8Array(5))).toBe(false); // over the bound: read from the store instead
+    expect(handoff.offer('a', new Uint8Array(1))).toBe(false); // already held
+    now = 500;
+    expect(handoff.offer('c', new Uint8Array(4))).toBe(true);
+    expect(handoff.heldBytes).toBe(10);
+    expect(handoff.take('a')?.length).toBe(6);
+    expect(handoff.take('a')).toBeUndefined();
+    expect(handoff.heldBytes).toBe(4);
+    now = 1600; // 'c' is 1100 ms old
+    expect(handoff.offer('d', new Uint8Array(10))).toBe(true);
+    expect(handoff.take('c')).toBeUndefined();
+    expect(handoff.heldBytes).toBe(10);
+  });
+
+  /** The import service and detection stage of one process, sharing a handoff; counts the uploads read back. */
+  function startWithHandoff(maxBytes: number) {
+    const handoff = new UploadHandoff(maxBytes);
+    const reads: string[] = [];
+    const get = s.blobs.get.bind(s.blobs);
+    s.blobs.get = async (key) => {
+      reads.push(key);
+      return get(key);
+    };
+    const imports = new ImportService(s.repo, s.blobs, s.queue, s.library, {
+      maxItems: 100,
+      maxFacesPerUser: 20,
+      handoff,
+    });
+    const detection = new ImportDetectStage(s.repo, s.blobs, s.analyzer, s.embedQueue, {
+      maxFacesPerUser: 20,
+      inline: { embedder: s.analyzer, indexQueue: s.indexQueue },
+      handoff,
+    });
+    return { handoff, reads, imports, detection };
+  }
+  const items = (people: string[]) =>
+    people.map((p) => ({ user_id: p, source: { kind: 'bytes' as const, data: fakeImage({ person: p }) } }));
+
+  it('the detection stage reads no upload back while they fit; the rest come from the blob store', async () => {
+    const one = fakeImage({ person: 'p1' }).byteLength;
+    const { handoff, reads, imports, detection } = startWithHandoff(2 * one + 1);
+    const job = await imports.create('a', { group_id: 'g', items: items(['p1', 'p2', 'p3']) });
+    expect(handoff.heldBytes).toBe(2 * one);
+    detection.start(s.queue, 1);
+    s.indexing.start(s.indexQueue, 64);
+    await waitFor(async () => (await imports.get('a', job.import_id)).status === 'completed');
+    expect(await imports.get('a', job.import_id)).toMatchObject({ succeeded: 3, failed: 0 });
+    const uploads = (await s.repo.listImportItems(job.import_id, {}, { limit: 10, cursor: null })).items;
+    expect(reads).toEqual([uploads[2].image_key]);
+    expect(handoff.heldBytes).toBe(0);
+    // What the stage took from memory is what was stored: the faces' images are the uploads.
+    for (const p of ['p1', 'p2', 'p3']) expect(await s.library.listFaces('a', 'g', p)).toHaveLength(1);
+  });
+
+  it('a retried item reads its upload from the blob store', async () => {
+    const { reads, imports, detection } = startWithHandoff(1 << 20);
+    const detectAligned = s.analyzer.detectAligned.bind(s.analyzer);
+    let failures = 1;
+    s.analyzer.detectAligned = async (...args) => {
+      if (failures-- > 0) throw new FaceSearchError('engine_unavailable', 'busy', 503, true);
+      return detectAligned(...args);
+    };
+    const job = await imports.create('a', { group_id: 'g', items: items(['p1']) });
+    detection.start(s.queue, 1);
+    s.indexing.start(s.indexQueue, 64);
+    await waitFor(async () => (await imports.get('a', job.import_id)).status === 'completed');
+    const [item] = (await s.repo.listImportItems(job.import_id, {}, { limit: 10, cursor: null })).items;
+    expect(item).toMatchObject({ status: 'succeeded', attempts: 2 });
+    expect(reads).toEqual([item.image_key]);
+  });
+
+  it('cancelled items, and items that could not be queued, let go of their uploads', async () => {
+    const { handoff, imports } = startWithHandoff(1 << 20);
+    const job = await imports.create('a', { group_id: 'g', items: items(['q1', 'q2']) });
+    expect(handoff.heldBytes).toBe(2 * fakeImage({ person: 'q1' }).byteLength);
+    await imports.cancel('a', job.import_id);
+    expect(handoff.heldBytes).toBe(0);
+    await s.queue.close();
+    await expectError(imports.create('a', { group_id: 'g', items: items(['q3']) }), 'queue_closed');
+    expect(handoff.heldBytes).toBe(0);
   });
 });
 
