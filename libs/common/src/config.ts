@@ -291,7 +291,7 @@ const envSchema = z.object({
   MAX_FACES_PER_USER: int(20, 1, 1000),
   ENGINE_WORKERS: intOrAuto(0, 64),
   IMPORT_CONCURRENCY: intOrAuto(1, 256),
-  IMPORT_HANDOFF_BYTES: int(128 * MiB, 0, 16_384 * MiB),
+  IMPORT_HANDOFF_BYTES: int(64 * MiB, 0, 16_384 * MiB),
   IMPORT_EMBED: oneOf(['queue', 'inline'] as const),
   EMBED_CONCURRENCY: int(2, 1, 256),
   INDEX_CONCURRENCY: int(64, 1, 4096),

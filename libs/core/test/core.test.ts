@@ -136,6 +136,12 @@ describe('config', () => {
     expect(c.matchCosineThreshold).toBeNull();
   });
 
+  it('keeps up to 64 MiB of import uploads in memory for the detection stage unless IMPORT_HANDOFF_BYTES says otherwise (0: off)', () => {
+    expect(loadConfig({}).importHandoffBytes).toBe(64 * 1024 * 1024);
+    expect(loadConfig({ IMPORT_HANDOFF_BYTES: '0' }).importHandoffBytes).toBe(0);
+    expect(() => loadConfig({ IMPORT_HANDOFF_BYTES: '-1' })).toThrowError(/IMPORT_HANDOFF_BYTES/);
+  });
+
   it('names every bad variable with the reason', () => {
     const err = (() => {
       try {
