@@ -111,7 +111,7 @@ async function measureRaw() {
   const load = loadNow();
   const raw = { ...(await rawComputeRate(listed, { maxFaces: 1 })), loadavg_before: load };
   log(
-    `raw compute:  ${raw.images_per_s} images/s, ${raw.faces_per_s} faces/s (${raw.cores} processes, ${raw.seconds} s, load before ${load.join(' ')})`,
+    `raw compute:  ${raw.images_per_s} images/s, ${raw.faces_per_s} faces/s (${raw.cores} processes, ${raw.seconds} s, CPU ${raw.cpu_seconds} s, load before ${load.join(' ')})`,
   );
   report.raw_runs.push(raw);
   return raw;
@@ -207,9 +207,11 @@ for (const target of targets) {
     round(run.images_per_s / Math.min(...rates), 3),
   ];
   run.raw_cpu_seconds = round((N / rawRate) * rawAfter.cores, 1);
+  run.raw_cpu_used_seconds = round((rawBefore.cpu_seconds + rawAfter.cpu_seconds) / 2, 1);
   log(
     `${label}: service/raw ${run.ratio_to_raw} (${run.ratio_to_raw_range.join('-')} against the raw rate before / after alone); ` +
-      `the raw loop needs ${run.raw_cpu_seconds} CPU seconds for these items, the service used ${run.cpu_seconds_total}`,
+      `the raw loop needs ${run.raw_cpu_seconds} core-seconds for these items (using ${run.raw_cpu_used_seconds} of CPU), ` +
+      `the service used ${run.cpu_seconds_total}`,
   );
   rawBefore = rawAfter;
 }

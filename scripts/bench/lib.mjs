@@ -804,6 +804,11 @@ export async function rawComputeRate(files, { cores = availableParallelism(), ma
       images,
       faces,
       seconds: round(seconds, 2),
+      // What the processes used: the loop also idles (each process decodes, then runs the models).
+      cpu_seconds: round(
+        results.reduce((s, r) => s + r.cpu_seconds, 0),
+        2,
+      ),
       images_per_s: round(images / seconds, 2),
       faces_per_s: round(faces / seconds, 2),
     };
