@@ -238,6 +238,8 @@ export class ImportDetectStage {
       this.repo.getImportItem(data.import_id, data.index),
       this.repo.getFace(data.app_id, faceId),
     ]);
+    // Taken at once, so that every way out of this attempt lets go of it.
+    const held = item ? this.options.handoff?.take(item.image_key) : undefined;
     if (!job || !item || !UNFINISHED_ITEM.includes(item.status)) return; // gone, or a duplicate delivery
     if (job.status === 'cancelled') {
       await this.progress.cancel(item);
@@ -254,7 +256,7 @@ export class ImportDetectStage {
       await this.progress.completeIfDone(job.app_id, job.import_id);
       return;
     }
-    const image = this.options.handoff?.take(item.image_key) ?? (await this.blobs.get(item.image_key));
+    const image = held ?? (await this.blobs.get(item.image_key));
     // The image is not read again here: an engine thread may take it instead of a copy.
     const detected = (await this.aligner.detectAligned(image, { maxFaces: 1 }, { handOver: true })).faces[0];
     if (!detected) throw errors.noFace();

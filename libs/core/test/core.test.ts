@@ -965,7 +965,7 @@ describe('UploadHandoff: uploads reach the detection stage of the same process f
   });
 
   it('a retried item reads its upload from the blob store', async () => {
-    const { reads, imports, detection } = startWithHandoff(1 << 20);
+    const { handoff, reads, imports, detection } = startWithHandoff(1 << 20);
     const detectAligned = s.analyzer.detectAligned.bind(s.analyzer);
     let failures = 1;
     s.analyzer.detectAligned = async (...args) => {
@@ -979,6 +979,10 @@ describe('UploadHandoff: uploads reach the detection stage of the same process f
     const [item] = (await s.repo.listImportItems(job.import_id, {}, { limit: 10, cursor: null })).items;
     expect(item).toMatchObject({ status: 'succeeded', attempts: 2 });
     expect(reads).toEqual([item.image_key]);
+    // A duplicate delivery of the finished item has nothing to do, and lets go of what is held under its key.
+    handoff.offer(item.image_key, new Uint8Array(8));
+    await detection.handle({ app_id: 'a', import_id: job.import_id, index: 0 }, { attempt: 1, maxAttempts: 2 });
+    expect(handoff.heldBytes).toBe(0);
   });
 
   it('cancelled items, and items that could not be queued, let go of their uploads', async () => {
