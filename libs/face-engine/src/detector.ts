@@ -3,7 +3,7 @@ import sharp from 'sharp';
 import { blazefaceAnchors, decodeBlazeface } from './blazeface';
 import { iou, type ScoredBox, weightedNms } from './geometry';
 import type { RgbImage } from './image';
-import { type DetectorManifest, openSession, type SessionOptions, toTensor } from './models';
+import { type DetectorManifest, InputBuffers, openSession, type SessionOptions, toTensor } from './models';
 
 export interface Region {
   left: number;
@@ -34,12 +34,14 @@ const CLOSE_UP_REPLACES_IOU = 0.1;
 /** BlazeFace over a whole image and, for small faces, over overlapping tiles or around one face. Boxes in image pixels. */
 export class BlazeFaceDetector {
   private readonly anchors: Float32Array[];
+  private readonly inputs: InputBuffers;
 
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly manifest: DetectorManifest,
   ) {
     this.anchors = blazefaceAnchors(manifest.grids);
+    this.inputs = new InputBuffers(manifest.input);
   }
 
   static async open(
@@ -121,10 +123,10 @@ export class BlazeFaceDetector {
     const scale = size / Math.max(region.width, region.height);
     const width = Math.max(1, Math.round(region.width * scale));
     const height = Math.max(1, Math.round(region.height * scale));
-    const feeds = {
-      [this.manifest.input.name]: toTensor(await modelInput(image, region, width, height, size), this.manifest.input),
-    };
-    const out = await this.session.run(feeds);
+    const rgb = await modelInput(image, region, width, height, size);
+    const out = await this.inputs.with((buffer) =>
+      this.session.run({ [this.manifest.input.name]: toTensor(rgb, this.manifest.input, buffer) }),
+    );
     const scores = this.manifest.outputs.scores.map((n) => out[n].data as Float32Array);
     const regressors = this.manifest.outputs.regressors.map((n) => out[n].data as Float32Array);
     const sx = region.width / width;

@@ -1,12 +1,16 @@
 import type * as ort from 'onnxruntime-node';
-import { type EmbedderManifest, openSession, type SessionOptions, toTensor } from './models';
+import { type EmbedderManifest, InputBuffers, openSession, type SessionOptions, toTensor } from './models';
 
 /** An ArcFace-style embedder: aligned RGB crop in, L2-normalised vector out. */
 export class OnnxEmbedder {
+  private readonly inputs: InputBuffers;
+
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly manifest: EmbedderManifest,
-  ) {}
+  ) {
+    this.inputs = new InputBuffers(manifest.input);
+  }
 
   static async open(
     manifest: EmbedderManifest,
@@ -26,7 +30,7 @@ export class OnnxEmbedder {
     if (crop.length !== input.width * input.height * 3) {
       throw new Error(`aligned crop must be ${input.width}x${input.height}x3 bytes, got ${crop.length}`);
     }
-    const out = await this.session.run({ [input.name]: toTensor(crop, input) });
+    const out = await this.inputs.with((buffer) => this.session.run({ [input.name]: toTensor(crop, input, buffer) }));
     return l2Normalise(Float32Array.from(out[output.name].data as Float32Array));
   }
 

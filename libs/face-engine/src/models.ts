@@ -151,11 +151,18 @@ async function openRewritten(
 /**
  * Fills a float tensor from RGB bytes following the model's layout, channel order and normalisation. One loop per
  * case, with no per-channel index table: it runs for every detector and embedder input (~0.8 ms for 256x256).
+ * `into` (from InputBuffers) is filled instead of a new array.
  */
-export function toTensor(rgb: Uint8Array, spec: TensorInputSpec): ort.Tensor {
+export function toTensor(
+  rgb: Uint8Array,
+  spec: TensorInputSpec,
+  into: Float32Array = new Float32Array(spec.width * spec.height * 3),
+): ort.Tensor {
   const { width, height, mean, std } = spec;
   const plane = width * height;
-  const out = new Float32Array(plane * 3);
+  if (into.length !== plane * 3)
+    throw new Error(`tensor buffer of ${into.length} floats for a ${width}x${height}x3 input`);
+  const out = into;
   const inv = 1 / std;
   // Where the tensor's first and third channels come from in each RGB pixel.
   const [first, third] = spec.channels === 'RGB' ? [0, 2] : [2, 0];
@@ -177,4 +184,31 @@ export function toTensor(rgb: Uint8Array, spec: TensorInputSpec): ort.Tensor {
     }
   }
   return new ort.Tensor('float32', out, [1, height, width, 3]);
+}
+
+/**
+ * A model's input tensors, refilled instead of allocated per run. Each detector run allocated a fresh 786 KB
+ * Float32Array (each embedding 150 KB) outside V8's heap, and that external memory set off a full garbage
+ * collection every ~7 images on each engine thread (58 per 400 photos in bench engine-pool.mjs, 42 with the
+ * inputs reused). A run holds its buffer from filling it to its end: onnxruntime-node runs the session after a
+ * setImmediate, when another call on the same thread may be filling one.
+ */
+export class InputBuffers {
+  private readonly free: Float32Array[] = [];
+
+  constructor(
+    private readonly spec: TensorInputSpec,
+    /** Buffers kept between runs: about the runs one thread has in flight. */
+    private readonly keep = 4,
+  ) {}
+
+  /** Runs `use` with a buffer of the input's size, taken back when `use` settles. */
+  async with<T>(use: (buffer: Float32Array) => Promise<T>): Promise<T> {
+    const buffer = this.free.pop() ?? new Float32Array(this.spec.width * this.spec.height * 3);
+    try {
+      return await use(buffer);
+    } finally {
+      if (this.free.length < this.keep) this.free.push(buffer);
+    }
+  }
 }

@@ -12,6 +12,22 @@ describe.skipIf(!HAS_FIXTURES)(`group photos from @vladmandic/face-api (${FIXTUR
   });
   afterAll(() => engine?.close());
 
+  it('answers analyses run at once on one engine as it answers them one after another', async () => {
+    // Runs on one thread interleave (decodes are asynchronous, and onnxruntime-node starts a run after a
+    // setImmediate): each must keep its own input tensor until its run is over.
+    const photos = ['face-api-sample1.jpg', 'face-api-sample2.jpg', 'face-api-sample5.jpg'].map(fixture);
+    const alone = [];
+    for (const photo of photos) alone.push(await engine.analyze(photo));
+    const together = await Promise.all([...photos, ...photos].map((photo) => engine.analyze(photo)));
+    for (const [i, result] of together.entries()) {
+      const expected = alone[i % photos.length];
+      expect(result.faces.map((f) => f.box)).toEqual(expected.faces.map((f) => f.box));
+      for (const [j, face] of result.faces.entries()) {
+        expect(cosineSimilarity(face.embedding, expected.faces[j].embedding)).toBeGreaterThan(0.9999);
+      }
+    }
+  });
+
   it('finds every face in group photos (counted by eye: 3 on the sofa, 5 on the stairs)', async () => {
     expect((await engine.detect(fixture('face-api-sample2.jpg'))).faces).toHaveLength(3);
     expect((await engine.detect(fixture('face-api-sample5.jpg'))).faces).toHaveLength(5);

@@ -7,6 +7,7 @@ import {
   estimateSimilarity,
   estimatePose,
   invertSimilarity,
+  InputBuffers,
   iou,
   l2Normalise,
   laplacianVariance,
@@ -185,6 +186,54 @@ describe('tensor normalisation', () => {
     const hwc = toTensor(rgb, { ...spec, layout: 'NHWC', channels: 'BGR' });
     expect(hwc.dims).toEqual([1, 1, 2, 3]);
     expect(Array.from(hwc.data as Float32Array)).toEqual([127, 0, 255, 0, 255, 0]);
+  });
+
+  it('fills a given buffer of the input size, and refuses one of another size', () => {
+    const spec = { name: 'x', width: 2, height: 1, layout: 'NCHW', channels: 'RGB', mean: 0, std: 1 } as const;
+    const into = new Float32Array(6).fill(-1);
+    expect(toTensor(rgb, spec, into).data).toBe(into);
+    expect(Array.from(into)).toEqual([255, 0, 0, 255, 127, 0]);
+    expect(() => toTensor(rgb, spec, new Float32Array(5))).toThrowError(/5 floats for a 2x1x3 input/);
+  });
+
+  it('lends each run its own input buffer, and reuses it once the run settled, failed or not', async () => {
+    const buffers = new InputBuffers({
+      name: 'x',
+      width: 2,
+      height: 2,
+      layout: 'NCHW',
+      channels: 'RGB',
+      mean: 0,
+      std: 1,
+    });
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const seen: Float32Array[] = [];
+    const first = buffers.with(async (b) => {
+      seen.push(b);
+      await held;
+    });
+    // While the first run holds its buffer, a second gets another (runs interleave on one engine thread).
+    await buffers.with(async (b) => {
+      seen.push(b);
+    });
+    expect(seen[1]).not.toBe(seen[0]);
+    expect(seen[0]).toHaveLength(12);
+    release();
+    await first;
+    await expect(
+      buffers.with(async (b) => {
+        seen.push(b);
+        throw new Error('run failed');
+      }),
+    ).rejects.toThrowError('run failed');
+    expect(seen.slice(0, 2)).toContain(seen[2]);
+    await buffers.with(async (b) => {
+      seen.push(b);
+    });
+    expect(seen.slice(0, 2)).toContain(seen[3]);
   });
 
   it('L2-normalises', () => {
