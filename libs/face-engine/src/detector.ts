@@ -123,9 +123,10 @@ export class BlazeFaceDetector {
     const scale = size / Math.max(region.width, region.height);
     const width = Math.max(1, Math.round(region.width * scale));
     const height = Math.max(1, Math.round(region.height * scale));
-    const rgb = await modelInput(image, region, width, height, size);
+    const rgb = await modelInput(image, region, width, height);
+    // The resized region at the top left of the model's square input, the rest black.
     const out = await this.inputs.with((buffer) =>
-      this.session.run({ [this.manifest.input.name]: toTensor(rgb, this.manifest.input, buffer) }),
+      this.session.run({ [this.manifest.input.name]: toTensor(rgb, this.manifest.input, buffer, { width, height }) }),
     );
     const scores = this.manifest.outputs.scores.map((n) => out[n].data as Float32Array);
     const regressors = this.manifest.outputs.regressors.map((n) => out[n].data as Float32Array);
@@ -147,25 +148,15 @@ export class BlazeFaceDetector {
 }
 
 /**
- * `region` of `image` resized to width x height, at the top left of a black size x size square. The padding is
- * copied here rather than by sharp's extend, and the extract left out for the whole image: the same bytes, 1.2-1.6
- * ms less per detector run (each sharp operation costs ~1 ms on this VM; BENCHMARKS.md, session 9).
+ * `region` of `image` resized to width x height (toTensor puts it at the top left of the model's black square). The
+ * extract is left out for the whole image: 1.2-1.6 ms less per detector run than sharp's extract and extend (each
+ * sharp operation costs ~1 ms on this VM; BENCHMARKS.md, session 9), and the padding costs no copy.
  */
-async function modelInput(
-  image: RgbImage,
-  region: Region,
-  width: number,
-  height: number,
-  size: number,
-): Promise<Buffer> {
+async function modelInput(image: RgbImage, region: Region, width: number, height: number): Promise<Buffer> {
   let pipeline = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
   const whole = region.left === 0 && region.top === 0 && region.width === image.width && region.height === image.height;
   if (!whole) pipeline = pipeline.extract(region);
-  const resized = await pipeline.resize(width, height, { fit: 'fill' }).raw().toBuffer();
-  if (width === size && height === size) return resized;
-  const square = Buffer.alloc(size * size * 3);
-  for (let y = 0; y < height; y++) resized.copy(square, y * size * 3, y * width * 3, (y + 1) * width * 3);
-  return square;
+  return pipeline.resize(width, height, { fit: 'fill' }).raw().toBuffer();
 }
 
 /** A 2x2 grid of tiles, each 60% of the image in both directions, overlapping by 20%. */

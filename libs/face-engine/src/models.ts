@@ -149,41 +149,52 @@ async function openRewritten(
 }
 
 /**
- * Fills a float tensor from RGB bytes following the model's layout, channel order and normalisation. One loop per
- * case, with no per-channel index table: it runs for every detector and embedder input (~0.8 ms for 256x256).
- * `into` (from InputBuffers) is filled instead of a new array.
+ * Fills a float tensor from RGB bytes following the model's layout, channel order and normalisation, with no
+ * per-channel index table: it runs for every detector and embedder input (~0.8 ms for 256x256). `into` (from
+ * InputBuffers) is filled instead of a new array. `filled`: the RGB covers only that top-left part of the input, the
+ * rest is black (the detector's letterbox, without a padded copy of the pixels).
  */
 export function toTensor(
   rgb: Uint8Array,
   spec: TensorInputSpec,
   into: Float32Array = new Float32Array(spec.width * spec.height * 3),
+  filled: { width: number; height: number } = spec,
 ): ort.Tensor {
   const { width, height, mean, std } = spec;
   const plane = width * height;
-  if (into.length !== plane * 3)
+  if (into.length !== plane * 3) {
     throw new Error(`tensor buffer of ${into.length} floats for a ${width}x${height}x3 input`);
+  }
+  if (filled.width > width || filled.height > height || rgb.length < filled.width * filled.height * 3) {
+    throw new Error(
+      `${rgb.length} RGB bytes do not fill ${filled.width}x${filled.height} of a ${width}x${height} input`,
+    );
+  }
   const out = into;
   const inv = 1 / std;
+  const black = -mean * inv;
   // Where the tensor's first and third channels come from in each RGB pixel.
   const [first, third] = spec.channels === 'RGB' ? [0, 2] : [2, 0];
-  if (spec.layout === 'NCHW') {
-    for (let i = 0, j = 0; i < plane; i++, j += 3) {
+  // Channel c of pixel p is at c * plane + p (NCHW) or 3 * p + c (NHWC).
+  const nchw = spec.layout === 'NCHW';
+  const step = nchw ? 1 : 3;
+  const channel = nchw ? plane : 1;
+  for (let y = 0; y < height; y++) {
+    const rowWidth = y < filled.height ? filled.width : 0;
+    let i = y * width * step;
+    let j = y * filled.width * 3;
+    for (let x = 0; x < rowWidth; x++, i += step, j += 3) {
       out[i] = (rgb[j + first] - mean) * inv;
-      out[plane + i] = (rgb[j + 1] - mean) * inv;
-      out[2 * plane + i] = (rgb[j + third] - mean) * inv;
+      out[i + channel] = (rgb[j + 1] - mean) * inv;
+      out[i + 2 * channel] = (rgb[j + third] - mean) * inv;
     }
-    return new ort.Tensor('float32', out, [1, 3, height, width]);
-  }
-  if (spec.channels === 'RGB') {
-    for (let i = 0; i < out.length; i++) out[i] = (rgb[i] - mean) * inv;
-  } else {
-    for (let j = 0; j < out.length; j += 3) {
-      out[j] = (rgb[j + first] - mean) * inv;
-      out[j + 1] = (rgb[j + 1] - mean) * inv;
-      out[j + 2] = (rgb[j + third] - mean) * inv;
+    for (let x = rowWidth; x < width; x++, i += step) {
+      out[i] = black;
+      out[i + channel] = black;
+      out[i + 2 * channel] = black;
     }
   }
-  return new ort.Tensor('float32', out, [1, height, width, 3]);
+  return new ort.Tensor('float32', out, nchw ? [1, 3, height, width] : [1, height, width, 3]);
 }
 
 /**

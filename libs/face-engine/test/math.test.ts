@@ -196,6 +196,25 @@ describe('tensor normalisation', () => {
     expect(() => toTensor(rgb, spec, new Float32Array(5))).toThrowError(/5 floats for a 2x1x3 input/);
   });
 
+  it('puts RGB that fills only part of the input at its top left, the rest black, in either layout', () => {
+    const pixel = Uint8Array.from([10, 20, 30]);
+    const spec = { name: 'x', width: 2, height: 2, mean: 5, std: 0.5 } as const; // black: (0 - 5) / 0.5 = -10
+    const chw = toTensor(pixel, { ...spec, layout: 'NCHW', channels: 'RGB' }, undefined, { width: 1, height: 1 });
+    expect(Array.from(chw.data as Float32Array)).toEqual([10, -10, -10, -10, 30, -10, -10, -10, 50, -10, -10, -10]);
+    const hwc = toTensor(pixel, { ...spec, layout: 'NHWC', channels: 'BGR' }, undefined, { width: 1, height: 1 });
+    expect(Array.from(hwc.data as Float32Array)).toEqual([50, 30, 10, -10, -10, -10, -10, -10, -10, -10, -10, -10]);
+    // A refilled buffer loses what the last input left in the black part.
+    const into = new Float32Array(12).fill(99);
+    toTensor(Uint8Array.from([1, 2, 3, 4, 5, 6]), { ...spec, layout: 'NCHW', channels: 'RGB' }, into, {
+      width: 2,
+      height: 1,
+    });
+    expect(Array.from(into)).toEqual([-8, -2, -10, -10, -6, 0, -10, -10, -4, 2, -10, -10]);
+    expect(() =>
+      toTensor(pixel, { ...spec, layout: 'NCHW', channels: 'RGB' }, undefined, { width: 2, height: 1 }),
+    ).toThrowError(/do not fill 2x1/);
+  });
+
   it('lends each run its own input buffer, and reuses it once the run settled, failed or not', async () => {
     const buffers = new InputBuffers({
       name: 'x',
