@@ -105,6 +105,10 @@ osd pool default pgp num = 8
 # The monitor batches map changes for 1 s by default; radosgw's first start creates its pools one by one,
 # each waiting for a new map, so 0.1 s brings the S3 start from about 14 s down to about 4 s.
 paxos propose interval = 0.1
+# The monitor shuts itself down when its disk has less than 5 % free by default (and radosgw then hangs on every
+# request); this throwaway cluster holds almost nothing on disk, so a full disk elsewhere must not stop it.
+mon data avail crit = 0
+mon data avail warn = 0
 # All files of the cluster stay in this folder.
 run dir = $ceph_dir/run
 admin socket = $ceph_dir/run/\$name.asok

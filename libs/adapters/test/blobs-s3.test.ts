@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type Socket } from 'node:net';
 import { S3BlobStore, type S3BlobStoreOptions } from '@facesearch/adapters';
 import { Client } from 'minio';
 import { describe, expect, it } from 'vitest';
@@ -72,5 +73,36 @@ describe.skipIf(!configured)('S3BlobStore specifics', () => {
       status: 503,
       retryable: false,
     });
+  });
+});
+
+describe('S3BlobStore against a server that never answers', () => {
+  it('fails each call with 503 blob_store_unavailable after timeoutMs instead of hanging', async () => {
+    // Accepts connections and reads requests, never answers (a wedged S3 server).
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => sockets.push(socket.on('data', () => undefined)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const store = new S3BlobStore({
+      endpoint: `http://127.0.0.1:${port}`,
+      accessKey: 'key',
+      secretKey: 'secret-secret',
+      bucket: 'silent',
+      timeoutMs: 300,
+    });
+    try {
+      for (const call of [
+        () => store.ping(),
+        () => store.put('a/b.jpg', new Uint8Array(8)),
+        () => store.get('a/b.jpg'),
+      ]) {
+        const started = Date.now();
+        await expect(call()).rejects.toMatchObject({ code: 'blob_store_unavailable', status: 503, retryable: true });
+        expect(Date.now() - started).toBeLessThan(5000);
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

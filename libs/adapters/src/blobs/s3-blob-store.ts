@@ -11,6 +11,11 @@ export interface S3BlobStoreOptions {
   bucket: string;
   /** Default `us-east-1`. */
   region?: string;
+  /**
+   * How long one S3 call may take before it fails with 503 blob_store_unavailable (retryable). Default 30000: a
+   * server that accepts connections but never answers (a wedged radosgw) must not hang requests, jobs or start-up.
+   */
+  timeoutMs?: number;
 }
 
 /** S3 DeleteObjects takes at most 1000 keys per request. */
@@ -21,6 +26,7 @@ export class S3BlobStore implements BlobStore {
   private readonly client: Client;
   private readonly bucket: string;
   private readonly region: string;
+  private readonly timeoutMs: number;
 
   constructor(private readonly options: S3BlobStoreOptions) {
     const url = new URL(options.endpoint);
@@ -30,6 +36,7 @@ export class S3BlobStore implements BlobStore {
     const useSSL = url.protocol === 'https:';
     this.bucket = options.bucket;
     this.region = options.region ?? 'us-east-1';
+    this.timeoutMs = options.timeoutMs ?? 30_000;
     this.client = new Client({
       endPoint: url.hostname,
       port: url.port ? Number(url.port) : useSSL ? 443 : 80,
@@ -108,20 +115,32 @@ export class S3BlobStore implements BlobStore {
 
   async deletePrefix(prefix: string): Promise<void> {
     checkBlobPrefix(prefix);
-    await this.call('deletePrefix', async () => {
-      const names: string[] = [];
-      for await (const item of this.client.listObjectsV2(this.bucket, prefix, true)) {
-        if (item.name) names.push(item.name);
-      }
-      for (let i = 0; i < names.length; i += DELETE_BATCH) {
-        const results = await this.client.removeObjects(this.bucket, names.slice(i, i + DELETE_BATCH));
-        const failed = results.filter((r) => r?.Error);
-        if (failed.length) {
-          const first = failed[0]?.Error;
-          throw new Error(`${failed.length} objects not deleted, e.g. ${first?.Key}: ${first?.Code} ${first?.Message}`);
+    // Any number of requests: each page of the listing and each batch of deletes is timed, not the whole.
+    await this.call(
+      'deletePrefix',
+      async () => {
+        const names: string[] = [];
+        const listing = this.client.listObjectsV2(this.bucket, prefix, true)[Symbol.asyncIterator]();
+        for (;;) {
+          const next = await this.timed('deletePrefix (list)', listing.next());
+          if (next.done) break;
+          if (next.value.name) names.push(next.value.name);
         }
-      }
-    });
+        for (let i = 0; i < names.length; i += DELETE_BATCH) {
+          const batch = names.slice(i, i + DELETE_BATCH);
+          const results = await this.timed('deletePrefix', this.client.removeObjects(this.bucket, batch));
+          const failed = results.filter((r) => r?.Error);
+          if (failed.length) {
+            const first = failed[0]?.Error;
+            throw new Error(
+              `${failed.length} objects not deleted, e.g. ${first?.Key}: ${first?.Code} ${first?.Message}`,
+            );
+          }
+        }
+      },
+      undefined,
+      false,
+    );
   }
 
   async presignPut(key: string, expiresSeconds: number): Promise<string> {
@@ -141,16 +160,18 @@ export class S3BlobStore implements BlobStore {
   async close(): Promise<void> {}
 
   /**
-   * Runs an S3 call. `known` maps an S3 error code to the error to throw; any other failure is a 503
-   * (retryable unless the server refused our credentials or request).
+   * Runs an S3 call, at most timeoutMs. `known` maps an S3 error code to the error to throw; any other failure is a
+   * 503 (retryable unless the server refused our credentials or request).
    */
   private async call<T>(
     operation: string,
     fn: () => Promise<T>,
     known: (code: string | undefined) => FaceSearchError | null = () => null,
+    /** false: `fn` times its own requests (an operation of many requests). */
+    timed = true,
   ): Promise<T> {
     try {
-      return await fn();
+      return await (timed ? this.timed(operation, fn()) : fn());
     } catch (err) {
       if (err instanceof FaceSearchError) throw err;
       const code = s3Code(err);
@@ -167,6 +188,19 @@ export class S3BlobStore implements BlobStore {
         !refused,
       );
     }
+  }
+
+  /** `work`, or 503 blob_store_unavailable once it took timeoutMs (minio's requests cannot be aborted: it may stay pending). */
+  private timed<T>(operation: string, work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const where = `${this.options.endpoint}, bucket ${this.bucket}`;
+        const message = `S3 ${operation} did not answer within ${this.timeoutMs} ms (${where}).`;
+        reject(new FaceSearchError('blob_store_unavailable', message, 503, true));
+      }, this.timeoutMs);
+    });
+    return Promise.race([work, timedOut]).finally(() => clearTimeout(timer));
   }
 }
 
