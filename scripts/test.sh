@@ -9,7 +9,12 @@ cd "$(dirname "$0")/.."
 pnpm build
 
 started=0
-cleanup() { if [ "$started" = 1 ]; then bash scripts/services/down.sh >/dev/null 2>&1 || true; fi; }
+watcher=
+cleanup() {
+  # Its own process group: the check it may be running goes with it.
+  if [ -n "$watcher" ]; then kill -TERM -- "-$watcher" 2>/dev/null || true; fi
+  if [ "$started" = 1 ]; then bash scripts/services/down.sh >/dev/null 2>&1 || true; fi
+}
 trap cleanup EXIT
 
 if [ "${FACESEARCH_TEST_SERVICES:-on}" != "off" ]; then
@@ -17,6 +22,9 @@ if [ "${FACESEARCH_TEST_SERVICES:-on}" != "off" ]; then
     started=1
     # shellcheck disable=SC1091
     source .stack/services.env
+    # Checks the servers while the tests run; a stuck one gets its diagnostics printed (and S3 a fresh start).
+    setsid bash scripts/services/watch.sh >/dev/null &
+    watcher=$!
   elif [ "${CI:-}" = "true" ]; then
     echo "test: the backing services did not start (see above); CI needs them" >&2
     exit 1
@@ -33,4 +41,8 @@ node -e '
   const r = require("./test-artifacts/vitest.json");
   console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
 ' || true
+if [ -s "${STACK_DIR:-.stack}/watch.log" ]; then
+  echo "test: a backing server stopped answering during the run (scripts/services/watch.sh):" >&2
+  grep '^watch:' "${STACK_DIR:-.stack}/watch.log" >&2 || true
+fi
 exit "$status"

@@ -71,11 +71,13 @@ stop_pid() {
   rm -f "$file"
 }
 
+# http_ok URL [SECONDS]: a 2xx answer within SECONDS (default 2).
 http_ok() {
+  local seconds=${2:-2}
   if command -v curl >/dev/null 2>&1; then
-    curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null
+    curl -fsS -o /dev/null --max-time "$seconds" "$1" 2>/dev/null
   else
-    node -e 'fetch(process.argv[1], { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$1"
+    node -e 'fetch(process.argv[1], { signal: AbortSignal.timeout(1000 * process.argv[2]) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$1" "$seconds"
   fi
 }
 
