@@ -202,11 +202,11 @@ bootstrap_ceph() {
 # The S3 user (uid facesearch) with the configured key; updates the secret if the user exists.
 ensure_s3_user() {
   local out=$ceph_dir/log/bootstrap.log
-  if radosgw-admin user info --uid facesearch >/dev/null 2>&1; then
-    radosgw-admin key create --uid facesearch --key-type s3 \
+  if timeout 60 radosgw-admin user info --uid facesearch >/dev/null 2>&1; then
+    timeout 60 radosgw-admin key create --uid facesearch --key-type s3 \
       --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" >>"$out" 2>&1
   else
-    radosgw-admin user create --uid facesearch --display-name facesearch \
+    timeout 60 radosgw-admin user create --uid facesearch --display-name facesearch \
       --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" >>"$out" 2>&1
   fi || { fail_with_log "creating the S3 user failed" "$out"; exit 1; }
 }
