@@ -9,7 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { listPhotos, loadEngine, round } from './lib.mjs';
+import { join } from 'node:path';
+import { listPhotos, loadEngine, ROOT, require, round } from './lib.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -19,6 +20,7 @@ const { values } = parseArgs({
   },
 });
 const { EnginePool } = loadEngine();
+const { mapConcurrent } = require(join(ROOT, 'libs/common/dist/index.js'));
 const { files } = listPhotos();
 const photos = Array.from({ length: Number(values.images) }, (_, i) => readFileSync(files[i % files.length]));
 const pool = await EnginePool.create({ workers: availableParallelism() });
@@ -27,24 +29,18 @@ for (const photo of photos.slice(0, 4)) await pool.analyze(photo, { maxFaces: 1 
 for (let round_ = 1; round_ <= Number(values.rounds); round_++) {
   const cpuBefore = process.cpuUsage();
   const start = performance.now();
-  let next = 0;
-  let faces = 0;
-  await Promise.all(
-    Array.from({ length: Number(values.concurrency) }, async () => {
-      while (next < photos.length) {
-        // A copy, as the stage's upload is its own buffer (the pool takes it instead of copying it).
-        const image = Buffer.from(photos[next++]);
-        try {
-          const [face] = (await pool.detectAligned(image, { maxFaces: 1 }, { handOver: true })).faces;
-          // Not `faces += await ...`: that reads `faces` before the await and loses the other items' counts.
-          const vectors = face ? await pool.embed([face.crop]) : [];
-          faces += vectors.length;
-        } catch {
-          // a photo the engine refuses fails as an import item would
-        }
-      }
-    }),
-  );
+  // As the detection stage runs an item: detect and align, then embed the crop.
+  const embedded = await mapConcurrent(photos, Number(values.concurrency), async (photo) => {
+    // A copy, as the stage's upload is its own buffer (the pool takes it instead of copying it).
+    const image = Buffer.from(photo);
+    try {
+      const [face] = (await pool.detectAligned(image, { maxFaces: 1 }, { handOver: true })).faces;
+      return face ? (await pool.embed([face.crop])).length : 0;
+    } catch {
+      return 0; // a photo the engine refuses fails as an import item would
+    }
+  });
+  const faces = embedded.reduce((a, b) => a + b, 0);
   const seconds = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   console.log(
