@@ -693,16 +693,17 @@ export async function qdrantExactTop10(call, collection, probes) {
 
 /**
  * Waits until a collection is green and its indexed vector count has stopped changing (Qdrant builds the graph in the
- * background after an upload); returns the collection info. `getInfo` fetches `GET /collections/<name>`'s result.
+ * background after an upload), and is at least `minIndexed`; returns the collection info. `getInfo` fetches
+ * `GET /collections/<name>`'s result.
  */
-export async function waitQdrantIndexed(getInfo, timeoutSeconds) {
+export async function waitQdrantIndexed(getInfo, timeoutSeconds, minIndexed = 0) {
   const deadline = Date.now() + timeoutSeconds * 1000;
   let last = -1;
   let stable = 0;
   for (;;) {
     const info = await getInfo();
     const indexed = info.indexed_vectors_count ?? 0;
-    stable = info.status === 'green' && indexed === last ? stable + 1 : 0;
+    stable = info.status === 'green' && indexed === last && indexed >= minIndexed ? stable + 1 : 0;
     last = indexed;
     if (stable >= 2) return info;
     if (Date.now() > deadline) throw new Error(`collection not indexed after ${timeoutSeconds} s: ${info.status}`);

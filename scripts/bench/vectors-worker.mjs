@@ -106,8 +106,8 @@ async function qdrantFetch(url, method, path, body, tries = 5) {
   return json.result;
 }
 
-const waitIndexed = (url, collection, timeoutSeconds) =>
-  waitQdrantIndexed(() => qdrantFetch(url, 'GET', `/collections/${collection}`), timeoutSeconds);
+const waitIndexed = (url, collection, timeoutSeconds, minIndexed = 0) =>
+  waitQdrantIndexed(() => qdrantFetch(url, 'GET', `/collections/${collection}`), timeoutSeconds, minIndexed);
 
 async function qdrantRun(msg, gen, queries, groupsAll) {
   const { url, pid } = msg.qdrant;
@@ -120,6 +120,10 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
   const created = await qdrantFetch(url, 'GET', `/collections/${collection}`);
   const hnsw = { m: created.config.hnsw_config.m, ef_construct: created.config.hnsw_config.ef_construct };
   const rssBefore = rssMiB(pid);
+  const indexingThreshold = created.config.optimizer_config.indexing_threshold;
+  const setIndexingThreshold = (value) =>
+    qdrantFetch(url, 'PATCH', `/collections/${collection}`, { optimizers_config: { indexing_threshold: value } });
+  if (msg.bulkLoad) await setIndexingThreshold(0);
   try {
     let start = performance.now();
     // Upload straight through the REST API, 2 requests in flight, without waiting for each to be applied.
@@ -139,7 +143,13 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
     };
     await Promise.all([uploader(), uploader()]);
     const uploadSeconds = (performance.now() - start) / 1000;
-    const info = await waitIndexed(url, collection, msg.indexTimeoutSeconds);
+    if (msg.bulkLoad) {
+      // Applied (wait=false above) before the graph is switched back on; then wait until the graph holds them.
+      await qdrantFetch(url, 'POST', `/collections/${collection}/points/count`, { exact: true });
+      await waitIndexed(url, collection, msg.indexTimeoutSeconds);
+      await setIndexingThreshold(indexingThreshold ?? null);
+    }
+    const info = await waitIndexed(url, collection, msg.indexTimeoutSeconds, msg.bulkLoad ? msg.size : 0);
     const indexSeconds = (performance.now() - start) / 1000;
     const rssIndexed = rssMiB(pid);
 
@@ -202,6 +212,7 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
       segments: info.segments_count,
       upload_seconds: round(uploadSeconds, 1),
       upload_and_index_seconds: round(indexSeconds, 1),
+      bulk_load: msg.bulkLoad === true,
     };
     // --no-qdrant-extras: the graph as created only (no fetch comparison, quantisation or m 32 rebuild).
     if (!msg.extras) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // pnpm bench:vectors [--sizes 10000,100000,1000000] [--stores sqlite,qdrant] [--queries 200] [--groups 10]
 //                    [--query-seconds 30] [--budget-minutes 20] [--hnsw-m 32] [--hnsw-ef-construct 256]
-//                    [--efs 64,128,256,512] [--no-qdrant-extras]
+//                    [--efs 64,128,256,512] [--no-qdrant-extras] [--bulk-load]
 //
 // Vector search alone, through the project's adapters (libs/adapters): latency p50/p95/p99 (one query at a time)
 // and recall@10 against exact search, for the embedded store (sqlite-vec vec0, brute force) and Qdrant (HNSW),
@@ -13,6 +13,9 @@
 // computed here by brute force. Qdrant: scripts/services/up.sh qdrant in a temp STACK_DIR on free ports; the
 // collection created by the adapter (HNSW m 32, ef_construct 256 unless --hnsw-m/--hnsw-ef-construct), vectors in RAM; searched at hnsw_ef 64/128/256/512, exact, then with int8 scalar
 // quantisation and rescoring. Sizes whose estimated time would pass --budget-minutes are skipped (and said so).
+// --bulk-load: Qdrant's advice for a bulk upload (indexing_threshold 0 while uploading, then the collection's own
+// value again), so that the graph is built once per final segment instead of for each small segment and again for
+// every merge; the queries then run on the same kind of graph. For sizes that would otherwise take hours (1M).
 // Prints readable lines, then one JSON object as the last line.
 import { fork } from 'node:child_process';
 import { join } from 'node:path';
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     efs: { type: 'string', default: '64,128,256,512' },
     'qdrant-extras': { type: 'boolean', default: true },
     'no-qdrant-extras': { type: 'boolean', default: false },
+    'bulk-load': { type: 'boolean', default: false },
   },
 });
 const sizes = values.sizes.split(',').map(Number);
@@ -228,6 +232,7 @@ try {
                 : null,
             efs: values.efs.split(',').map(Number),
             extras: values['qdrant-extras'] && !values['no-qdrant-extras'],
+            bulkLoad: values['bulk-load'],
           },
           timeoutMs,
         );
