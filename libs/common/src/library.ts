@@ -109,6 +109,14 @@ export interface ImportItemRecord {
  * Methods that look a record up return null when it does not exist; create methods throw
  * FaceSearchError `conflict` (409) when it already exists.
  */
+/** How an import item ended: what `finishImportItem` records. */
+export interface ImportItemOutcome {
+  status: 'succeeded' | 'failed' | 'cancelled';
+  face_id?: string | null;
+  error?: { code: string; message: string } | null;
+  attempts: number;
+}
+
 export interface LibraryRepository {
   createApp(app: AppRecord): Promise<void>;
   getApp(appId: string): Promise<AppRecord | null>;
@@ -159,17 +167,7 @@ export interface LibraryRepository {
    * Moving an item that is already succeeded, failed or cancelled is a no-op returning false, so a job
    * delivered twice cannot count twice.
    */
-  finishImportItem(
-    importId: string,
-    index: number,
-    result: {
-      status: 'succeeded' | 'failed' | 'cancelled';
-      face_id?: string | null;
-      error?: { code: string; message: string } | null;
-      attempts: number;
-    },
-    updatedAt: string,
-  ): Promise<boolean>;
+  finishImportItem(importId: string, index: number, result: ImportItemOutcome, updatedAt: string): Promise<boolean>;
 
   ping(): Promise<void>;
   close(): Promise<void>;

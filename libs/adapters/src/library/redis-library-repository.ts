@@ -18,6 +18,7 @@ import {
   FaceSearchError,
   type FaceRecord,
   type GroupRecord,
+  type ImportItemOutcome,
   type ImportItemRecord,
   type ImportItemStatus,
   type ImportRecord,
@@ -449,12 +450,7 @@ export class RedisLibraryRepository implements LibraryRepository {
   async finishImportItem(
     importId: string,
     index: number,
-    result: {
-      status: 'succeeded' | 'failed' | 'cancelled';
-      face_id?: string | null;
-      error?: { code: string; message: string } | null;
-      attempts: number;
-    },
+    result: ImportItemOutcome,
     updatedAt: string,
   ): Promise<boolean> {
     checkItemIndex(index);

@@ -9,6 +9,7 @@ import {
   FaceSearchError,
   type FaceRecord,
   type GroupRecord,
+  type ImportItemOutcome,
   type ImportItemRecord,
   type ImportItemStatus,
   type ImportRecord,
@@ -568,12 +569,7 @@ export class SqliteLibraryRepository implements LibraryRepository {
   async finishImportItem(
     importId: string,
     index: number,
-    result: {
-      status: 'succeeded' | 'failed' | 'cancelled';
-      face_id?: string | null;
-      error?: { code: string; message: string } | null;
-      attempts: number;
-    },
+    result: ImportItemOutcome,
     updatedAt: string,
   ): Promise<boolean> {
     return this.db
