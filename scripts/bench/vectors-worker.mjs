@@ -118,7 +118,11 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
   const store = new adapters.QdrantVectorStore({ url, collection, hnsw: msg.hnsw ?? undefined });
   await store.init(DIM);
   const created = await qdrantFetch(url, 'GET', `/collections/${collection}`);
-  const hnsw = { m: created.config.hnsw_config.m, ef_construct: created.config.hnsw_config.ef_construct };
+  const hnsw = {
+    m: created.config.hnsw_config.m,
+    ef_construct: created.config.hnsw_config.ef_construct,
+    full_scan_threshold_kb: created.config.hnsw_config.full_scan_threshold,
+  };
   const rssBefore = rssMiB(pid);
   const indexingThreshold = created.config.optimizer_config.indexing_threshold;
   const setIndexingThreshold = (value) =>
@@ -179,7 +183,7 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
       const results = await runQueries(queries, groupsAll, search, { limit, maxSeconds: msg.maxQuerySeconds });
       configs.push({ name, limit, ...extra, results });
     };
-    const graph = `m ${hnsw.m}, ef_construct ${hnsw.ef_construct}`;
+    const graph = `m ${hnsw.m}, ef_construct ${hnsw.ef_construct}, full scan under ${hnsw.full_scan_threshold_kb} KB`;
     await measure(`adapter as shipped (${graph}, default hnsw_ef), k=10`, shipped, 10, hnsw);
     await measure(
       `adapter as shipped (${graph}, default hnsw_ef), k=100 (the service asks top_k*20)`,

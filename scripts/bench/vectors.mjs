@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // pnpm bench:vectors [--sizes 10000,100000,1000000] [--stores sqlite,qdrant] [--queries 200] [--groups 10]
 //                    [--query-seconds 30] [--budget-minutes 20] [--hnsw-m 32] [--hnsw-ef-construct 256]
+//                    [--full-scan-threshold-kb 60000]
 //                    [--efs 64,128,256,512] [--no-qdrant-extras] [--bulk-load]
 //
 // Vector search alone, through the project's adapters (libs/adapters): latency p50/p95/p99 (one query at a time)
@@ -11,7 +12,9 @@
 // Data: synthetic 512-d unit vectors with face-like structure (scripts/bench/synthetic.mjs: 5 faces per identity;
 // same identity cosine ~0.53-0.76, different ~0.0-0.2), probes are unseen faces of stored identities; exact top-10
 // computed here by brute force. Qdrant: scripts/services/up.sh qdrant in a temp STACK_DIR on free ports; the
-// collection created by the adapter (HNSW m 32, ef_construct 256 unless --hnsw-m/--hnsw-ef-construct), vectors in RAM; searched at hnsw_ef 64/128/256/512, exact, then with int8 scalar
+// collection created by the adapter (HNSW m 32, ef_construct 256, full scan under 60,000 KB, unless --hnsw-m,
+// --hnsw-ef-construct, --full-scan-threshold-kb), vectors in RAM; searched at hnsw_ef 64/128/256/512, exact, then
+// with int8 scalar
 // quantisation and rescoring. Sizes whose estimated time would pass --budget-minutes are skipped (and said so).
 // --bulk-load: Qdrant's advice for a bulk upload (indexing_threshold 0 while uploading, then the collection's own
 // value again), so that the graph is built once per final segment instead of for each small segment and again for
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     // searched, and --no-qdrant-extras to skip the fetch comparison, int8 quantisation and the m 32 rebuild.
     'hnsw-m': { type: 'string' },
     'hnsw-ef-construct': { type: 'string' },
+    'full-scan-threshold-kb': { type: 'string' },
     efs: { type: 'string', default: '64,128,256,512' },
     'qdrant-extras': { type: 'boolean', default: true },
     'no-qdrant-extras': { type: 'boolean', default: false },
@@ -224,10 +228,13 @@ try {
             indexTimeoutSeconds: Math.max(1800, Math.round(timeoutMs / 1000)),
             qdrant: qdrant ? { url: qdrant.url, pid: qdrant.pid } : null,
             hnsw:
-              values['hnsw-m'] || values['hnsw-ef-construct']
+              values['hnsw-m'] || values['hnsw-ef-construct'] || values['full-scan-threshold-kb']
                 ? {
                     m: values['hnsw-m'] ? Number(values['hnsw-m']) : undefined,
                     ef_construct: values['hnsw-ef-construct'] ? Number(values['hnsw-ef-construct']) : undefined,
+                    full_scan_threshold_kb: values['full-scan-threshold-kb']
+                      ? Number(values['full-scan-threshold-kb'])
+                      : undefined,
                   }
                 : null,
             efs: values.efs.split(',').map(Number),

@@ -111,23 +111,25 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
     }
   });
 
-  it('creates the collection with the HNSW graph asked for (default m 32, ef_construct 256)', async () => {
+  it('creates the collection with the HNSW graph asked for (default m 32, ef_construct 256, full scan under 60,000 KB)', async () => {
     const hnswOf = async (collection: string) =>
       (await (await fetch(`${url}/collections/${collection}`)).json()).result.config.hnsw_config;
     const byDefault = `contract_${randomUUID().replace(/-/g, '')}`;
     const custom = `contract_${randomUUID().replace(/-/g, '')}`;
     try {
       await new QdrantVectorStore({ url: url as string, collection: byDefault }).init(DIM);
-      expect(await hnswOf(byDefault)).toMatchObject({ m: 32, ef_construct: 256 });
-      await new QdrantVectorStore({ url: url as string, collection: custom, hnsw: { m: 8, ef_construct: 64 } }).init(
-        DIM,
-      );
-      expect(await hnswOf(custom)).toMatchObject({ m: 8, ef_construct: 64 });
+      expect(await hnswOf(byDefault)).toMatchObject({ m: 32, ef_construct: 256, full_scan_threshold: 60_000 });
+      await new QdrantVectorStore({
+        url: url as string,
+        collection: custom,
+        hnsw: { m: 8, ef_construct: 64, full_scan_threshold_kb: 20_000 },
+      }).init(DIM);
+      expect(await hnswOf(custom)).toMatchObject({ m: 8, ef_construct: 64, full_scan_threshold: 20_000 });
       // An existing collection keeps its graph whatever the options say (changing it is an operator's PATCH).
       await new QdrantVectorStore({ url: url as string, collection: custom, hnsw: { m: 48, ef_construct: 512 } }).init(
         DIM,
       );
-      expect(await hnswOf(custom)).toMatchObject({ m: 8, ef_construct: 64 });
+      expect(await hnswOf(custom)).toMatchObject({ m: 8, ef_construct: 64, full_scan_threshold: 20_000 });
     } finally {
       await dropCollection(byDefault);
       await dropCollection(custom);

@@ -28,6 +28,7 @@ export interface FaceSearchConfig {
    */
   qdrantHnswM: number | null;
   qdrantHnswEfConstruct: number | null;
+  qdrantFullScanThresholdKb: number | null;
   qdrantSearchEf: number | null;
   /** Vectors of a collection the service creates: `int8` adds scalar-quantised copies; null = the adapter's default. */
   qdrantQuantization: 'none' | 'int8' | null;
@@ -270,6 +271,7 @@ const envSchema = z.object({
   // Qdrant's own limits: ef_construct >= 4; m 0 (no graph) is not offered.
   QDRANT_HNSW_M: optionalInt(1, 512),
   QDRANT_HNSW_EF_CONSTRUCT: optionalInt(4, 100_000),
+  QDRANT_FULL_SCAN_THRESHOLD_KB: optionalInt(10, 100_000_000),
   QDRANT_SEARCH_EF: optionalInt(1, 100_000),
   QDRANT_QUANTIZATION: oneOf(['none', 'int8'] as const),
   QDRANT_VECTOR_DATATYPE: oneOf(['float32', 'float16'] as const),
@@ -358,6 +360,7 @@ export function loadConfig(
     qdrantCollection: e.QDRANT_COLLECTION,
     qdrantHnswM: e.QDRANT_HNSW_M,
     qdrantHnswEfConstruct: e.QDRANT_HNSW_EF_CONSTRUCT,
+    qdrantFullScanThresholdKb: e.QDRANT_FULL_SCAN_THRESHOLD_KB,
     qdrantSearchEf: e.QDRANT_SEARCH_EF,
     qdrantQuantization: e.QDRANT_QUANTIZATION ?? null,
     qdrantVectorDatatype: e.QDRANT_VECTOR_DATATYPE ?? null,

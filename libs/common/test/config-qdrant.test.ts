@@ -3,22 +3,42 @@ import { describe, expect, it } from 'vitest';
 
 describe('Qdrant HNSW configuration', () => {
   it('leaves the graph and search ef to the adapter when unset or empty', () => {
-    for (const env of [{}, { QDRANT_HNSW_M: '', QDRANT_HNSW_EF_CONSTRUCT: ' ', QDRANT_SEARCH_EF: '' }]) {
+    for (const env of [
+      {},
+      { QDRANT_HNSW_M: '', QDRANT_HNSW_EF_CONSTRUCT: ' ', QDRANT_SEARCH_EF: '', QDRANT_FULL_SCAN_THRESHOLD_KB: '' },
+    ]) {
       const c = loadConfig(env);
-      expect([c.qdrantHnswM, c.qdrantHnswEfConstruct, c.qdrantSearchEf]).toEqual([null, null, null]);
+      expect([c.qdrantHnswM, c.qdrantHnswEfConstruct, c.qdrantSearchEf, c.qdrantFullScanThresholdKb]).toEqual([
+        null,
+        null,
+        null,
+        null,
+      ]);
     }
   });
 
   it('reads positive integers', () => {
-    const c = loadConfig({ QDRANT_HNSW_M: '48', QDRANT_HNSW_EF_CONSTRUCT: '400', QDRANT_SEARCH_EF: ' 512 ' });
-    expect([c.qdrantHnswM, c.qdrantHnswEfConstruct, c.qdrantSearchEf]).toEqual([48, 400, 512]);
+    const c = loadConfig({
+      QDRANT_HNSW_M: '48',
+      QDRANT_HNSW_EF_CONSTRUCT: '400',
+      QDRANT_SEARCH_EF: ' 512 ',
+      QDRANT_FULL_SCAN_THRESHOLD_KB: '200000',
+    });
+    expect([c.qdrantHnswM, c.qdrantHnswEfConstruct, c.qdrantSearchEf, c.qdrantFullScanThresholdKb]).toEqual([
+      48, 400, 512, 200_000,
+    ]);
   });
 
   it('names every bad variable', () => {
     for (const bad of ['0', '-3', '1.5', 'abc', '1e3']) {
       const err = (() => {
         try {
-          loadConfig({ QDRANT_HNSW_M: bad, QDRANT_HNSW_EF_CONSTRUCT: bad, QDRANT_SEARCH_EF: bad });
+          loadConfig({
+            QDRANT_HNSW_M: bad,
+            QDRANT_HNSW_EF_CONSTRUCT: bad,
+            QDRANT_SEARCH_EF: bad,
+            QDRANT_FULL_SCAN_THRESHOLD_KB: bad,
+          });
         } catch (e) {
           return e;
         }
@@ -28,6 +48,7 @@ describe('Qdrant HNSW configuration', () => {
       expect(problems).toContain(`QDRANT_HNSW_M: expected an integer 1-512, got '${bad}'`);
       expect(problems).toContain(`QDRANT_HNSW_EF_CONSTRUCT: expected an integer 4-100000, got '${bad}'`);
       expect(problems).toContain(`QDRANT_SEARCH_EF: expected an integer 1-100000, got '${bad}'`);
+      expect(problems).toContain(`QDRANT_FULL_SCAN_THRESHOLD_KB: expected an integer 10-100000000, got '${bad}'`);
     }
     expect(() => loadConfig({ QDRANT_HNSW_EF_CONSTRUCT: '2' })).toThrow(
       /QDRANT_HNSW_EF_CONSTRUCT: expected an integer 4-100000, got '2'/,

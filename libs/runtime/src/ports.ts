@@ -107,6 +107,7 @@ export async function buildPorts<N extends PortName>(
               hnsw: {
                 m: config.qdrantHnswM ?? undefined,
                 ef_construct: config.qdrantHnswEfConstruct ?? undefined,
+                full_scan_threshold_kb: config.qdrantFullScanThresholdKb ?? undefined,
               },
               searchParams: config.qdrantSearchEf ? { hnsw_ef: config.qdrantSearchEf } : undefined,
               quantization: config.qdrantQuantization ?? undefined,

@@ -32,8 +32,13 @@ export interface QdrantVectorStoreOptions {
    * HNSW graph of a collection this store creates (an existing collection keeps its own; change one with
    * `PATCH /collections/<name>` `{ hnsw_config: { m, ef_construct } }`, which rebuilds its index). Default
    * DEFAULT_QDRANT_HNSW: Qdrant's own default (m 16, ef_construct 100) gave recall@10 0.85 at 100k faces.
+   * `full_scan_threshold_kb`: a search whose filter matches fewer points than this in a segment (in KB of vectors
+   * as Qdrant counts them: a 512-d float vector is 2) scans them exactly instead of walking the graph; Qdrant's own
+   * default is 10,000 (5,000 faces). Default 60,000 (30,000 faces per segment): at 1M faces a one-group search of
+   * 100k faces found 67 % of the true top 10 (82 % of the probe's own faces) at hnsw_ef 256 in 12.8 ms p50, and all
+   * of them in 19.5 ms scanning (BENCHMARKS.md, session 12).
    */
-  hnsw?: { m?: number; ef_construct?: number };
+  hnsw?: { m?: number; ef_construct?: number; full_scan_threshold_kb?: number };
   /**
    * Search tuning. Default `{ hnsw_ef: DEFAULT_QDRANT_HNSW.search_ef }`; a larger `hnsw_ef` trades query time for
    * recall. `exact: true` scans every matching point (recall 1, ~110 ms at 100k).
@@ -70,7 +75,12 @@ const SCOPES_TTL_MS = 5_000;
 const SCOPES_LISTED = 16;
 
 /** Graph and search defaults (BENCHMARKS.md, Problems 6: measured on 100k synthetic 512-d faces). */
-export const DEFAULT_QDRANT_HNSW = { m: 32, ef_construct: 256, search_ef: 256 } as const;
+export const DEFAULT_QDRANT_HNSW = {
+  m: 32,
+  ef_construct: 256,
+  search_ef: 256,
+  full_scan_threshold_kb: 60_000,
+} as const;
 
 /** Fixed namespace for point ids (a random v4 UUID chosen once; changing it orphans every stored point). */
 const POINT_ID_NAMESPACE = '6f0b6c2e-3f5c-4d2a-9c71-2b8e5f0d4a13';
@@ -162,6 +172,8 @@ export class QdrantVectorStore implements VectorStore {
             hnsw_config: {
               m: this.options.hnsw?.m ?? DEFAULT_QDRANT_HNSW.m,
               ef_construct: this.options.hnsw?.ef_construct ?? DEFAULT_QDRANT_HNSW.ef_construct,
+              full_scan_threshold:
+                this.options.hnsw?.full_scan_threshold_kb ?? DEFAULT_QDRANT_HNSW.full_scan_threshold_kb,
             },
             ...(this.options.quantization === 'int8'
               ? { quantization_config: { scalar: { type: 'int8', quantile: 0.99, always_ram: true } } }
