@@ -210,7 +210,7 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
     await measure('REST exact (full scan), k=10', rest({ exact: true }), 10, { exact: true });
     const rssQueried = rssMiB(pid);
     const base = {
-      hnsw_config: { ...hnsw, on_disk: false, full_scan_threshold_kb: info.config?.hnsw_config?.full_scan_threshold },
+      hnsw_config: { ...hnsw, on_disk: false },
       points: info.points_count,
       indexed_vectors: info.indexed_vectors_count,
       segments: info.segments_count,

@@ -150,27 +150,26 @@ async function openRewritten(
 
 /**
  * Fills a float tensor from RGB bytes following the model's layout, channel order and normalisation, with no
- * per-channel index table: it runs for every detector and embedder input (~0.8 ms for 256x256). `into` (from
+ * per-channel index table: it runs for every detector and embedder input (~0.8 ms for 256x256). `out` (from
  * InputBuffers) is filled instead of a new array. `filled`: the RGB covers only that top-left part of the input, the
  * rest is black (the detector's letterbox, without a padded copy of the pixels).
  */
 export function toTensor(
   rgb: Uint8Array,
   spec: TensorInputSpec,
-  into: Float32Array = new Float32Array(spec.width * spec.height * 3),
+  out: Float32Array = new Float32Array(spec.width * spec.height * 3),
   filled: { width: number; height: number } = spec,
 ): ort.Tensor {
   const { width, height, mean, std } = spec;
   const plane = width * height;
-  if (into.length !== plane * 3) {
-    throw new Error(`tensor buffer of ${into.length} floats for a ${width}x${height}x3 input`);
+  if (out.length !== plane * 3) {
+    throw new Error(`tensor buffer of ${out.length} floats for a ${width}x${height}x3 input`);
   }
   if (filled.width > width || filled.height > height || rgb.length < filled.width * filled.height * 3) {
     throw new Error(
       `${rgb.length} RGB bytes do not fill ${filled.width}x${filled.height} of a ${width}x${height} input`,
     );
   }
-  const out = into;
   const inv = 1 / std;
   const black = -mean * inv;
   // Where the tensor's first and third channels come from in each RGB pixel.
