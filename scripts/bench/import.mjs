@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // pnpm bench:import [--mode embedded|distributed|both] [--images N] [--topologies 2x2,1x1,1x1/inline,1x0/inline]
-//                   [--chunk 50] [--engine-workers auto|N] [--import-concurrency N]
+//                   [--chunk 50] [--engine-workers auto|N] [--import-concurrency N] [--worker-cores 0]
 //
 // Bulk import of real photos (../shared/testdata faces/ + multi/, else .fixtures/) repeated to N items (default 200),
 // through the public API (multipart POST /v1/imports of --chunk files each, then polling GET /v1/imports/{id}),
@@ -12,6 +12,9 @@
 //     in S3; `Dx0/inline`: no embedder, the detectors embed with their own engine), plain `DxE` with IMPORT_EMBED=queue.
 // --engine-workers and --import-concurrency set ENGINE_WORKERS and IMPORT_CONCURRENCY of every app (default: the
 // apps' own defaults).
+// --worker-cores LIST (distributed only): the detectors and embedders confined to these CPUs, and everything else
+// (servers, gateway, indexer, this client) to the others, as if the servers ran on their own machine; the raw loop
+// then runs on LIST too (one process per CPU in it), so the ratio is the workers' against the models on the same CPUs.
 // Before the first target and again after each one, the raw compute rate on the same N items: FaceEngine.analyze
 // (decode+detect+align+embed, maxFaces 1 as the import does, one ONNX thread) in a tight loop, one process per core.
 // Each target's service/raw ratio is taken against the mean of the raw rates just before and just after it (this
@@ -21,6 +24,7 @@
 // Prints readable lines, then one JSON object as the last line. Everything binds to 127.0.0.1; processes and temp
 // folders are removed at the end (also on Ctrl-C).
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import {
   ensureGroup,
@@ -32,6 +36,7 @@ import {
   loadNow,
   log,
   machine,
+  pinToCpus,
   rawComputeRate,
   RssSampler,
   round,
@@ -53,6 +58,7 @@ const { values } = parseArgs({
     chunk: { type: 'string', default: '50' },
     'engine-workers': { type: 'string' },
     'import-concurrency': { type: 'string' },
+    'worker-cores': { type: 'string' },
   },
 });
 const modes = values.mode === 'both' ? ['embedded', 'distributed'] : [values.mode];
@@ -60,6 +66,26 @@ if (!modes.every((m) => m === 'embedded' || m === 'distributed')) {
   console.error('--mode must be embedded, distributed or both');
   process.exit(2);
 }
+/** --worker-cores: the workers' CPUs and the rest's, as taskset lists (null: no pinning). */
+const pinning = (() => {
+  if (!values['worker-cores']) return null;
+  const all = Array.from({ length: availableParallelism() }, (_, i) => i);
+  const workers = new Set(
+    values['worker-cores'].split(',').flatMap((part) => {
+      const [a, b = a] = part.split('-').map(Number);
+      return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+    }),
+  );
+  const rest = all.filter((c) => !workers.has(c));
+  if (modes.includes('embedded') || ![...workers].every((c) => all.includes(c)) || rest.length === 0) {
+    console.error(
+      `--worker-cores: needs --mode distributed and a list of CPUs among 0-${all.length - 1} that leaves at least one`,
+    );
+    process.exit(2);
+  }
+  return { workers: [...workers].join(','), count: workers.size, rest: rest.join(',') };
+})();
+
 const N = Number(values.images);
 const topologies = values.topologies.split(',').map((t) => {
   const m = /^(\d+)x(\d+)(\/inline)?$/.exec(t.trim());
@@ -96,8 +122,11 @@ const report = {
   unique_photos: files.length,
   images: N,
   app_env: appEnv,
+  ...(pinning ? { worker_cpus: pinning.workers, other_cpus: pinning.rest } : {}),
   runs: [],
 };
+// After machine() read the cores: this process is then confined with the servers.
+if (pinning) pinToCpus(process.pid, pinning.rest);
 log(
   `bench:import: ${N} items from ${files.length} photos (${source}); ${report.machine.cores} cores, load ${report.machine.loadavg.join(' ')}`,
 );
@@ -109,7 +138,8 @@ stopOnSignals(async () => current?.stop());
 async function measureRaw() {
   log('raw compute: FaceEngine.analyze (maxFaces 1) on the same items, one process per core ...');
   const load = loadNow();
-  const raw = { ...(await rawComputeRate(listed, { maxFaces: 1 })), loadavg_before: load };
+  const onCpus = pinning ? { cores: pinning.count, cpuList: pinning.workers } : {};
+  const raw = { ...(await rawComputeRate(listed, { maxFaces: 1, ...onCpus })), loadavg_before: load };
   log(
     `raw compute:  ${raw.images_per_s} images/s, ${raw.faces_per_s} faces/s (${raw.cores} processes, ${raw.seconds} s, CPU ${raw.cpu_seconds} s, load before ${load.join(' ')})`,
   );
@@ -134,7 +164,14 @@ for (const target of targets) {
   current =
     target.kind === 'embedded'
       ? await startEmbedded({ env: appEnv })
-      : await startStack({ ...target, env: { ...appEnv, IMPORT_EMBED: target.importEmbed } });
+      : await startStack({
+          ...target,
+          env: { ...appEnv, IMPORT_EMBED: target.importEmbed },
+          cpuList: pinning?.rest,
+        });
+  if (pinning)
+    for (const [name, pid] of Object.entries(current.pids()))
+      if (/^(detector|embedder)-/.test(name)) pinToCpus(pid, pinning.workers);
   const startSeconds = round((performance.now() - startedAt) / 1000, 1);
   try {
     await sleep(3000); // let start-up work settle before the idle reading

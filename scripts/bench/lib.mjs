@@ -485,7 +485,7 @@ function readPid(file) {
  * ports, with `detectors` detector and `embedders` embedder workers and one indexer. stop() runs stack/down.sh
  * (apps, then Redis/Qdrant/S3, whose data it removes) and deletes the folder.
  */
-export async function startStack({ detectors = 2, embedders = 2, env = {}, client } = {}) {
+export async function startStack({ detectors = 2, embedders = 2, env = {}, client, cpuList } = {}) {
   const stackDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-stack-'));
   // Servers, gateway, then each worker's gRPC port and its metrics port.
   const base = await freePortBlock(9 + 2 * (detectors + embedders));
@@ -516,7 +516,11 @@ export async function startStack({ detectors = 2, embedders = 2, env = {}, clien
     rmSync(stackDir, { recursive: true, force: true });
   };
   try {
-    execFileSync('bash', [join(ROOT, 'scripts/stack/up.sh')], {
+    // `cpuList`: every server and app starts confined to these CPUs (processes and threads inherit the mask).
+    const [command, args] = cpuList
+      ? ['taskset', ['-c', cpuList, 'bash', join(ROOT, 'scripts/stack/up.sh')]]
+      : ['bash', [join(ROOT, 'scripts/stack/up.sh')]];
+    execFileSync(command, args, {
       env: stackEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 300_000,
@@ -771,12 +775,17 @@ export function loadEngine() {
  * one process per core, each taking every `cores`-th image of `files` (repeated as listed). Returns images/s and
  * faces/s over the wall time of the slowest worker.
  */
-export async function rawComputeRate(files, { cores = availableParallelism(), maxFaces = 1, ...engineOptions } = {}) {
+export async function rawComputeRate(
+  files,
+  { cores = availableParallelism(), cpuList, maxFaces = 1, ...engineOptions } = {},
+) {
   const worker = join(ROOT, 'scripts/bench/raw-worker.mjs');
   const children = Array.from({ length: cores }, () =>
     fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
   );
   try {
+    // `cpuList`: the loop confined to these CPUs, as the workers it is compared with (before the engine starts threads).
+    if (cpuList) for (const c of children) pinToCpus(c.pid, cpuList);
     const ready = children.map(
       (c) =>
         new Promise((ok, fail) => {
@@ -816,4 +825,9 @@ export async function rawComputeRate(files, { cores = availableParallelism(), ma
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   }
+}
+
+/** Confines a running process and all its threads to `cpuList` (a taskset list such as `0` or `0-1`). */
+export function pinToCpus(pid, cpuList) {
+  execFileSync('taskset', ['-a', '-p', '-c', cpuList, String(pid)], { stdio: 'ignore' });
 }
