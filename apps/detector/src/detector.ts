@@ -27,7 +27,9 @@ export function startDetector(config: FaceSearchConfig, logger: Logger): Promise
       const stage = new ImportDetectStage(ports.library, ports.blobs, engine, ports.queues.embed, {
         maxFacesPerUser: config.maxFacesPerUser,
         inline: inline ? { embedder: inline.embedder, indexQueue: ports.queues.index } : undefined,
-        onDetected: (job) => logger.info({ import_id: job.import_id, index: job.index }, 'import item analysed'),
+        // Debug: one line per item is what a million-image import cannot afford at info (its results are in the
+        // import's items and the workers' metrics); failures stay at warn.
+        onDetected: (job) => logger.debug({ import_id: job.import_id, index: job.index }, 'import item analysed'),
       });
       ports.queues.imports.process((data, ctx) => stage.handle(data, ctx), {
         concurrency: config.importConcurrency,

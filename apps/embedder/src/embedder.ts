@@ -30,7 +30,8 @@ export function startEmbedder(config: FaceSearchConfig, logger: Logger): Promise
     },
     consume: async (ports, engine) => {
       const stage = new ImportEmbedStage(ports.library, ports.blobs, engine, ports.queues.index, {
-        onEmbedded: (job) => logger.info({ import_id: job.import_id, index: job.index }, 'import item embedded'),
+        // Debug, as the detector's line per item.
+        onEmbedded: (job) => logger.debug({ import_id: job.import_id, index: job.index }, 'import item embedded'),
       });
       ports.queues.embed.process((job) => stage.handle(job), {
         concurrency: config.embedConcurrency,

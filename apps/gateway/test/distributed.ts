@@ -198,17 +198,16 @@ export async function waitReady(url: string, group: ProcessGroup, timeoutMs: num
 
 /**
  * The whole stack as processes: `embedders` embedders and `detectors` detectors (default 2 each), an indexer and a
- * gateway (using every detector and embedder), each on a free port, all with `common` settings (plus `embedderEnv`
- * for the embedders). By default detectors call no embedder: they hand crops on through the embed queue; with
- * `importEmbed: 'inline'` they embed import items through the embedders over gRPC. Resolves with the gateway's base
- * URL, its readiness report and the workers' gRPC addresses once it is ready.
+ * gateway (using every detector and embedder), each on a free port, all with `common` settings. By default
+ * detectors call no embedder: they hand crops on through the embed queue; with `importEmbed: 'inline'` they embed
+ * import items through the embedders over gRPC. Resolves with the gateway's base URL, its readiness report and the
+ * workers' gRPC addresses once it is ready.
  */
 export async function startStack(
   group: ProcessGroup,
   common: Record<string, string>,
   options: {
     readyTimeoutMs: number;
-    embedderEnv?: Record<string, string>;
     detectors?: number;
     embedders?: number;
     importEmbed?: 'queue' | 'inline';
@@ -241,7 +240,6 @@ export async function startStack(
       ...common,
       GRPC_PORT: String(port),
       ...(await metricsPort(name)),
-      ...options.embedderEnv,
     });
   }
   const inline = options.importEmbed === 'inline' ? { IMPORT_EMBED: 'inline', EMBEDDER_GRPC_URL: embedders } : {};

@@ -58,10 +58,10 @@ describe.skipIf(skipReason !== null)('distributed stack: gateway, 2 detectors, 2
       DEFAULT_APP_API_KEY: DEFAULT_KEY,
       IMPORT_CONCURRENCY: '2',
       SHUTDOWN_TIMEOUT_MS: '15000',
-      LOG_LEVEL: 'info',
+      // The workers log each item and each embedder call at debug level: the test reads them to see who took work.
+      LOG_LEVEL: 'debug',
     };
-    // The embedders log each call at debug level: the test reads it to see that both took work.
-    const stack = await startStack(group, common, { readyTimeoutMs: 150_000, embedderEnv: { LOG_LEVEL: 'debug' } });
+    const stack = await startStack(group, common, { readyTimeoutMs: 150_000 });
     const ready = stack.ready as { details: Record<string, { status: string; serving?: number }> };
     expect(ready.details).toMatchObject({
       library: { status: 'up' },

@@ -249,7 +249,8 @@ describe.skipIf(skipReason !== null)('faults on the distributed stack', () => {
       IMPORT_CONCURRENCY: '2',
       JOB_LOCK_MS: String(JOB_LOCK_MS),
       SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
-      LOG_LEVEL: 'info',
+      // Debug: the detectors' line per item is counted below.
+      LOG_LEVEL: 'debug',
     };
     ({ base } = await startStack(group, common, { readyTimeoutMs: 180_000 }));
     http = request(base);

@@ -63,7 +63,8 @@ describe.skipIf(skipReason !== null)(
         IMPORT_CONCURRENCY: '2',
         EMBED_CONCURRENCY: '1',
         SHUTDOWN_TIMEOUT_MS: '15000',
-        LOG_LEVEL: 'info',
+        // Debug: the workers' lines per item are read below.
+        LOG_LEVEL: 'debug',
       };
       const { base: url } = await startStack(group, common, { readyTimeoutMs: 150_000 });
       for (const name of ['embedder-1', 'embedder-2']) {
