@@ -77,7 +77,8 @@ const pinning = (() => {
     }),
   );
   const rest = all.filter((c) => !workers.has(c));
-  if (modes.includes('embedded') || ![...workers].every((c) => all.includes(c)) || rest.length === 0) {
+  const valid = workers.size > 0 && [...workers].every((c) => all.includes(c)) && rest.length > 0;
+  if (modes.includes('embedded') || !valid) {
     console.error(
       `--worker-cores: needs --mode distributed and a list of CPUs among 0-${all.length - 1} that leaves at least one`,
     );
@@ -166,7 +167,12 @@ for (const target of targets) {
       ? await startEmbedded({ env: appEnv })
       : await startStack({
           ...target,
-          env: { ...appEnv, IMPORT_EMBED: target.importEmbed },
+          // Started on the other CPUs, the workers would size their engine by those: by their own, unless given.
+          env: {
+            ...(pinning ? { ENGINE_WORKERS: String(pinning.count) } : {}),
+            ...appEnv,
+            IMPORT_EMBED: target.importEmbed,
+          },
           cpuList: pinning?.rest,
         });
   if (pinning)
