@@ -15,7 +15,8 @@
 // collection created by the adapter (HNSW m 32, ef_construct 256, full scan under 60,000 KB, unless --hnsw-m,
 // --hnsw-ef-construct, --full-scan-threshold-kb), vectors in RAM; after one unmeasured pass of the probes (the first
 // queries after indexing are slower), searched through the adapter, at hnsw_ef 64/128/256/512, exact, the adapter
-// again (a check on the warm-up), then with int8 scalar quantisation and rescoring. Sizes whose estimated time would pass --budget-minutes are skipped (and said so).
+// again (a check on the warm-up), then with int8 scalar quantisation and rescoring. Sizes whose estimated time would
+// pass --budget-minutes are skipped (and said so).
 // --bulk-load: Qdrant's advice for a bulk upload (indexing_threshold 0 while uploading, then the collection's own
 // value again), so that the graph is built once per final segment instead of for each small segment and again for
 // every merge; the queries then run on the same kind of graph. For sizes that would otherwise take hours (1M).
