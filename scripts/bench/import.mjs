@@ -38,6 +38,8 @@ import {
   machine,
   pinToCpus,
   rawComputeRate,
+  redisCommandStats,
+  redisCommandsPerItem,
   RssSampler,
   round,
   runImport,
@@ -190,7 +192,11 @@ for (const target of targets) {
     const jobsBefore = current.metricsUrls ? await workerJobFigures(current.metricsUrls) : null;
     const cpuBefore = snapshotCpu(current.pids());
     const clientCpuBefore = process.cpuUsage();
+    const redisUrl = current.services?.REDIS_URL;
+    const redisBefore = redisUrl ? redisCommandStats(redisUrl) : null;
     const result = await runImport(current.api, group, items, { chunk: Number(values.chunk) });
+    // Every client's commands, the polls' included (a few per second).
+    const redis = redisBefore ? redisCommandsPerItem(redisBefore, redisCommandStats(redisUrl), N) : undefined;
     const peak = sampler.stop();
     // Each worker's own account of its jobs (its /metrics): how long a job took where, queue waits excluded.
     const jobs = jobsBefore ? jobFiguresSince(jobsBefore, await workerJobFigures(current.metricsUrls)) : undefined;
@@ -218,6 +224,7 @@ for (const target of targets) {
       rss_idle_mib: idle,
       rss_peak_mib: peak,
       ...(jobs ? { worker_jobs: jobs } : {}),
+      ...(redis ? { redis_per_item: redis } : {}),
     };
     report.runs.push(run);
     log(
@@ -230,6 +237,11 @@ for (const target of targets) {
     log(
       `${label}: CPU seconds during the import: ${formatRss(cpu)}; total ${run.cpu_seconds_total} of ${round(run.seconds * report.machine.cores, 1)} available`,
     );
+    if (redis) {
+      log(
+        `${label}: Redis per item: ${redis.commands} commands (${redis.scripts} of them scripts), ${redis.ms_in_commands} ms inside them`,
+      );
+    }
     for (const [worker, figures] of Object.entries(jobs ?? {})) {
       const parts = Object.entries(figures).map(([key, f]) => `${key} ${f.jobs} x ${f.mean_ms} ms`);
       log(`${label}: ${worker} (its /metrics): ${parts.join(', ')}`);
