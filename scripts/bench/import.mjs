@@ -20,7 +20,8 @@
 // Each target's service/raw ratio is taken against the mean of the raw rates just before and just after it (this
 // VM's speed drifts by 5-15 % within minutes; `ratio_to_raw_range` is the ratio against each of the two alone).
 // Memory: RSS of every process at idle (after start) and its peak during the import. Distributed: each worker's jobs
-// during the import (count and mean time per queue and outcome, from its own /metrics).
+// during the import (count and mean time per queue and outcome, from its own /metrics), and the commands Redis ran
+// per item (INFO commandstats, every client's, the polls' included).
 // Prints readable lines, then one JSON object as the last line. Everything binds to 127.0.0.1; processes and temp
 // folders are removed at the end (also on Ctrl-C).
 import { readFileSync } from 'node:fs';
@@ -38,7 +39,7 @@ import {
   machine,
   pinToCpus,
   rawComputeRate,
-  redisCommandStats,
+  redisCommandCalls,
   redisCommandsPerItem,
   RssSampler,
   round,
@@ -193,10 +194,10 @@ for (const target of targets) {
     const cpuBefore = snapshotCpu(current.pids());
     const clientCpuBefore = process.cpuUsage();
     const redisUrl = current.services?.REDIS_URL;
-    const redisBefore = redisUrl ? redisCommandStats(redisUrl) : null;
+    const redisBefore = redisUrl ? redisCommandCalls(redisUrl) : null;
     const result = await runImport(current.api, group, items, { chunk: Number(values.chunk) });
     // Every client's commands, the polls' included (a few per second).
-    const redis = redisBefore ? redisCommandsPerItem(redisBefore, redisCommandStats(redisUrl), N) : undefined;
+    const redis = redisBefore ? redisCommandsPerItem(redisBefore, redisCommandCalls(redisUrl), N) : undefined;
     const peak = sampler.stop();
     // Each worker's own account of its jobs (its /metrics): how long a job took where, queue waits excluded.
     const jobs = jobsBefore ? jobFiguresSince(jobsBefore, await workerJobFigures(current.metricsUrls)) : undefined;
@@ -239,7 +240,7 @@ for (const target of targets) {
     );
     if (redis) {
       log(
-        `${label}: Redis per item: ${redis.commands} commands (${redis.scripts} of them scripts), ${redis.ms_in_commands} ms inside them`,
+        `${label}: Redis per item: ${redis.commands} commands, ${redis.scripts} of them Lua scripts (BullMQ's and the library's)`,
       );
     }
     for (const [worker, figures] of Object.entries(jobs ?? {})) {

@@ -158,36 +158,31 @@ export function formatRss(rss) {
 }
 
 /**
- * Redis's own count of the commands it ran, per command (`INFO commandstats`: calls and microseconds inside each;
- * a Lua script is one `evalsha` call, the commands it runs count under their own names too).
+ * Redis's own count of the commands it ran, per command (`INFO commandstats`). A Lua script is one `evalsha` call,
+ * and the commands it runs count again under their own names (so do their microseconds: Redis's CPU is better read
+ * from its process).
  */
-export function redisCommandStats(redisUrl) {
+export function redisCommandCalls(redisUrl) {
   const { hostname, port } = new URL(redisUrl);
   const text = execFileSync('redis-cli', ['-h', hostname, '-p', port, 'INFO', 'commandstats'], { encoding: 'utf8' });
-  const stats = {};
+  const calls = {};
   for (const line of text.split('\n')) {
-    const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line);
-    if (m) stats[m[1]] = { calls: Number(m[2]), usec: Number(m[3]) };
+    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line);
+    if (m) calls[m[1]] = Number(m[2]);
   }
-  return stats;
+  return calls;
 }
 
-/** Commands and scripts per item between two redisCommandStats snapshots, and the ms Redis spent in them. */
+/** Commands (a script's own commands included) and scripts per item between two redisCommandCalls snapshots. */
 export function redisCommandsPerItem(before, after, items) {
-  let calls = 0;
+  let commands = 0;
   let scripts = 0;
-  let usec = 0;
   for (const [name, now] of Object.entries(after)) {
-    const was = before[name] ?? { calls: 0, usec: 0 };
-    calls += now.calls - was.calls;
-    usec += now.usec - was.usec;
-    if (name === 'evalsha' || name === 'eval') scripts += now.calls - was.calls;
+    const ran = now - (before[name] ?? 0);
+    commands += ran;
+    if (name === 'evalsha' || name === 'eval') scripts += ran;
   }
-  return {
-    commands: round(calls / items, 1),
-    scripts: round(scripts / items, 1),
-    ms_in_commands: round(usec / 1000 / items, 2),
-  };
+  return { commands: round(commands / items, 1), scripts: round(scripts / items, 1) };
 }
 
 // ---------------------------------------------------------------- ports
