@@ -744,35 +744,41 @@ export async function waitQdrantIndexed(getInfo, timeoutSeconds, minIndexed = 0)
 }
 
 /**
- * A Qdrant server alone (scripts/services/up.sh qdrant) in its own temp STACK_DIR on free ports. stop() runs
- * services/down.sh qdrant (which removes its data) and deletes the folder.
+ * One server alone (scripts/services/up.sh qdrant|redis) in its own temp STACK_DIR on free ports. stop() runs
+ * services/down.sh for it (which removes its data) and deletes the folder.
  */
-export async function startQdrant() {
-  const stackDir = mkdtempSync(join(tmpdir(), 'facesearch-bench-qdrant-'));
+async function startAlone(service) {
+  const stackDir = mkdtempSync(join(tmpdir(), `facesearch-bench-${service}-`));
   const base = await freePortBlock(2);
-  const env = {
-    ...process.env,
-    STACK_DIR: stackDir,
-    QDRANT_HTTP_PORT: String(base),
-    QDRANT_GRPC_PORT: String(base + 1),
-  };
+  const ports =
+    service === 'qdrant'
+      ? { QDRANT_HTTP_PORT: String(base), QDRANT_GRPC_PORT: String(base + 1) }
+      : { REDIS_PORT: String(base) };
+  const env = { ...process.env, STACK_DIR: stackDir, ...ports };
   const stop = () => {
     try {
-      execFileSync('bash', [join(ROOT, 'scripts/services/down.sh'), 'qdrant'], { env, stdio: 'ignore' });
+      execFileSync('bash', [join(ROOT, 'scripts/services/down.sh'), service], { env, stdio: 'ignore' });
     } catch {
       // best effort
     }
     rmSync(stackDir, { recursive: true, force: true });
   };
   try {
-    execFileSync('bash', [join(ROOT, 'scripts/services/up.sh'), 'qdrant'], { env, stdio: 'ignore', timeout: 120_000 });
+    execFileSync('bash', [join(ROOT, 'scripts/services/up.sh'), service], { env, stdio: 'ignore', timeout: 120_000 });
   } catch (err) {
     stop();
     throw err;
   }
-  const pid = Number(readFileSync(join(stackDir, 'qdrant/qdrant.pid'), 'utf8').trim());
-  return { url: `http://127.0.0.1:${base}`, pid, stop };
+  const pid = Number(readFileSync(join(stackDir, `${service}/${service}.pid`), 'utf8').trim());
+  const url = service === 'qdrant' ? `http://127.0.0.1:${base}` : `redis://127.0.0.1:${base}`;
+  return { url, pid, stop };
 }
+
+/** A Qdrant server alone: { url, pid, stop }. */
+export const startQdrant = () => startAlone('qdrant');
+
+/** A Redis server alone: { url, pid, stop }. */
+export const startRedis = () => startAlone('redis');
 
 /** Runs `stop` on SIGINT/SIGTERM and exits, so an interrupted run leaves no process behind. */
 export function stopOnSignals(stop) {

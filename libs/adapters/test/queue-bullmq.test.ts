@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { BullMqJobQueue } from '@facesearch/adapters';
 import { Queue } from 'bullmq';
 import IORedis from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { describeJobQueueContract } from './queue.contract';
 
 /** Needs a real Redis: REDIS_URL=redis://127.0.0.1:6379 (see docs). No mock stands in for it. */
@@ -60,6 +60,27 @@ if (!redisUrl) {
         await consumer.close();
         await producer.obliterate();
         await producer.close();
+      }
+    });
+
+    it("looks up the state only of ids it holds (BullMQ's state script scans the whole waiting list)", async () => {
+      const queue = new BullMqJobQueue<{ n: number }>(`held-${randomUUID()}`, { redisUrl, prefix, logger: quiet });
+      const stateLookups = vi.spyOn(Queue.prototype, 'getJobState');
+      try {
+        await queue.add(Array.from({ length: 20 }, (_, n) => ({ id: `backlog-${n}`, data: { n } })));
+        await queue.add([1, 2, 3].map((n) => ({ id: `new-${n}`, data: { n } })));
+        expect(await queue.remove(['gone-1', 'gone-2'])).toBe(0);
+        expect(stateLookups).not.toHaveBeenCalled();
+        // Ids it holds: their state decides (queued: left alone; removable: removed).
+        await queue.add([{ id: 'new-1', data: { n: 9 } }]);
+        expect(stateLookups).toHaveBeenCalledTimes(1);
+        expect(await queue.remove(['new-2', 'gone-3'])).toBe(1);
+        expect(stateLookups).toHaveBeenCalledTimes(2);
+        expect((await queue.counts()).waiting).toBe(22);
+      } finally {
+        stateLookups.mockRestore();
+        await queue.obliterate();
+        await queue.close();
       }
     });
   });

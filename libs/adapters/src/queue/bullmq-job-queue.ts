@@ -105,10 +105,9 @@ export class BullMqJobQueue<T> implements JobQueue<T> {
       const chunk = all.slice(i, i + ADD_CHUNK);
       // BullMQ ignores an id it still keeps, even finished; the port dedupes only queued or running jobs,
       // so a finished job's record is dropped first and the job runs again.
-      const states = await Promise.all(chunk.map((job) => this.queue.getJobState(bullJobId(job.id))));
-      await Promise.all(
-        chunk.filter((_, k) => FINISHED_STATES.has(states[k])).map((job) => this.queue.remove(bullJobId(job.id))),
-      );
+      const held = await this.heldJobIds(chunk.map((job) => bullJobId(job.id)));
+      const states = await Promise.all(held.map((jobId) => this.queue.getJobState(jobId)));
+      await Promise.all(held.filter((_, k) => FINISHED_STATES.has(states[k])).map((jobId) => this.queue.remove(jobId)));
       await this.queue.addBulk(
         chunk.map((job) => ({
           name: this.name,
@@ -121,15 +120,14 @@ export class BullMqJobQueue<T> implements JobQueue<T> {
 
   async remove(ids: string[]): Promise<number> {
     let removed = 0;
-    for (const id of new Set(ids)) {
-      const jobId = bullJobId(id);
+    for (const jobId of await this.heldJobIds([...new Set(ids)].map(bullJobId))) {
       const state = await this.queue.getJobState(jobId);
       if (!REMOVABLE_STATES.has(state)) continue;
       try {
         removed += (await this.queue.remove(jobId)) === 1 ? 1 : 0;
       } catch (err) {
         // It started between the two calls: too late to remove.
-        this.logger.warn({ queue: this.name, jobId: id, err }, 'job could not be removed');
+        this.logger.warn({ queue: this.name, jobId, err }, 'job could not be removed');
       }
     }
     return removed;
@@ -212,6 +210,24 @@ export class BullMqJobQueue<T> implements JobQueue<T> {
     }
     await this.queue.close();
     await Promise.all([quit(this.workerConnection), quit(this.queueConnection)]);
+  }
+
+  /**
+   * The ids BullMQ holds a job for, in any state: one EXISTS on each job's hash (BullMQ's own duplicate test), all
+   * in one round trip. BullMQ's state script, which the callers run only on these, looks for an id it does not hold
+   * through the whole waiting list (LPOS): behind 100k waiting jobs that took 1.5 ms of Redis's single thread per
+   * new id (scripts/bench/queue-add.mjs), 0.03 ms this way.
+   */
+  private async heldJobIds(jobIds: string[]): Promise<string[]> {
+    if (jobIds.length === 0) return [];
+    const pipeline = this.queueConnection.pipeline();
+    for (const jobId of jobIds) pipeline.exists(this.queue.toKey(jobId));
+    const replies = (await pipeline.exec()) ?? [];
+    return jobIds.filter((_, k) => {
+      const [err, exists] = replies[k] ?? [new Error('no reply'), 0];
+      if (err) throw err;
+      return exists === 1;
+    });
   }
 
   private jobOptions() {
