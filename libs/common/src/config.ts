@@ -2,7 +2,7 @@
  * Service configuration from environment variables, validated once at start-up. Every app reads it
  * through `loadConfig(process.env)`; a bad value stops the process with one message naming every problem.
  */
-import * as os from 'node:os';
+import { availableCpus } from './cpus';
 import { z } from 'zod';
 
 export type Mode = 'embedded' | 'distributed';
@@ -336,7 +336,7 @@ export function loadConfig(
   }
   const e = parsed.data;
   const mode: Mode = e.FACESEARCH_MODE ?? 'embedded';
-  const engineWorkers = e.ENGINE_WORKERS === 'auto' ? os.availableParallelism() : e.ENGINE_WORKERS;
+  const engineWorkers = e.ENGINE_WORKERS === 'auto' ? availableCpus() : e.ENGINE_WORKERS;
   const defaults = MODE_DEFAULTS[mode];
   const config: FaceSearchConfig = {
     mode,

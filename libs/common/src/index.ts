@@ -5,3 +5,4 @@ export * from './analyzer';
 export * from './config';
 export * from './thread-pool';
 export * from './concurrency';
+export * from './cpus';
