@@ -5,8 +5,8 @@
 // while MAX_QUEUED_ITEMS allows up to 100k waiting): a real Redis (scripts/services/up.sh redis in a temp folder, free
 // port) and the project's BullMqJobQueue, nothing consuming the queue. For each backlog size: that many jobs are
 // queued first, then --adds calls of add() with --batch new ids each (as one POST /v1/imports of --batch photos
-// does), then the same calls again with ids the queue holds (a client's retry, or a restart queueing unfinished
-// items again). Per call: wall ms (p50, p95); per item: Redis's CPU (from /proc) and the commands it ran (INFO
+// does), then the same calls again with ids the queue holds: the oldest waiting ones (a restart or a client's retry
+// queueing unfinished items again). Per call: wall ms (p50, p95); per item: Redis's CPU (from /proc) and the commands it ran (INFO
 // commandstats, a Lua script's own commands included). Prints lines, then one JSON.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -77,7 +77,8 @@ try {
       }
       const fillSeconds = round((performance.now() - fill) / 1000, 1);
       const fresh = await timeAdds(queue, (i) => `new-${i}`);
-      const again = await timeAdds(queue, (i) => `new-${i}`);
+      // Ids it holds: the oldest waiting ones (deepest in the waiting list) when there are enough, else those just added.
+      const again = await timeAdds(queue, (i) => (backlog >= adds * batch ? `backlog-${i}` : `new-${i}`));
       const counts = await queue.counts();
       const run = {
         backlog,

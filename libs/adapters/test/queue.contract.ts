@@ -188,6 +188,23 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       expect(runs[2]).toBe('6');
     });
 
+    it('runs a failed id again when it is added again', async () => {
+      const queue = await open({ attempts: 1 });
+      const runs: number[] = [];
+      queue.process(
+        async (data) => {
+          runs.push(data.n);
+          if (data.n === 1) throw new FaceSearchError('image_corrupt', 'The image could not be decoded: bad', 422);
+        },
+        { concurrency: 1 },
+      );
+      await queue.add([{ id: 'f', data: { n: 1 } }]);
+      await waitFor('failed', async () => (await queue.counts()).failed === 1);
+      await queue.add([{ id: 'f', data: { n: 2 } }]);
+      await waitFor('second run', () => runs.length === 2);
+      expect(runs).toEqual([1, 2]);
+    });
+
     it('removes queued jobs but not running ones', async () => {
       const queue = await open();
       await queue.add(['a', 'b', 'c'].map((id, n) => ({ id, data: { n } })));

@@ -1,6 +1,6 @@
 import { FaceSearchError, type JobContext, type JobQueue, type QueueCounts, type QueueJob } from '@facesearch/common';
 import { type Job, type KeepJobs, Queue, UnrecoverableError, Worker } from 'bullmq';
-import IORedis, { type Redis } from 'ioredis';
+import IORedis, { type ChainableCommander, type Redis } from 'ioredis';
 import {
   type QueueLogger,
   type RetryOptions,
@@ -40,7 +40,6 @@ const DAY_SECONDS = 24 * 3600;
 const ADD_CHUNK = 500;
 /** States in which a job has not started (or waits for its next try) and may be removed. */
 const REMOVABLE_STATES = new Set(['waiting', 'delayed', 'prioritized', 'paused', 'waiting-children']);
-const FINISHED_STATES = new Set(['completed', 'failed']);
 /** BullMQ's reasons for failing a job without running our handler (it stalled or started too often). */
 const NOT_RUN_FAILURE = /allowable limit/;
 
@@ -105,9 +104,8 @@ export class BullMqJobQueue<T> implements JobQueue<T> {
       const chunk = all.slice(i, i + ADD_CHUNK);
       // BullMQ ignores an id it still keeps, even finished; the port dedupes only queued or running jobs,
       // so a finished job's record is dropped first and the job runs again.
-      const held = await this.heldJobIds(chunk.map((job) => bullJobId(job.id)));
-      const states = await Promise.all(held.map((jobId) => this.queue.getJobState(jobId)));
-      await Promise.all(held.filter((_, k) => FINISHED_STATES.has(states[k])).map((jobId) => this.queue.remove(jobId)));
+      const finished = await this.finishedJobIds(chunk.map((job) => bullJobId(job.id)));
+      await Promise.all(finished.map((jobId) => this.queue.remove(jobId)));
       await this.queue.addBulk(
         chunk.map((job) => ({
           name: this.name,
@@ -120,6 +118,7 @@ export class BullMqJobQueue<T> implements JobQueue<T> {
 
   async remove(ids: string[]): Promise<number> {
     let removed = 0;
+    // Only ids Redis holds: BullMQ's state lookup scans the waiting list for any other (see finishedJobIds).
     for (const jobId of await this.heldJobIds([...new Set(ids)].map(bullJobId))) {
       const state = await this.queue.getJobState(jobId);
       if (!REMOVABLE_STATES.has(state)) continue;
@@ -213,20 +212,37 @@ export class BullMqJobQueue<T> implements JobQueue<T> {
   }
 
   /**
-   * The ids BullMQ holds a job for, in any state: one EXISTS on each job's hash (BullMQ's own duplicate test), all
-   * in one round trip. BullMQ's state script, which the callers run only on these, looks for an id it does not hold
-   * through the whole waiting list (LPOS): behind 100k waiting jobs that took 1.5 ms of Redis's single thread per
-   * new id (scripts/bench/queue-add.mjs), 0.03 ms this way.
+   * Of these ids, those BullMQ keeps as finished: in its completed or failed sorted set (two ZSCOREs each, O(1), all
+   * in one round trip). BullMQ's getJobState would look for every id not finished, new ones included, through the
+   * whole waiting list (LPOS): behind 100k waiting jobs that took 1.5 ms of Redis's single thread per item
+   * (scripts/bench/queue-add.mjs).
    */
+  private async finishedJobIds(jobIds: string[]): Promise<string[]> {
+    const { completed, failed } = this.queue.keys;
+    const replies = await this.pipelined(jobIds, (pipeline, jobId) =>
+      pipeline.zscore(completed, jobId).zscore(failed, jobId),
+    );
+    return jobIds.filter((_, k) => replies[2 * k] !== null || replies[2 * k + 1] !== null);
+  }
+
+  /** The ids BullMQ holds a job for, in any state: one EXISTS on each job's hash (BullMQ's own duplicate test). */
   private async heldJobIds(jobIds: string[]): Promise<string[]> {
+    const replies = await this.pipelined(jobIds, (pipeline, jobId) => pipeline.exists(this.queue.toKey(jobId)));
+    return jobIds.filter((_, k) => replies[k] === 1);
+  }
+
+  /** Runs `commands` for each id in one pipeline (one round trip); the replies in order, or the first error. */
+  private async pipelined(
+    jobIds: string[],
+    commands: (pipeline: ChainableCommander, jobId: string) => void,
+  ): Promise<unknown[]> {
     if (jobIds.length === 0) return [];
     const pipeline = this.queueConnection.pipeline();
-    for (const jobId of jobIds) pipeline.exists(this.queue.toKey(jobId));
+    for (const jobId of jobIds) commands(pipeline, jobId);
     const replies = (await pipeline.exec()) ?? [];
-    return jobIds.filter((_, k) => {
-      const [err, exists] = replies[k] ?? [new Error('no reply'), 0];
+    return replies.map(([err, reply]) => {
       if (err) throw err;
-      return exists === 1;
+      return reply;
     });
   }
 
