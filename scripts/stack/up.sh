@@ -81,9 +81,14 @@ start_worker() {
 start() {
   local name=$1 kind=${1%-*}
   shift
-  local pidfile=$APPS_DIR/$name.pid log=$APPS_DIR/$name.log
+  local pidfile=$APPS_DIR/$name.pid log=$APPS_DIR/$name.log flags=
+  # As deploy/Dockerfile: the model workers' cores are busy with the models, where V8's GC helper threads only take
+  # turns with them (BENCHMARKS.md, session 14).
+  case $kind in detector | embedder) flags=--single-threaded-gc ;; esac
   : >"$log"
-  setsid env "$@" bash -c 'echo $$ >"$0"; exec node "$1"' "$pidfile" "apps/$kind/dist/main.js" >>"$log" 2>&1 </dev/null &
+  # shellcheck disable=SC2016 # $0..$2 are the inner shell's arguments; $2 (the flags) is split on purpose
+  setsid env "$@" bash -c 'echo $$ >"$0"; exec node $2 "$1"' "$pidfile" "apps/$kind/dist/main.js" "$flags" \
+    >>"$log" 2>&1 </dev/null &
   for ((t = 0; t < 100; t++)); do [ -s "$pidfile" ] && break; sleep 0.05; done
   say "$name started (pid $(cat "$pidfile"), log $log)"
 }
