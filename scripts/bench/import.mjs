@@ -18,7 +18,9 @@
 // Before the first target and again after each one, the raw compute rate on the same N items: FaceEngine.analyze
 // (decode+detect+align+embed, maxFaces 1 as the import does, one ONNX thread) in a tight loop, one process per core.
 // Each target's service/raw ratio is taken against the mean of the raw rates just before and just after it (this
-// VM's speed drifts by 5-15 % within minutes; `ratio_to_raw_range` is the ratio against each of the two alone).
+// VM's speed drifts by 5-15 % within minutes; `ratio_to_raw_range` is the ratio against each of the two alone). The
+// raw loop runs with the node flags of the target's model processes (distributed: --single-threaded-gc, as
+// scripts/stack/up.sh starts detectors and embedders; embedded: none, as the gateway), so the ratio is overhead only.
 // Memory: RSS of every process at idle (after start) and its peak during the import. Distributed: each worker's jobs
 // during the import (count and mean time per queue and outcome, from its own /metrics), and the commands Redis ran
 // per item (INFO commandstats, every client's, the polls' included).
@@ -138,12 +140,20 @@ log(
 let current = null;
 stopOnSignals(async () => current?.stop());
 
-/** The raw compute rate now (logged; kept in report.raw_runs). */
-async function measureRaw() {
-  log('raw compute: FaceEngine.analyze (maxFaces 1) on the same items, one process per core ...');
+/** The node flags a target's model processes run with (scripts/stack/up.sh; the embedded gateway: none). */
+const modelNodeFlags = (target) => (target.kind === 'distributed' ? ['--single-threaded-gc'] : []);
+
+/** The raw compute rate now, its processes started with `nodeFlags` (logged; kept in report.raw_runs). */
+async function measureRaw(nodeFlags) {
+  const flags = nodeFlags.length ? ` (node ${nodeFlags.join(' ')})` : '';
+  log(`raw compute: FaceEngine.analyze (maxFaces 1) on the same items, one process per core${flags} ...`);
   const load = loadNow();
   const onCpus = pinning ? { cores: pinning.count, cpuList: pinning.workers } : {};
-  const raw = { ...(await rawComputeRate(listed, { maxFaces: 1, ...onCpus })), loadavg_before: load };
+  const raw = {
+    ...(await rawComputeRate(listed, { maxFaces: 1, ...onCpus, nodeFlags })),
+    node_flags: nodeFlags,
+    loadavg_before: load,
+  };
   log(
     `raw compute:  ${raw.images_per_s} images/s, ${raw.faces_per_s} faces/s (${raw.cores} processes, ${raw.seconds} s, CPU ${raw.cpu_seconds} s, load before ${load.join(' ')})`,
   );
@@ -151,14 +161,17 @@ async function measureRaw() {
   return raw;
 }
 report.raw_runs = [];
-report.raw = await measureRaw();
-let rawBefore = report.raw;
 
 const targets = [];
 if (modes.includes('embedded')) targets.push({ kind: 'embedded' });
 if (modes.includes('distributed')) for (const t of topologies) targets.push({ kind: 'distributed', ...t });
 
+let rawBefore = null;
 for (const target of targets) {
+  const nodeFlags = modelNodeFlags(target);
+  // The previous target's "after" serves as this one's "before" when it ran with the same flags.
+  if (rawBefore?.node_flags.join(' ') !== nodeFlags.join(' ')) rawBefore = await measureRaw(nodeFlags);
+  report.raw ??= rawBefore;
   const label =
     target.kind === 'embedded'
       ? 'embedded'
@@ -252,7 +265,7 @@ for (const target of targets) {
     current = null;
   }
   // Reached only when the import finished, so its run is the last one.
-  const rawAfter = await measureRaw();
+  const rawAfter = await measureRaw(nodeFlags);
   const run = report.runs.at(-1);
   const rates = [rawBefore.images_per_s, rawAfter.images_per_s];
   const rawRate = (rates[0] + rates[1]) / 2;

@@ -806,16 +806,16 @@ export function loadEngine() {
 
 /**
  * The raw compute rate: decode + detect + align + embed (FaceEngine.analyze, one ONNX thread) in a tight loop,
- * one process per core, each taking every `cores`-th image of `files` (repeated as listed). Returns images/s and
- * faces/s over the wall time of the slowest worker.
+ * one process per core, each taking every `cores`-th image of `files` (repeated as listed), started with
+ * `nodeFlags` (default none). Returns images/s and faces/s over the wall time of the slowest worker.
  */
 export async function rawComputeRate(
   files,
-  { cores = availableParallelism(), cpuList, maxFaces = 1, ...engineOptions } = {},
+  { cores = availableParallelism(), cpuList, maxFaces = 1, nodeFlags = [], ...engineOptions } = {},
 ) {
   const worker = join(ROOT, 'scripts/bench/raw-worker.mjs');
   const children = Array.from({ length: cores }, () =>
-    fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: nodeFlags }),
   );
   try {
     // `cpuList`: the loop confined to these CPUs, as the workers it is compared with (before the engine starts threads).
