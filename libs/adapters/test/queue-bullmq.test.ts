@@ -63,7 +63,7 @@ if (!redisUrl) {
       }
     });
 
-    it("adds without BullMQ's state lookup, which scans the whole waiting list for an id", async () => {
+    it("adds and removes without BullMQ's state lookup, which scans the whole waiting list for an id", async () => {
       const queue = new BullMqJobQueue<{ n: number }>(`held-${randomUUID()}`, { redisUrl, prefix, logger: quiet });
       const stateLookups = vi.spyOn(Queue.prototype, 'getJobState');
       try {
@@ -72,11 +72,9 @@ if (!redisUrl) {
         await queue.add([{ id: 'new-1', data: { n: 9 } }]); // queued: ignored
         expect((await queue.counts()).waiting).toBe(23);
         expect(await queue.remove(['gone-1', 'gone-2'])).toBe(0);
+        expect(await queue.remove(['new-2', 'gone-3', 'backlog-0'])).toBe(2);
+        expect((await queue.counts()).waiting).toBe(21);
         expect(stateLookups).not.toHaveBeenCalled();
-        // Removing looks up only the ids Redis holds.
-        expect(await queue.remove(['new-2', 'gone-3'])).toBe(1);
-        expect(stateLookups).toHaveBeenCalledTimes(1);
-        expect((await queue.counts()).waiting).toBe(22);
       } finally {
         stateLookups.mockRestore();
         await queue.obliterate();

@@ -224,6 +224,8 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       hold.open();
       await waitFor('2 completed', async () => (await queue.counts()).completed === 2);
       expect([...runs].sort()).toEqual([0, 2]);
+      expect(await queue.remove(['a', 'c'])).toBe(0); // finished: not queued any more
+      expect((await queue.counts()).completed).toBe(2);
     });
 
     it('counts waiting, active, delayed, completed and failed jobs', async () => {

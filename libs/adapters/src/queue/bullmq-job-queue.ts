@@ -38,8 +38,6 @@ export interface BullMqJobQueueOptions extends RetryOptions {
 
 const DAY_SECONDS = 24 * 3600;
 const ADD_CHUNK = 500;
-/** States in which a job has not started (or waits for its next try) and may be removed. */
-const REMOVABLE_STATES = new Set(['waiting', 'delayed', 'prioritized', 'paused', 'waiting-children']);
 /** BullMQ's reasons for failing a job without running our handler (it stalled or started too often). */
 const NOT_RUN_FAILURE = /allowable limit/;
 
@@ -117,15 +115,14 @@ export class BullMqJobQueue<T> implements JobQueue<T> {
   }
 
   async remove(ids: string[]): Promise<number> {
+    const jobIds = [...new Set(ids)].map(bullJobId);
+    // Finished jobs stay (the port removes queued ones); BullMQ's remove refuses a running (locked) job by itself.
+    const finished = new Set(await this.finishedJobIds(jobIds));
     let removed = 0;
-    // Only ids Redis holds: BullMQ's state lookup scans the waiting list for any other (see finishedJobIds).
-    for (const jobId of await this.heldJobIds([...new Set(ids)].map(bullJobId))) {
-      const state = await this.queue.getJobState(jobId);
-      if (!REMOVABLE_STATES.has(state)) continue;
+    for (const jobId of await this.heldJobIds(jobIds.filter((jobId) => !finished.has(jobId)))) {
       try {
         removed += (await this.queue.remove(jobId)) === 1 ? 1 : 0;
       } catch (err) {
-        // It started between the two calls: too late to remove.
         this.logger.warn({ queue: this.name, jobId, err }, 'job could not be removed');
       }
     }
