@@ -13,28 +13,20 @@ export function availableCpus(): number {
   return Math.max(1, Math.min(os.availableParallelism(), limit ?? Number.POSITIVE_INFINITY));
 }
 
-/** What cgroupCpuLimit reads; tests give fake contents. */
+/** How cgroupCpuLimit reads /proc/self/cgroup, /proc/self/mountinfo and cgroup files; tests give fake contents. */
 export interface CgroupFiles {
-  /** /proc/self/cgroup */
-  procSelfCgroup: string | null;
-  /** /proc/self/mountinfo */
-  mountinfo: string | null;
   /** A file's text, or null when it cannot be read. */
   read(path: string): string | null;
 }
 
-const readOrNull = (path: string): string | null => {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return null;
-  }
-};
-
 const realFiles: CgroupFiles = {
-  procSelfCgroup: null,
-  mountinfo: null,
-  read: readOrNull,
+  read(path) {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return null;
+    }
+  },
 };
 
 /**
@@ -43,15 +35,15 @@ const realFiles: CgroupFiles = {
  * Linux, no cgroup file system).
  */
 export function cgroupCpuLimit(files: CgroupFiles = realFiles): number | null {
-  const cgroup = files.procSelfCgroup ?? files.read('/proc/self/cgroup');
-  const mountinfo = files.mountinfo ?? files.read('/proc/self/mountinfo');
+  const cgroup = files.read('/proc/self/cgroup');
+  const mountinfo = files.read('/proc/self/mountinfo');
   if (!cgroup || !mountinfo) return null;
   let smallest = Number.POSITIVE_INFINITY;
-  for (const { dir, version } of cpuCgroupDirs(cgroup, mountinfo)) {
-    for (let d = dir.path; ; d = parentOf(d)) {
+  for (const { version, path, mountPoint } of cpuCgroupDirs(cgroup, mountinfo)) {
+    for (let d = path; ; d = parentOf(d)) {
       const quota = version === 2 ? quotaV2(files.read(`${d}/cpu.max`)) : quotaV1(files, d);
       if (quota !== null) smallest = Math.min(smallest, quota);
-      if (d === dir.mountPoint || d === '/') break;
+      if (d === mountPoint || d === '/') break;
     }
   }
   return Number.isFinite(smallest) ? Math.max(1, Math.floor(smallest)) : null;
@@ -79,10 +71,7 @@ const parentOf = (dir: string) => dir.slice(0, Math.max(0, dir.lastIndexOf('/'))
  * mount point joined with the process's path inside the hierarchy, less the part the mount does not show (in a
  * container, its own cgroup is usually the mount's root).
  */
-function cpuCgroupDirs(
-  cgroup: string,
-  mountinfo: string,
-): Array<{ version: 1 | 2; dir: { path: string; mountPoint: string } }> {
+function cpuCgroupDirs(cgroup: string, mountinfo: string): Array<{ version: 1 | 2; path: string; mountPoint: string }> {
   const paths = new Map<string, string>(); // "v2" or a v1 controller -> the process's path
   for (const line of cgroup.split('\n')) {
     const m = /^\d+:([^:]*):(.*)$/.exec(line.trim());
@@ -90,7 +79,7 @@ function cpuCgroupDirs(
     if (m[1] === '') paths.set('v2', m[2] as string);
     for (const controller of (m[1] as string).split(',')) if (controller) paths.set(controller, m[2] as string);
   }
-  const out: Array<{ version: 1 | 2; dir: { path: string; mountPoint: string } }> = [];
+  const out: Array<{ version: 1 | 2; path: string; mountPoint: string }> = [];
   for (const line of mountinfo.split('\n')) {
     // id parent major:minor root mount-point options [optional fields] - fstype source super-options
     const [before, after] = line.split(' - ');
@@ -107,8 +96,7 @@ function cpuCgroupDirs(
     // The mount shows the hierarchy from `root` down; a path outside it is not visible here.
     if (path !== root && !path.startsWith(root === '/' ? '/' : `${root}/`)) continue;
     const inside = root === '/' ? path : path.slice(root.length);
-    const dir = inside === '/' || inside === '' ? mountPoint : `${mountPoint}${inside}`;
-    out.push({ version, dir: { path: dir, mountPoint } });
+    out.push({ version, path: inside === '/' || inside === '' ? mountPoint : `${mountPoint}${inside}`, mountPoint });
   }
   return out;
 }

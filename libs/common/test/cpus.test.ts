@@ -7,7 +7,12 @@ import { describe, expect, it } from 'vitest';
 
 /** A fake /proc/self/cgroup, /proc/self/mountinfo and the cgroup files under them. */
 function fake(cgroup: string, mounts: string[], tree: Record<string, string>): CgroupFiles {
-  return { procSelfCgroup: cgroup, mountinfo: mounts.join('\n'), read: (path) => tree[path] ?? null };
+  const files: Record<string, string> = {
+    ...tree,
+    '/proc/self/cgroup': cgroup,
+    '/proc/self/mountinfo': mounts.join('\n'),
+  };
+  return { read: (path) => files[path] ?? null };
 }
 
 const V2_ROOT_MOUNT = '30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate';
@@ -24,7 +29,7 @@ describe('cgroupCpuLimit', () => {
   it('has no limit for "max", a missing file or no cgroup file system', () => {
     expect(cgroupCpuLimit(fake('0::/\n', [V2_ROOT_MOUNT], { '/sys/fs/cgroup/cpu.max': 'max 100000\n' }))).toBeNull();
     expect(cgroupCpuLimit(fake('0::/\n', [V2_ROOT_MOUNT], {}))).toBeNull();
-    expect(cgroupCpuLimit({ procSelfCgroup: null, mountinfo: null, read: () => null })).toBeNull();
+    expect(cgroupCpuLimit({ read: () => null })).toBeNull();
   });
 
   it("takes the smallest quota along the process's cgroup path (a pod's limit above its container's)", () => {
