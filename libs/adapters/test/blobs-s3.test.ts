@@ -1,5 +1,16 @@
-import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  createServer as createHttpServer,
+  type IncomingHttpHeaders,
+  type RequestListener,
+  type Server,
+} from 'node:http';
+import { createServer as createHttpsServer, globalAgent as httpsAgent } from 'node:https';
 import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { S3BlobStore, type S3BlobStoreOptions } from '@facesearch/adapters';
 import { Client } from 'minio';
 import { describe, expect, it } from 'vitest';
@@ -66,6 +77,25 @@ describe.skipIf(!configured)('S3BlobStore specifics', () => {
     expect(await store.exists(keys[1004])).toBe(false);
   });
 
+  it('keeps the content type it was given', async () => {
+    const store = new S3BlobStore(options());
+    await store.init();
+    const key = `type-${randomBytes(4).toString('hex')}/face.png`;
+    await store.put(key, Buffer.from('png bytes'), 'image/png');
+    const url = new URL(env.S3_ENDPOINT as string);
+    const raw = new Client({
+      endPoint: url.hostname,
+      port: Number(url.port),
+      useSSL: false,
+      accessKey: env.S3_ACCESS_KEY,
+      secretKey: env.S3_SECRET_KEY,
+      region: env.S3_REGION,
+      pathStyle: true,
+    });
+    expect((await raw.statObject(env.S3_BUCKET as string, key)).metaData['content-type']).toBe('image/png');
+    await store.delete(key);
+  });
+
   it('rejects a wrong secret as a non-retryable 503', async () => {
     const store = new S3BlobStore(options({ secretKey: 'wrong-secret' }));
     await expect(store.put('x/y.jpg', Buffer.from('x'))).rejects.toMatchObject({
@@ -103,6 +133,124 @@ describe('S3BlobStore against a server that never answers', () => {
     } finally {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+/** What a PUT sent: its headers and body. */
+interface SeenPut {
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** Answers every request 200 and records PUTs (a stand-in S3 that checks nothing: the request's shape is the test). */
+function recordingS3(seen: SeenPut[]): RequestListener {
+  return (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      if (req.method === 'PUT') seen.push({ headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(200, { ETag: '"etag"' }).end();
+    });
+  };
+}
+
+async function listen(server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as { port: number }).port;
+}
+
+describe('S3BlobStore put: one signed request with one hash of the bytes', () => {
+  // The bytes of a view into a larger buffer: only the viewed ones must be sent and hashed.
+  const framed = Buffer.concat([Buffer.from('HEAD'), randomBytes(70_000), Buffer.from('TAIL')]);
+  const data = framed.subarray(4, framed.length - 4);
+  const sha256 = createHash('sha256').update(data).digest('hex');
+  const md5 = createHash('md5').update(data).digest('base64');
+
+  it('over HTTP signs the payload SHA-256 (SigV4) and sends no Content-MD5', async () => {
+    const seen: SeenPut[] = [];
+    const server = createHttpServer(recordingS3(seen));
+    const port = await listen(server);
+    try {
+      const store = new S3BlobStore({
+        endpoint: `http://127.0.0.1:${port}`,
+        accessKey: 'key',
+        secretKey: 'secret-secret',
+        bucket: 'b-1',
+      });
+      await store.put('a/b.jpg', data, 'image/jpeg');
+      expect(seen).toHaveLength(1);
+      const [put] = seen;
+      expect(Buffer.compare(put.body, data)).toBe(0);
+      expect(put.headers['x-amz-content-sha256']).toBe(sha256);
+      expect(put.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 .*SignedHeaders=.*x-amz-content-sha256/);
+      expect(put.headers['content-md5']).toBeUndefined();
+      expect(put.headers['content-type']).toBe('image/jpeg');
+      expect(put.headers['content-length']).toBe(String(data.length));
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  const openssl = (() => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  it.skipIf(!openssl)('over HTTPS signs UNSIGNED-PAYLOAD and sends Content-MD5 (skipped without openssl)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 's3-tls-'));
+    const previousCa = httpsAgent.options.ca;
+    const seen: SeenPut[] = [];
+    let server: Server | undefined;
+    try {
+      // A throwaway self-signed certificate for 127.0.0.1.
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ],
+        { stdio: 'ignore' },
+      );
+      server = createHttpsServer(
+        { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+        recordingS3(seen),
+      );
+      const port = await listen(server);
+      // minio's HTTPS requests go through Node's global agent: it trusts this certificate until the test ends.
+      httpsAgent.options.ca = readFileSync(join(dir, 'cert.pem'));
+      const store = new S3BlobStore({
+        endpoint: `https://127.0.0.1:${port}`,
+        accessKey: 'key',
+        secretKey: 'secret-secret',
+        bucket: 'b-1',
+      });
+      await store.put('a/b.jpg', data, 'image/jpeg');
+      expect(seen).toHaveLength(1);
+      const [put] = seen;
+      expect(Buffer.compare(put.body, data)).toBe(0);
+      expect(put.headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
+      expect(put.headers['content-md5']).toBe(md5);
+    } finally {
+      httpsAgent.options.ca = previousCa;
+      if (server) await new Promise((resolve) => server?.close(resolve));
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
