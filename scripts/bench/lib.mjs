@@ -743,17 +743,33 @@ export async function waitQdrantIndexed(getInfo, timeoutSeconds, minIndexed = 0)
   }
 }
 
+/** The S3 server's credentials, region and bucket in startS3 (services/up.sh's defaults, set explicitly). */
+export const S3_DEFAULTS = {
+  accessKey: 'facesearch',
+  secretKey: 'facesearch-secret',
+  region: 'us-east-1',
+  bucket: 'facesearch',
+};
+
 /**
- * One server alone (scripts/services/up.sh qdrant|redis) in its own temp STACK_DIR on free ports. stop() runs
+ * One server alone (scripts/services/up.sh qdrant|redis|s3) in its own temp STACK_DIR on free ports. stop() runs
  * services/down.sh for it (which removes its data) and deletes the folder.
  */
 async function startAlone(service) {
   const stackDir = mkdtempSync(join(tmpdir(), `facesearch-bench-${service}-`));
   const base = await freePortBlock(2);
-  const ports =
-    service === 'qdrant'
-      ? { QDRANT_HTTP_PORT: String(base), QDRANT_GRPC_PORT: String(base + 1) }
-      : { REDIS_PORT: String(base) };
+  const ports = {
+    qdrant: { QDRANT_HTTP_PORT: String(base), QDRANT_GRPC_PORT: String(base + 1) },
+    redis: { REDIS_PORT: String(base) },
+    s3: {
+      S3_PORT: String(base),
+      CEPH_MON_PORT: String(base + 1),
+      S3_ACCESS_KEY: S3_DEFAULTS.accessKey,
+      S3_SECRET_KEY: S3_DEFAULTS.secretKey,
+      S3_REGION: S3_DEFAULTS.region,
+      S3_BUCKET: S3_DEFAULTS.bucket,
+    },
+  }[service];
   const env = { ...process.env, STACK_DIR: stackDir, ...ports };
   const stop = () => {
     try {
@@ -769,7 +785,14 @@ async function startAlone(service) {
     stop();
     throw err;
   }
-  const pid = Number(readFileSync(join(stackDir, `${service}/${service}.pid`), 'utf8').trim());
+  const pidOf = (file) => Number(readFileSync(join(stackDir, file), 'utf8').trim());
+  if (service === 's3') {
+    // radosgw answers S3; the OSD stores and the monitor keeps the cluster map: all three work per request.
+    const pids = { radosgw: 'client.rgw.a', 'ceph-osd': 'osd.0', 'ceph-mon': 'mon.a' };
+    for (const [name, id] of Object.entries(pids)) pids[name] = pidOf(`ceph/run/${id}.pid`);
+    return { url: `http://127.0.0.1:${base}`, pid: pids.radosgw, pids, stop };
+  }
+  const pid = pidOf(`${service}/${service}.pid`);
   const url = service === 'qdrant' ? `http://127.0.0.1:${base}` : `redis://127.0.0.1:${base}`;
   return { url, pid, stop };
 }
@@ -779,6 +802,9 @@ export const startQdrant = () => startAlone('qdrant');
 
 /** A Redis server alone: { url, pid, stop }. */
 export const startRedis = () => startAlone('redis');
+
+/** An S3 server alone (Ceph radosgw, as the stack's): { url, pid (radosgw), pids (each Ceph daemon), stop }. */
+export const startS3 = () => startAlone('s3');
 
 /** Runs `stop` on SIGINT/SIGTERM and exits, so an interrupted run leaves no process behind. */
 export function stopOnSignals(stop) {
