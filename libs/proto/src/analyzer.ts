@@ -1,6 +1,7 @@
 import type { AnalyzeResult, DetectOptions, DetectResult, EngineTiming, FaceAnalyzer } from '@facesearch/common';
 import { FaceSearchError } from '@facesearch/common';
-import { DetectorClient, EmbedderClient, type GrpcClientOptions } from './client';
+import { type BalancedClient, DetectorClient, EmbedderClient, type GrpcClientOptions } from './client';
+import { DETECTOR_SERVICE, EMBEDDER_SERVICE } from './load';
 import type { DetectorImplementation } from './server';
 
 export interface GrpcFaceAnalyzerOptions extends GrpcClientOptions {
@@ -20,6 +21,25 @@ export interface GrpcFaceAnalyzerOptions extends GrpcClientOptions {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** How many addresses of a gRPC client answered their health check SERVING. */
+export interface WorkerHealth {
+  serving: number;
+  total: number;
+  targets: Array<{ target: string; status: string }>;
+}
+
+/** Asks every address of a gRPC client for the service's health; throws unless at least one is SERVING. */
+export async function requireServing(client: BalancedClient, service: string, timeoutMs = 2000): Promise<WorkerHealth> {
+  const targets = await client.checkHealth(service, timeoutMs);
+  const serving = targets.filter((t) => t.status === 'SERVING').length;
+  const health = { serving, total: targets.length, targets };
+  if (serving === 0) {
+    const detail = targets.map((t) => `${t.target} ${t.status}`).join(', ');
+    throw Object.assign(new Error(`no ${service} instance is serving (${detail})`), { health });
+  }
+  return health;
+}
 
 /** Both services' engine time, when every call reported one (older servers do not). */
 function engineTime(...calls: EngineTiming[]): EngineTiming {
@@ -94,6 +114,31 @@ export class GrpcFaceAnalyzer implements FaceAnalyzer {
       // The id that produced these vectors; differs from this.modelId only during a model roll-out.
       modelId: embedded.modelId,
       ...engineTime(detected, embedded),
+    };
+  }
+
+  /**
+   * The embedder service as the import stages use it (aligned crops in, vectors out). Throws invalid_config
+   * without one (the detector services then embed whole images only).
+   */
+  cropEmbedder(): { readonly modelId: string; embed(crops: Uint8Array[]): Promise<Float32Array[]> } {
+    const client = this.embedder;
+    if (!client) {
+      throw new FaceSearchError(
+        'invalid_config',
+        'The import stages embed crops through the embedder service: set EMBEDDER_GRPC_URL.',
+        500,
+      );
+    }
+    return { modelId: this.modelId, embed: async (crops) => (await client.embed(crops)).embeddings };
+  }
+
+  /** Readiness: at least one detector service (when remote) and one embedder service (when used) answer SERVING. */
+  readinessChecks(): Record<string, () => Promise<WorkerHealth>> {
+    const { detector, embedder } = this;
+    return {
+      ...(detector instanceof DetectorClient ? { detectors: () => requireServing(detector, DETECTOR_SERVICE) } : {}),
+      ...(embedder ? { embedders: () => requireServing(embedder, EMBEDDER_SERVICE) } : {}),
     };
   }
 

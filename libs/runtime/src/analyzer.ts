@@ -1,8 +1,10 @@
 import { type FaceAnalyzer, type FaceSearchConfig, FaceSearchError } from '@facesearch/common';
 import type { CropEmbedder, FaceAligner } from '@facesearch/core';
-import { createLocalFaceAnalyzer, type LocalFaceEngine, loadManifest } from '@facesearch/face-engine';
-import { GrpcFaceAnalyzer } from '@facesearch/proto';
+import type { LocalFaceEngine } from '@facesearch/face-engine';
 import type { Logger } from 'pino';
+
+// The engine (sharp, onnxruntime) and gRPC are loaded when an analyzer is made, not with this library: processes
+// that run none (the indexer) stay ~40 MiB smaller and start sooner (BENCHMARKS.md, session 15).
 
 /** How long a process waits at start for the embedder service to answer (it may start at the same time). */
 export const ENGINE_CONNECT_TIMEOUT_MS = 60_000;
@@ -13,16 +15,18 @@ export const ENGINE_CONNECT_TIMEOUT_MS = 60_000;
  */
 export async function createAnalyzer(config: FaceSearchConfig, logger: Logger): Promise<FaceAnalyzer> {
   if (config.engine === 'local') return createLocalEngine(config);
+  const { GrpcFaceAnalyzer } = await import('@facesearch/proto');
   const analyzer = await GrpcFaceAnalyzer.connect({
     detector: config.detectorGrpcUrls.join(','),
     embedderAddresses: config.embedderGrpcUrls.join(','),
     connectTimeoutMs: ENGINE_CONNECT_TIMEOUT_MS,
   });
-  return withCalibratedThreshold(analyzer, config, logger);
+  return withCalibratedThreshold(analyzer, config, logger, (await import('@facesearch/face-engine')).loadManifest);
 }
 
 /** The models in this process: on ENGINE_WORKERS threads (0: on this thread). */
-export function createLocalEngine(config: FaceSearchConfig): Promise<LocalFaceEngine> {
+export async function createLocalEngine(config: FaceSearchConfig): Promise<LocalFaceEngine> {
+  const { createLocalFaceAnalyzer } = await import('@facesearch/face-engine');
   return createLocalFaceAnalyzer({
     workers: config.engineWorkers,
     modelDir: config.modelDir ?? undefined,
@@ -39,7 +43,12 @@ export function createLocalEngine(config: FaceSearchConfig): Promise<LocalFaceEn
  * when it describes the model the embedder runs, so scores match the embedded mode's. Otherwise the configured
  * MATCH_COSINE_THRESHOLD or the fallback applies (cosineThreshold in ports.ts).
  */
-function withCalibratedThreshold<A extends FaceAnalyzer>(analyzer: A, config: FaceSearchConfig, logger: Logger): A {
+function withCalibratedThreshold<A extends FaceAnalyzer>(
+  analyzer: A,
+  config: FaceSearchConfig,
+  logger: Logger,
+  loadManifest: typeof import('@facesearch/face-engine').loadManifest,
+): A {
   try {
     const { manifest } = loadManifest('embedder', {
       modelDir: config.modelDir ?? undefined,
@@ -66,22 +75,10 @@ function withCalibratedThreshold<A extends FaceAnalyzer>(analyzer: A, config: Fa
  * engine in process (or a test fake with the same methods), or the detector and embedder services.
  */
 export function importEngines(analyzer: FaceAnalyzer): { aligner: FaceAligner; embedder: CropEmbedder } {
-  if (analyzer instanceof GrpcFaceAnalyzer) {
-    const client = analyzer.embedder;
-    if (!client) {
-      throw new FaceSearchError(
-        'invalid_config',
-        'The import stages embed crops through the embedder service: set EMBEDDER_GRPC_URL.',
-        500,
-      );
-    }
-    return {
-      aligner: analyzer.detector,
-      embedder: {
-        modelId: analyzer.modelId,
-        embed: async (crops) => (await client.embed(crops)).embeddings,
-      },
-    };
+  // The gRPC analyzer (by shape: see engineChecks): its detector aligns, its embedder service embeds the crops.
+  const remote = analyzer as Partial<{ detector: FaceAligner; cropEmbedder(): CropEmbedder }>;
+  if (typeof remote.cropEmbedder === 'function' && remote.detector) {
+    return { aligner: remote.detector, embedder: remote.cropEmbedder() };
   }
   const both = analyzer as Partial<FaceAligner & CropEmbedder>;
   if (typeof both.detectAligned === 'function' && typeof both.embed === 'function') {

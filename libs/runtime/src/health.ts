@@ -1,41 +1,17 @@
 import type { FaceAnalyzer } from '@facesearch/common';
-import {
-  type BalancedClient,
-  DETECTOR_SERVICE,
-  DetectorClient,
-  EMBEDDER_SERVICE,
-  GrpcFaceAnalyzer,
-} from '@facesearch/proto';
 
-export interface WorkerHealth {
-  serving: number;
-  total: number;
-  targets: Array<{ target: string; status: string }>;
-}
-
-/** Asks every address of a gRPC client for the service's health; throws unless at least one is SERVING. */
-export async function requireServing(client: BalancedClient, service: string, timeoutMs = 2000): Promise<WorkerHealth> {
-  const targets = await client.checkHealth(service, timeoutMs);
-  const serving = targets.filter((t) => t.status === 'SERVING').length;
-  const health = { serving, total: targets.length, targets };
-  if (serving === 0) {
-    const detail = targets.map((t) => `${t.target} ${t.status}`).join(', ');
-    throw Object.assign(new Error(`no ${service} instance is serving (${detail})`), { health });
-  }
-  return health;
+/** An analyzer that knows how to check its own services (the gRPC one, libs/proto). */
+interface SelfChecking {
+  readinessChecks(): Record<string, () => Promise<unknown>>;
 }
 
 /**
- * The readiness checks of the analyzer: with the gRPC engine, at least one detector and one embedder (when it
- * uses the embedder service) must answer SERVING; the local engine is ready once it is built.
+ * The readiness checks of the analyzer: the gRPC engine's own (at least one detector and one embedder, when it
+ * uses the embedder service, answering SERVING); the local engine is ready once it is built. By shape rather than
+ * class, so that processes without an engine (the indexer) need not load gRPC.
  */
 export function engineChecks(analyzer: FaceAnalyzer): Record<string, () => Promise<unknown>> {
-  if (analyzer instanceof GrpcFaceAnalyzer) {
-    const { detector, embedder } = analyzer;
-    return {
-      ...(detector instanceof DetectorClient ? { detectors: () => requireServing(detector, DETECTOR_SERVICE) } : {}),
-      ...(embedder ? { embedders: () => requireServing(embedder, EMBEDDER_SERVICE) } : {}),
-    };
-  }
+  const checking = analyzer as Partial<SelfChecking>;
+  if (typeof checking.readinessChecks === 'function') return checking.readinessChecks();
   return { engine: async () => undefined };
 }
