@@ -113,9 +113,14 @@ async function qdrantRun(msg, gen, queries, groupsAll) {
   const { url, pid } = msg.qdrant;
   const collection = `bench_vectors_${msg.size}`;
   await qdrantFetch(url, 'DELETE', `/collections/${collection}`).catch(() => undefined);
-  // The adapter creates the collection (its HNSW graph: msg.hnsw, else the adapter's defaults; vectors in RAM) and
-  // its payload indexes (app_id as tenant, group_id, user_id, model_id).
-  const store = new adapters.QdrantVectorStore({ url, collection, hnsw: msg.hnsw ?? undefined });
+  // The adapter creates the collection (its HNSW graph and quantisation: msg.hnsw and msg.quantization, else the
+  // adapter's defaults; vectors in RAM) and its payload indexes (app_id as tenant, group_id, user_id, model_id).
+  const store = new adapters.QdrantVectorStore({
+    url,
+    collection,
+    hnsw: msg.hnsw ?? undefined,
+    quantization: msg.quantization ?? undefined,
+  });
   await store.init(DIM);
   const created = await qdrantFetch(url, 'GET', `/collections/${collection}`);
   const hnsw = {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // pnpm bench:vectors [--sizes 10000,100000,1000000] [--stores sqlite,qdrant] [--queries 200] [--groups 10]
 //                    [--query-seconds 30] [--budget-minutes 20] [--hnsw-m 32] [--hnsw-ef-construct 256]
-//                    [--full-scan-threshold-kb 60000]
+//                    [--full-scan-threshold-kb 60000] [--quantization int8|none]
 //                    [--efs 64,128,256,512] [--no-qdrant-extras] [--bulk-load]
 //
 // Vector search alone, through the project's adapters (libs/adapters): latency p50/p95/p99 (one query at a time)
@@ -12,11 +12,12 @@
 // Data: synthetic 512-d unit vectors with face-like structure (scripts/bench/synthetic.mjs: 5 faces per identity;
 // same identity cosine ~0.53-0.76, different ~0.0-0.2), probes are unseen faces of stored identities; exact top-10
 // computed here by brute force. Qdrant: scripts/services/up.sh qdrant in a temp STACK_DIR on free ports; the
-// collection created by the adapter (HNSW m 32, ef_construct 256, full scan under 60,000 KB, unless --hnsw-m,
-// --hnsw-ef-construct, --full-scan-threshold-kb), vectors in RAM; after one unmeasured pass of the probes (the first
-// queries after indexing are slower), searched through the adapter, at hnsw_ef 64/128/256/512, exact, the adapter
-// again (a check on the warm-up), then with int8 scalar quantisation and rescoring. Sizes whose estimated time would
-// pass --budget-minutes are skipped (and said so).
+// collection created by the adapter (its defaults: no graph, int8 copies scanned and rescored; or the graph of
+// --hnsw-m, --hnsw-ef-construct, --full-scan-threshold-kb, and --quantization none for float vectors only), vectors
+// in RAM; after one unmeasured pass of the probes (the first queries after indexing are slower), searched through
+// the adapter, over REST at hnsw_ef 64/128/256/512 (with a graph; without one these rows scan as the adapter does),
+// exact, the adapter again (a check on the warm-up), then with int8 scalar quantisation and rescoring. Sizes whose
+// estimated time would pass --budget-minutes are skipped (and said so).
 // --bulk-load: Qdrant's advice for a bulk upload (indexing_threshold 0 while uploading, then the collection's own
 // value again), so that the graph is built once per final segment instead of for each small segment and again for
 // every merge; the queries then run on the same kind of graph. For sizes that would otherwise take hours (1M).
@@ -41,12 +42,18 @@ const { values } = parseArgs({
     'hnsw-m': { type: 'string' },
     'hnsw-ef-construct': { type: 'string' },
     'full-scan-threshold-kb': { type: 'string' },
+    // Vectors of the collection the adapter creates: int8 (the adapter's default) or none (float only).
+    quantization: { type: 'string' },
     efs: { type: 'string', default: '64,128,256,512' },
     'qdrant-extras': { type: 'boolean', default: true },
     'no-qdrant-extras': { type: 'boolean', default: false },
     'bulk-load': { type: 'boolean', default: false },
   },
 });
+if (values.quantization && !['int8', 'none'].includes(values.quantization)) {
+  console.error('--quantization: int8 or none');
+  process.exit(2);
+}
 const sizes = values.sizes.split(',').map(Number);
 const stores = values.stores.split(',');
 const Q = Number(values.queries);
@@ -238,6 +245,7 @@ try {
                       : undefined,
                   }
                 : null,
+            quantization: values.quantization ?? null,
             efs: values.efs.split(',').map(Number),
             extras: values['qdrant-extras'] && !values['no-qdrant-extras'],
             bulkLoad: values['bulk-load'],

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { QdrantVectorStore, type QdrantVectorStoreOptions, qdrantPointId, qdrantScope } from '@facesearch/adapters';
+import {
+  QdrantVectorStore,
+  type QdrantVectorStoreOptions,
+  qdrantPointId,
+  qdrantScope,
+  SCAN_ALWAYS_KB,
+} from '@facesearch/adapters';
 import { describe, expect, it } from 'vitest';
 import { DIM, describeVectorStoreContract } from './vectors.contract';
 
@@ -28,8 +34,13 @@ function onNewCollection(options: Partial<QdrantVectorStoreOptions>) {
 }
 
 describeVectorStoreContract('QdrantVectorStore', onNewCollection({ batchSize: 128 }), skip);
-// The same contract over a collection with int8 quantised vectors (searches then rescore with the float vectors).
-describeVectorStoreContract('QdrantVectorStore (int8 quantisation)', onNewCollection({ quantization: 'int8' }), skip);
+// The defaults scan int8 copies and rescore with the float vectors; the same contract over a collection with a graph
+// and float vectors only (the defaults before session 15, and what larger collections may be given).
+describeVectorStoreContract(
+  'QdrantVectorStore (HNSW graph m 32, float vectors)',
+  onNewCollection({ quantization: 'none', hnsw: { m: 32 } }),
+  skip,
+);
 // And over float16 vectors: a half-precision float keeps about three decimal digits of each component (scores over
 // 512 of them stayed within 1e-4 of float32's in bench qdrant-datatype).
 describeVectorStoreContract('QdrantVectorStore (float16 vectors)', onNewCollection({ datatype: 'float16' }), skip, {
@@ -111,14 +122,33 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
     }
   });
 
-  it('creates the collection with the HNSW graph asked for (default m 32, ef_construct 256, full scan under 60,000 KB)', async () => {
+  it('creates the collection with the HNSW graph asked for (default none: every search scans)', async () => {
     const hnswOf = async (collection: string) =>
       (await (await fetch(`${url}/collections/${collection}`)).json()).result.config.hnsw_config;
     const byDefault = `contract_${randomUUID().replace(/-/g, '')}`;
     const custom = `contract_${randomUUID().replace(/-/g, '')}`;
     try {
       await new QdrantVectorStore({ url: url as string, collection: byDefault }).init(DIM);
-      expect(await hnswOf(byDefault)).toMatchObject({ m: 32, ef_construct: 256, full_scan_threshold: 60_000 });
+      expect(await hnswOf(byDefault)).toMatchObject({ m: 0, ef_construct: 256, full_scan_threshold: SCAN_ALWAYS_KB });
+      // No graph: whatever threshold is asked for, Qdrant must never try to walk one.
+      const noGraph = `contract_${randomUUID().replace(/-/g, '')}`;
+      try {
+        await new QdrantVectorStore({
+          url: url as string,
+          collection: noGraph,
+          hnsw: { m: 0, full_scan_threshold_kb: 20_000 },
+        }).init(DIM);
+        expect(await hnswOf(noGraph)).toMatchObject({ m: 0, full_scan_threshold: SCAN_ALWAYS_KB });
+      } finally {
+        await dropCollection(noGraph);
+      }
+      const graph = `contract_${randomUUID().replace(/-/g, '')}`;
+      try {
+        await new QdrantVectorStore({ url: url as string, collection: graph, hnsw: { m: 32 } }).init(DIM);
+        expect(await hnswOf(graph)).toMatchObject({ m: 32, ef_construct: 256, full_scan_threshold: 60_000 });
+      } finally {
+        await dropCollection(graph);
+      }
       await new QdrantVectorStore({
         url: url as string,
         collection: custom,
@@ -136,7 +166,7 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
     }
   });
 
-  it('quantises a new collection when asked (int8) and rescores every search of a quantised one', async () => {
+  it('quantises a new collection by default (int8, not with none) and rescores every search of a quantised one', async () => {
     const proxy = await recordingProxy(new URL(url as string));
     const plain = `contract_${randomUUID().replace(/-/g, '')}`;
     const int8 = `contract_${randomUUID().replace(/-/g, '')}`;
@@ -163,7 +193,7 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
         });
         return { best: hits[0]?.face_id, params: proxy.queries.at(-1)?.params };
       };
-      stores.push(open(plain), open(int8, 'int8'));
+      stores.push(open(plain, 'none'), open(int8));
       for (const store of stores) await store.init(DIM);
       expect(await quantizationOf(plain)).toBeFalsy();
       expect(await quantizationOf(int8)).toMatchObject({ scalar: { type: 'int8', always_ram: true } });
@@ -188,7 +218,7 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
     }
   });
 
-  it('drops the filter when the searched scopes are all the collection holds, and checks the hits', async () => {
+  it('drops the filter when the searched scopes hold most of the collection, and keeps only their hits', async () => {
     const proxy = await recordingProxy(new URL(url as string));
     const collection = `contract_${randomUUID().replace(/-/g, '')}`;
     const store = new QdrantVectorStore({ url: proxy.url, collection });
@@ -198,32 +228,40 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
       await store.init(DIM);
       await other.init(DIM);
       const vector = (...xs: number[]) => Float32Array.from({ length: DIM }, (_, k) => xs[k] ?? 0.01);
-      const point = (id: string, group: string, v: Float32Array) => ({
+      const point = (id: string, group: string, v: Float32Array, app = 'a') => ({
         id,
         vector: v,
-        payload: { app_id: 'a', group_id: group, user_id: `u-${id}`, face_id: id, model_id: 'm' },
+        payload: { app_id: app, group_id: group, user_id: `u-${id}`, face_id: id, model_id: 'm' },
       });
       const probe = vector(0, 1, 1);
-      const search = async (groups: string[]) => {
+      const search = async (groups: string[], limit = 5) => {
         const before = proxy.queries.length;
-        const hits = await store.search(probe, { app_id: 'a', group_ids: groups, model_id: 'm', limit: 5 });
-        const filters = proxy.queries.slice(before).map((q) => (q.filter ? 'filtered' : 'unfiltered'));
-        return { faces: hits.map((h) => h.face_id), filters };
+        const hits = await store.search(probe, { app_id: 'a', group_ids: groups, model_id: 'm', limit });
+        const asked = proxy.queries.slice(before).map((q) => `${q.filter ? 'filtered' : 'unfiltered'} ${q.limit}`);
+        return { faces: hits.map((h) => h.face_id), asked };
       };
       await store.upsert([point('f1', 'g', vector(1)), point('f2', 'g', vector(0, 1, 0.8))]);
-      expect(await search(['g'])).toEqual({ faces: ['f2', 'f1'], filters: ['unfiltered'] });
-      // f3 in g2, nearer the probe than f2: the unfiltered answer has it first, so the search runs again filtered.
+      expect(await search(['g'])).toEqual({ faces: ['f2', 'f1'], asked: ['unfiltered 5'] });
+      // f3 in g2, nearer the probe than f2, unknown to this store's list: the answer held every point, so its hits
+      // in scope are the answer; the list is asked for again.
       await other.upsert([point('f3', 'g2', vector(0, 1, 1))]);
-      expect(await search(['g'])).toEqual({ faces: ['f2', 'f1'], filters: ['unfiltered', 'filtered'] });
-      // The list was asked for again: the collection now holds two scopes.
-      expect(await search(['g'])).toEqual({ faces: ['f2', 'f1'], filters: ['filtered'] });
-      expect(await search(['g', 'g2'])).toEqual({ faces: ['f3', 'f2', 'f1'], filters: ['unfiltered'] });
-      // Another app's point: searches of app a keep the filter, and never see it.
-      await other.upsert([
-        { ...point('x1', 'g', vector(0, 1, 1)), payload: { ...point('x1', 'g', probe).payload, app_id: 'b' } },
-      ]);
-      expect(await search(['g', 'g2'])).toEqual({ faces: ['f3', 'f2', 'f1'], filters: ['unfiltered', 'filtered'] });
-      expect(await search(['g', 'g2'])).toEqual({ faces: ['f3', 'f2', 'f1'], filters: ['filtered'] });
+      expect(await search(['g'])).toEqual({ faces: ['f2', 'f1'], asked: ['unfiltered 5'] });
+      // g holds 2 of the 3 points now: limit 5 / (2/3) x 1.5 = 12 hits asked for.
+      expect(await search(['g'])).toEqual({ faces: ['f2', 'f1'], asked: ['unfiltered 12'] });
+      expect(await search(['g', 'g2'])).toEqual({ faces: ['f3', 'f2', 'f1'], asked: ['unfiltered 5'] });
+      // Another app's point, nearest of all: searches of app a never see it.
+      await other.upsert([point('x1', 'g', probe, 'b')]);
+      expect(await search(['g', 'g2'])).toEqual({ faces: ['f3', 'f2', 'f1'], asked: ['unfiltered 5'] });
+      expect(await search(['g', 'g2'], 1)).toEqual({ faces: ['f3'], asked: ['unfiltered 2'] });
+      // The nearest points out of scope (4 in g3, written by the other process): by this store's list g holds 2 of 4
+      // points, the 3 hits asked for (1 / 0.5 x 1.5) are all out of scope and there are more points, so the search
+      // runs again with the filter; a hit of g3 has the list asked for again.
+      await other.upsert([0, 1, 2, 3].map((i) => point(`y${i}`, 'g3', vector(0, 1, 1, 0.01 * i))));
+      expect(await search(['g'], 1)).toEqual({ faces: ['f2'], asked: ['unfiltered 3', 'filtered 1'] });
+      // Now g holds 2 of 8 points: 1 / 0.25 x 1.5 = 6 hits, still all out of scope.
+      expect(await search(['g'], 1)).toEqual({ faces: ['f2'], asked: ['unfiltered 6', 'filtered 1'] });
+      // A scope holding less than a quarter of the points is searched with the filter at once.
+      expect(await search(['g2'], 1)).toEqual({ faces: ['f3'], asked: ['filtered 1'] });
     } finally {
       await store.close();
       await other.close();

@@ -24,7 +24,8 @@ export interface FaceSearchConfig {
   qdrantCollection: string;
   /**
    * HNSW graph (m, ef_construct) of a Qdrant collection the service creates, and the hnsw_ef of its searches;
-   * null: the adapter's defaults (m 32, ef_construct 256, hnsw_ef 256). An existing collection keeps its graph.
+   * null: the adapter's defaults (m 0: no graph, searches scan the int8 copies; with a graph ef_construct 256,
+   * hnsw_ef 256). An existing collection keeps its graph.
    */
   qdrantHnswM: number | null;
   qdrantHnswEfConstruct: number | null;
@@ -268,8 +269,8 @@ const envSchema = z.object({
   S3_REGION: raw.transform((v) => v ?? 'us-east-1'),
   QDRANT_URL: url(['http:', 'https:']),
   QDRANT_COLLECTION: raw.transform((v) => v ?? 'faces'),
-  // Qdrant's own limits: ef_construct >= 4; m 0 (no graph) is not offered.
-  QDRANT_HNSW_M: optionalInt(1, 512),
+  // Qdrant's own limits: ef_construct >= 4; m 0 is no graph (every search scans).
+  QDRANT_HNSW_M: optionalInt(0, 512),
   QDRANT_HNSW_EF_CONSTRUCT: optionalInt(4, 100_000),
   QDRANT_FULL_SCAN_THRESHOLD_KB: optionalInt(10, 100_000_000),
   QDRANT_SEARCH_EF: optionalInt(1, 100_000),

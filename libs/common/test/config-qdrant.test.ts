@@ -17,7 +17,7 @@ describe('Qdrant HNSW configuration', () => {
     }
   });
 
-  it('reads positive integers', () => {
+  it('reads whole numbers (m 0: no graph)', () => {
     const c = loadConfig({
       QDRANT_HNSW_M: '48',
       QDRANT_HNSW_EF_CONSTRUCT: '400',
@@ -27,6 +27,8 @@ describe('Qdrant HNSW configuration', () => {
     expect([c.qdrantHnswM, c.qdrantHnswEfConstruct, c.qdrantSearchEf, c.qdrantFullScanThresholdKb]).toEqual([
       48, 400, 512, 200_000,
     ]);
+    expect(loadConfig({ QDRANT_HNSW_M: '0' }).qdrantHnswM).toBe(0);
+    expect(() => loadConfig({ QDRANT_HNSW_M: '513' })).toThrow(/QDRANT_HNSW_M: expected an integer 0-512, got '513'/);
   });
 
   it('names every bad variable', () => {
@@ -45,7 +47,9 @@ describe('Qdrant HNSW configuration', () => {
       })();
       expect(err).toBeInstanceOf(ConfigError);
       const problems = (err as ConfigError).problems;
-      expect(problems).toContain(`QDRANT_HNSW_M: expected an integer 1-512, got '${bad}'`);
+      // m 0 is a collection without a graph (the adapter's default).
+      if (bad !== '0') expect(problems).toContain(`QDRANT_HNSW_M: expected an integer 0-512, got '${bad}'`);
+      else expect(problems.some((p) => p.startsWith('QDRANT_HNSW_M'))).toBe(false);
       expect(problems).toContain(`QDRANT_HNSW_EF_CONSTRUCT: expected an integer 4-100000, got '${bad}'`);
       expect(problems).toContain(`QDRANT_SEARCH_EF: expected an integer 1-100000, got '${bad}'`);
       expect(problems).toContain(`QDRANT_FULL_SCAN_THRESHOLD_KB: expected an integer 10-100000000, got '${bad}'`);

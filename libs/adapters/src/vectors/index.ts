@@ -1,2 +1,8 @@
 export { SqliteVecVectorStore, type SqliteVecVectorStoreOptions } from './sqlite-vec-store';
-export { QdrantVectorStore, qdrantPointId, qdrantScope, type QdrantVectorStoreOptions } from './qdrant-store';
+export {
+  QdrantVectorStore,
+  qdrantPointId,
+  qdrantScope,
+  type QdrantVectorStoreOptions,
+  SCAN_ALWAYS_KB,
+} from './qdrant-store';

@@ -30,13 +30,16 @@ export interface QdrantVectorStoreOptions {
   timeoutMs?: number;
   /**
    * HNSW graph of a collection this store creates (an existing collection keeps its own; change one with
-   * `PATCH /collections/<name>` `{ hnsw_config: { m, ef_construct } }`, which rebuilds its index). Default
-   * DEFAULT_QDRANT_HNSW: Qdrant's own default (m 16, ef_construct 100) gave recall@10 0.85 at 100k faces.
-   * `full_scan_threshold_kb`: a search whose filter matches fewer points than this in a segment (in KB of vectors
-   * as Qdrant counts them: a 512-d float vector is 2) scans them exactly instead of walking the graph; Qdrant's own
-   * default is 10,000 (5,000 faces). Default 60,000 (30,000 faces per segment): at 1M faces a one-group search of
-   * 100k faces found 67 % of the true top 10 (82 % of the probe's own faces) at hnsw_ef 256 in 12.8 ms p50, and all
-   * of them in 19.5 ms scanning (BENCHMARKS.md, session 12).
+   * `PATCH /collections/<name>` `{ hnsw_config: { m, ef_construct } }`, which rebuilds its index). Default m 0: no
+   * graph, every search scans the points its filter matches, scoring the int8 copies (see `quantization`) and
+   * rescoring the best with the float vectors. On 2 cores that found the exact top 10 of 1M faces in 23-25 ms p50 (p99
+   * 35) and of one group of 100k among them in 8.6 ms (p99 13.7), where the m 32 graph found 79 % of the top 10 over
+   * all 1M and 67 % within the group (BENCHMARKS.md, session 15); and a new collection is ready as soon as its
+   * points are written (the m 32 graph took 66 min to build for 1M points). A scan grows with the points searched:
+   * beyond a few million faces per Qdrant node give the collection a graph (m 32, ef_construct 256 were measured).
+   * `full_scan_threshold_kb` (with a graph only): a search whose filter matches fewer points than this in a segment
+   * (in KB of float vectors as Qdrant counts them: a 512-d vector is 2) scans them instead of walking the graph;
+   * default 60,000 (30,000 faces per segment; Qdrant's own 10,000).
    */
   hnsw?: { m?: number; ef_construct?: number; full_scan_threshold_kb?: number };
   /**
@@ -46,11 +49,11 @@ export interface QdrantVectorStoreOptions {
   searchParams?: { hnsw_ef?: number; exact?: boolean };
   /**
    * Vectors of a collection this store creates (an existing one keeps its own; add it with `PATCH
-   * /collections/<name>` `{ quantization_config: ... }`). `int8`: Qdrant also keeps a scalar-quantised copy of each
-   * vector in RAM (a quarter of the float size) which the graph walk scores, and rescores the best
-   * QUANTIZED_OVERSAMPLING x limit with the float vectors. Default `none`: at 100k faces int8 cut the query time
-   * by 17 % on synthetic vectors but by nothing on real face embeddings (BENCHMARKS.md, session 6), and with the float
-   * vectors in RAM it adds 25 % of vector memory; it pays for RAM at 10M+ with the float vectors on disk (README).
+   * /collections/<name>` `{ quantization_config: ... }`). `int8` (default): Qdrant also keeps a scalar-quantised copy
+   * of each vector in RAM (a quarter of the float size, 25 % more vector memory while the floats stay in RAM too)
+   * which searches score, and rescores the best QUANTIZED_OVERSAMPLING x limit with the float vectors: the scan reads
+   * a quarter of the bytes (at 100k faces 3.7-4.4 ms against 11-13 for the float scan, the same top 10). `none`:
+   * float vectors only.
    */
   quantization?: 'none' | 'int8';
   /**
@@ -72,15 +75,48 @@ export const QUANTIZED_OVERSAMPLING = 2;
 /** How long the list of scopes in the collection is trusted before it is asked for again (see `search`). */
 const SCOPES_TTL_MS = 5_000;
 /** Collections holding more scopes than this are always searched with the filter. */
-const SCOPES_LISTED = 16;
+const SCOPES_LISTED = 256;
+/**
+ * Searches whose scopes hold at least this share of the collection's points go without the filter (see `search`).
+ * Scanning, Qdrant scores the points a filter matches one by one from the payload index: at 1M faces a filter matching
+ * all of them took 117 ms p50 where the unfiltered scan took 21-26 (BENCHMARKS.md, session 15).
+ */
+const UNFILTERED_SHARE = 0.25;
+/** How many more hits than its share of them an unfiltered search asks for (see `search`). */
+const UNFILTERED_MARGIN = 1.5;
 
-/** Graph and search defaults (BENCHMARKS.md, Problems 6: measured on 100k synthetic 512-d faces). */
+/**
+ * Defaults of a new collection: no graph (m 0, see `hnsw`); with a graph (an operator's m > 0), ef_construct 256,
+ * searches at hnsw_ef 256 and filtered sets under 60,000 KB per segment scanned (BENCHMARKS.md, Problems 6 and
+ * session 12: 100k and 1M synthetic 512-d faces).
+ */
 export const DEFAULT_QDRANT_HNSW = {
-  m: 32,
+  m: 0,
   ef_construct: 256,
   search_ef: 256,
   full_scan_threshold_kb: 60_000,
 } as const;
+
+/**
+ * The full-scan threshold of a collection without a graph: above any segment's size, so that Qdrant's planner
+ * always scans (it would otherwise walk the missing graph of a segment holding more than the threshold).
+ */
+export const SCAN_ALWAYS_KB = 1_000_000_000;
+
+/** The hnsw_config of a collection this store creates. */
+export function newCollectionGraph(hnsw: QdrantVectorStoreOptions['hnsw'] = {}): {
+  m: number;
+  ef_construct: number;
+  full_scan_threshold: number;
+} {
+  const m = hnsw.m ?? DEFAULT_QDRANT_HNSW.m;
+  return {
+    m,
+    ef_construct: hnsw.ef_construct ?? DEFAULT_QDRANT_HNSW.ef_construct,
+    full_scan_threshold:
+      m === 0 ? SCAN_ALWAYS_KB : (hnsw.full_scan_threshold_kb ?? DEFAULT_QDRANT_HNSW.full_scan_threshold_kb),
+  };
+}
 
 /** Fixed namespace for point ids (a random v4 UUID chosen once; changing it orphans every stored point). */
 const POINT_ID_NAMESPACE = '6f0b6c2e-3f5c-4d2a-9c71-2b8e5f0d4a13';
@@ -136,9 +172,9 @@ export class QdrantVectorStore implements VectorStore {
   private dim = 0;
   /** Whether the collection (as found at init) has quantised vectors: searches then ask for rescoring. */
   private quantized = false;
-  /** The scopes the collection holds (null: more than SCOPES_LISTED), as last asked; see `search`. */
-  private scopes: { values: Set<string> | null; at: number } = { values: null, at: Number.NEGATIVE_INFINITY };
-  private scopesAsked: Promise<Set<string> | null> | undefined;
+  /** The scopes the collection holds and their points (null: more than SCOPES_LISTED), as last asked; see `search`. */
+  private scopes: { values: Map<string, number> | null; at: number } = { values: null, at: Number.NEGATIVE_INFINITY };
+  private scopesAsked: Promise<Map<string, number> | null> | undefined;
 
   constructor(private readonly options: QdrantVectorStoreOptions) {
     this.collection = options.collection ?? 'faces';
@@ -169,13 +205,8 @@ export class QdrantVectorStore implements VectorStore {
               distance: 'Cosine',
               ...(this.options.datatype === 'float16' ? { datatype: 'float16' as const } : {}),
             },
-            hnsw_config: {
-              m: this.options.hnsw?.m ?? DEFAULT_QDRANT_HNSW.m,
-              ef_construct: this.options.hnsw?.ef_construct ?? DEFAULT_QDRANT_HNSW.ef_construct,
-              full_scan_threshold:
-                this.options.hnsw?.full_scan_threshold_kb ?? DEFAULT_QDRANT_HNSW.full_scan_threshold_kb,
-            },
-            ...(this.options.quantization === 'int8'
+            hnsw_config: newCollectionGraph(this.options.hnsw),
+            ...((this.options.quantization ?? 'int8') === 'int8'
               ? { quantization_config: { scalar: { type: 'int8', quantile: 0.99, always_ram: true } } }
               : {}),
           });
@@ -274,11 +305,15 @@ export class QdrantVectorStore implements VectorStore {
   }
 
   /**
-   * Qdrant checks the filter at every point its graph walk visits: with real face embeddings at 100k points that was
-   * ~37 % of the query (BENCHMARKS.md, session 6). So when the searched scopes are all the collection holds (one
-   * group of one app, the common small deployment), the query goes without the filter, and its hits are checked
-   * instead: if every hit is in scope, they are exactly the filtered answer's top hits; if one is not (a scope written
-   * since the list was asked for, by another process), the search runs again with the filter.
+   * A filter costs Qdrant at every point: a graph walk checks it at each point it visits (with real face embeddings
+   * at 100k points ~37 % of the query, BENCHMARKS.md, session 6), and a scan scores the matching points one by one
+   * from the payload index, ~5x slower per point than the plain scan (session 15). So when the searched scopes hold at
+   * least UNFILTERED_SHARE of the collection's points (all of them: one group of one app, the common small
+   * deployment), the query goes without the filter, for limit / share x UNFILTERED_MARGIN hits, and keeps those in
+   * scope: when they are `limit` or more, they are exactly the filtered answer's top hits (a better one in scope would
+   * have ranked among them), as they are when the collection held fewer points than asked for; otherwise (the
+   * nearest faces were out of scope) the search runs again with the filter. A hit of a scope the list lacks (written
+   * since it was asked for, by another process) has the list asked for again.
    */
   async search(vector: Float32Array, query: VectorQuery): Promise<VectorHit[]> {
     const dim = this.requireDim();
@@ -288,30 +323,44 @@ export class QdrantVectorStore implements VectorStore {
     for (const groupId of query.group_ids) checkId('group_id', groupId);
     // One condition: see qdrantScope.
     const scopes = query.group_ids.map((groupId) => qdrantScope(query.app_id, groupId, query.model_id));
+    const inScope = new Set(scopes);
     const filter = { must: [{ key: 'scope', match: { any: scopes } }] };
-    const ask = (withFilter: boolean) =>
-      this.call('search', () =>
-        this.http.post<{ points: Array<{ payload: unknown; score: number }> }>(`${this.collectionPath}/points/query`, {
-          query: target,
-          ...(withFilter ? { filter } : {}),
-          limit: Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT),
-          with_payload: true,
-          with_vector: false,
-          params: this.searchParams(),
-        }),
-      );
+    const limit = Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT);
+    type Hit = { payload: unknown; score: number };
+    const ask = async (withFilter: boolean, count: number) =>
+      (
+        await this.call('search', () =>
+          this.http.post<{ points: Hit[] }>(`${this.collectionPath}/points/query`, {
+            query: target,
+            ...(withFilter ? { filter } : {}),
+            limit: count,
+            with_payload: true,
+            with_vector: false,
+            params: this.searchParams(),
+          }),
+        )
+      ).points;
+    const scopeOf = (hit: Hit) => (hit.payload as { scope?: string } | null)?.scope ?? '';
+    const answer = (hits: Hit[]) =>
+      hits.map((hit) => ({ ...pickPayload(hit.payload as unknown as VectorPayload), similarity: hit.score }));
+
     const held = await this.scopesHeld();
-    const unfiltered = held !== null && [...held].every((scope) => scopes.includes(scope));
-    let { points: hits } = await ask(!unfiltered);
-    if (unfiltered && !hits.every((hit) => scopes.includes((hit.payload as { scope?: string } | null)?.scope ?? ''))) {
-      this.scopes.at = Number.NEGATIVE_INFINITY;
-      ({ points: hits } = await ask(true));
+    const share = held ? shareOf(held, inScope) : 0;
+    if (held && share >= UNFILTERED_SHARE) {
+      const wide = share >= 1 ? limit : Math.min(MAX_SEARCH_LIMIT, Math.ceil((limit / share) * UNFILTERED_MARGIN));
+      const hits = await ask(false, wide);
+      if (hits.some((hit) => !held.has(scopeOf(hit)))) this.scopes.at = Number.NEGATIVE_INFINITY;
+      const kept = hits.filter((hit) => inScope.has(scopeOf(hit)));
+      if (kept.length >= limit || hits.length < wide) return answer(kept.slice(0, limit));
     }
-    return hits.map((hit) => ({ ...pickPayload(hit.payload as unknown as VectorPayload), similarity: hit.score }));
+    return answer(await ask(true, limit));
   }
 
-  /** The scopes in the collection (null: more than SCOPES_LISTED, or unknown), asked again after SCOPES_TTL_MS. */
-  private scopesHeld(): Promise<Set<string> | null> {
+  /**
+   * The scopes in the collection and their points (null: more than SCOPES_LISTED, or unknown), asked again after
+   * SCOPES_TTL_MS.
+   */
+  private scopesHeld(): Promise<Map<string, number> | null> {
     if (performance.now() - this.scopes.at < SCOPES_TTL_MS) return Promise.resolve(this.scopes.values);
     // Searches arriving while the list is being asked for share the one request.
     this.scopesAsked ??= this.askScopes().finally(() => {
@@ -320,14 +369,14 @@ export class QdrantVectorStore implements VectorStore {
     return this.scopesAsked;
   }
 
-  private async askScopes(): Promise<Set<string> | null> {
+  private async askScopes(): Promise<Map<string, number> | null> {
     try {
-      const { hits } = await this.http.post<{ hits: Array<{ value: unknown }> }>(`${this.collectionPath}/facet`, {
-        key: 'scope',
-        limit: SCOPES_LISTED + 1,
-        exact: false,
-      });
-      const values = hits.length <= SCOPES_LISTED ? new Set(hits.map((h) => String(h.value))) : null;
+      const { hits } = await this.http.post<{ hits: Array<{ value: unknown; count: number }> }>(
+        `${this.collectionPath}/facet`,
+        // Approximate counts are enough: they only pick the plan, and the hits are checked (see `search`).
+        { key: 'scope', limit: SCOPES_LISTED + 1, exact: false },
+      );
+      const values = hits.length <= SCOPES_LISTED ? new Map(hits.map((h) => [String(h.value), h.count])) : null;
       this.scopes = { values, at: performance.now() };
     } catch {
       // Not worth failing a search for: search with the filter, and ask again after the TTL.
@@ -424,4 +473,15 @@ export class QdrantVectorStore implements VectorStore {
 
 function pickPayload(p: VectorPayload): VectorPayload {
   return { app_id: p.app_id, group_id: p.group_id, user_id: p.user_id, face_id: p.face_id, model_id: p.model_id };
+}
+
+/** The share of the collection's points (as counted in `held`) that the scopes in `inScope` hold. */
+function shareOf(held: Map<string, number>, inScope: Set<string>): number {
+  let total = 0;
+  let mine = 0;
+  for (const [scope, count] of held) {
+    total += count;
+    if (inScope.has(scope)) mine += count;
+  }
+  return total > 0 ? mine / total : 0;
 }
