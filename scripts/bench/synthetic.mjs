@@ -130,3 +130,16 @@ export function similarityProfile(gen, size, samples = 2000) {
     different: { p1: q(diff, 0.01), p50: q(diff, 0.5), p99: q(diff, 0.99), max: q(diff, 0.99999) },
   };
 }
+
+/**
+ * The groups a bench search names, by filter: `one_group` the probe's own, `half_groups` it and the next ones up to
+ * half of them (a search over part of an app's groups), `all_groups` every one.
+ */
+export const SEARCH_FILTERS = ['one_group', 'half_groups', 'all_groups'];
+export function searchedGroups(filter, probeGroup, groups) {
+  if (filter === 'one_group') return [probeGroup];
+  const all = Array.from({ length: groups }, (_, g) => `g${g}`);
+  if (filter === 'all_groups') return all;
+  const first = Number(probeGroup.slice(1));
+  return Array.from({ length: Math.max(1, Math.floor(groups / 2)) }, (_, k) => `g${(first + k) % groups}`);
+}

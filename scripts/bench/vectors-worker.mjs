@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { latencyStats, log, qdrantCall, require, ROOT, round, rssMiB, sleep, waitQdrantIndexed } from './lib.mjs';
-import { DIM, SyntheticFaces } from './synthetic.mjs';
+import { DIM, SEARCH_FILTERS, SyntheticFaces, searchedGroups } from './synthetic.mjs';
 
 const adapters = require(join(ROOT, 'libs/adapters/dist/index.js'));
 const APP = 'bench';
@@ -34,16 +34,16 @@ function pointsOf(gen, from, to) {
  */
 async function runQueries(queries, groupsAll, search, { limit, maxSeconds }) {
   const out = {};
-  for (const filter of ['one_group', 'all_groups']) {
+  for (const filter of SEARCH_FILTERS) {
+    const groupsOf = (q) => searchedGroups(filter, queries[q].group, groupsAll.length);
     // warm-up (first connection, caches)
-    for (let q = 0; q < 3; q++)
-      await search(queries[q].vector, filter === 'one_group' ? [queries[q].group] : groupsAll, limit);
+    for (let q = 0; q < 3; q++) await search(queries[q].vector, groupsOf(q), limit);
     const latencies = [];
     const ids = [];
     const until = performance.now() + maxSeconds * 1000;
     for (let q = 0; q < queries.length; q++) {
       if (q >= 20 && performance.now() > until) break;
-      const groupIds = filter === 'one_group' ? [queries[q].group] : groupsAll;
+      const groupIds = groupsOf(q);
       const start = performance.now();
       const hits = await search(queries[q].vector, groupIds, limit);
       latencies.push(performance.now() - start);

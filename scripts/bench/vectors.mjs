@@ -6,9 +6,9 @@
 //
 // Vector search alone, through the project's adapters (libs/adapters): latency p50/p95/p99 (one query at a time)
 // and recall@10 against exact search, for the embedded store (sqlite-vec vec0, brute force) and Qdrant (HNSW),
-// at each size, with two group filters: `one_group` (the probe's group, 1 of --groups, ~10 % of the points) and
-// `all_groups` (every group listed, as an app searching all its groups). Memory: VmRSS of the child process that
-// holds the sqlite-vec store, and of the qdrant server, from /proc/<pid>/status.
+// at each size, with three group filters: `one_group` (the probe's group, 1 of --groups, ~10 % of the points),
+// `half_groups` (half of the groups) and `all_groups` (every group listed, as an app searching all its groups).
+// Memory: VmRSS of the child process that holds the sqlite-vec store, and of the qdrant server, from /proc/<pid>/status.
 // Data: synthetic 512-d unit vectors with face-like structure (scripts/bench/synthetic.mjs: 5 faces per identity;
 // same identity cosine ~0.53-0.76, different ~0.0-0.2), probes are unseen faces of stored identities; exact top-10
 // computed here by brute force. Qdrant: scripts/services/up.sh qdrant in a temp STACK_DIR on free ports; the
@@ -26,7 +26,7 @@ import { fork } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadNow, log, machine, ROOT, round, startQdrant, stopOnSignals } from './lib.mjs';
-import { DIM, SyntheticFaces, similarityProfile } from './synthetic.mjs';
+import { DIM, SEARCH_FILTERS, SyntheticFaces, searchedGroups, similarityProfile } from './synthetic.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -99,7 +99,10 @@ if (stores.includes('qdrant')) {
 function exactTop10(size) {
   const gen = new SyntheticFaces(SEED, GROUPS);
   const queries = Array.from({ length: Q }, (_, q) => gen.query(q, size));
-  const tops = { one_group: queries.map(() => []), all_groups: queries.map(() => []) };
+  const tops = Object.fromEntries(SEARCH_FILTERS.map((f) => [f, queries.map(() => [])]));
+  const searched = Object.fromEntries(
+    SEARCH_FILTERS.map((f) => [f, queries.map((q) => new Set(searchedGroups(f, q.group, GROUPS)))]),
+  );
   const push = (list, index, score) => {
     if (list.length === 10 && score <= list[9].score) return;
     list.push({ index, score });
@@ -113,14 +116,12 @@ function exactTop10(size) {
       const qv = queries[q].vector;
       let s = 0;
       for (let d = 0; d < DIM; d++) s += v[d] * qv[d];
-      push(tops.all_groups[q], i, s);
-      if (queries[q].group === p.group) push(tops.one_group[q], i, s);
+      for (const f of SEARCH_FILTERS) if (searched[f][q].has(p.group)) push(tops[f][q], i, s);
     }
   }
   const ids = (list) => list.map((t) => `f${t.index}`);
   return {
-    one_group: tops.one_group.map(ids),
-    all_groups: tops.all_groups.map(ids),
+    ...Object.fromEntries(SEARCH_FILTERS.map((f) => [f, tops[f].map(ids)])),
     same_identity_in_top10: round(
       queries.reduce(
         (s, q, i) => s + tops.one_group[i].filter((t) => Math.floor(t.index / 5) === q.identity).length,
@@ -260,7 +261,7 @@ try {
       result.seconds = round((performance.now() - t) / 1000, 1);
       if (!exact) {
         const full = result.configs.find((c) => c.exact);
-        exact = full ? { one_group: full.results.one_group.ids, all_groups: full.results.all_groups.ids } : null;
+        exact = full ? Object.fromEntries(SEARCH_FILTERS.map((f) => [f, full.results[f].ids])) : null;
       }
       const probeGen = new SyntheticFaces(SEED, GROUPS);
       const identities = Array.from({ length: Q }, (_, q) => probeGen.query(q, size).identity);
