@@ -8,7 +8,8 @@
 // and recall@10 against exact search, for the embedded store (sqlite-vec vec0, brute force) and Qdrant (HNSW),
 // at each size, with three group filters: `one_group` (the probe's group, 1 of --groups, ~10 % of the points),
 // `half_groups` (half of the groups) and `all_groups` (every group listed, as an app searching all its groups).
-// Memory: VmRSS of the child process that holds the sqlite-vec store, and of the qdrant server, from /proc/<pid>/status.
+// Memory: VmRSS of the child process that holds the sqlite-vec store, and of the qdrant server, from
+// /proc/<pid>/status.
 // Data: synthetic 512-d unit vectors with face-like structure (scripts/bench/synthetic.mjs: 5 faces per identity;
 // same identity cosine ~0.53-0.76, different ~0.0-0.2), probes are unseen faces of stored identities; exact top-10
 // computed here by brute force. Qdrant: scripts/services/up.sh qdrant in a temp STACK_DIR on free ports; the

@@ -453,8 +453,11 @@ describe('QdrantVectorStore search params', () => {
       // The stand-in cannot list the collection's scopes (its facet answer has no hits), so the filter is kept.
       const queries = server.bodies.filter((b) => b.query !== undefined);
       expect(queries.map((b) => b.params)).toEqual([{ hnsw_ef: 256 }, { hnsw_ef: 512 }]);
-      // One filter condition (app, group and model in `scope`), not three.
-      expect(queries[0].filter).toEqual({ must: [{ key: 'scope', match: { any: ['a/g/m'] } }] });
+      // One filter condition (app, group and model in `scope`), not three; one scope as a plain match.
+      expect(queries[0].filter).toEqual({ must: [{ key: 'scope', match: { value: 'a/g/m' } }] });
+      await stores[0].search(new Float32Array(DIM).fill(1), { ...query, group_ids: ['g', 'h'] });
+      const two = server.bodies.filter((b) => b.query !== undefined).at(-1);
+      expect(two?.filter).toEqual({ must: [{ key: 'scope', match: { any: ['a/g/m', 'a/h/m'] } }] });
     } finally {
       for (const store of stores) await store.close();
       await server.close();
