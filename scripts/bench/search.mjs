@@ -25,7 +25,8 @@
 // hand-off and transport; vectors = the vector store; library = the records; gateway = the whole request inside the
 // gateway, so `around` = gateway minus the stages: upload, multipart, auth, validation) and `outside` = the client's
 // latency minus the gateway's (the bench's HTTP client, serialising the answer), all from the same requests.
-// --qdrant-quantization sets QDRANT_QUANTIZATION for the service (the collection it creates). --client: the bench's
+// --qdrant-quantization sets QDRANT_QUANTIZATION for the service (the collection it creates; unset: its default,
+// int8; QDRANT_HNSW_M in the bench's environment reaches the service too, e.g. 32 for a graph). --client: the bench's
 // HTTP client, node:http with the multipart body built in one buffer (default) or undici's fetch with FormData.
 // `search_mn` (--group-faces K > 1; 0 skips it): POST /v1/search with max_faces K on group photos made here of K
 // sent probes of different people in a grid (sharp), so one request searches K faces; raw = engine.analyze(photo,
@@ -74,15 +75,17 @@ const { values } = parseArgs({
     topology: { type: 'string', default: '2x2' },
     probes: { type: 'string', default: 'all' },
     'vector-store': { type: 'string', default: 'sqlite' },
-    'qdrant-quantization': { type: 'string', default: 'none' },
+    // Unset: the service's default (int8); the collection the service creates.
+    'qdrant-quantization': { type: 'string' },
     client: { type: 'string', default: 'http' },
     'group-faces': { type: 'string', default: '4' },
   },
 });
-if (!['none', 'int8'].includes(values['qdrant-quantization'])) throw new Error('--qdrant-quantization: none or int8');
+if (values['qdrant-quantization'] && !['none', 'int8'].includes(values['qdrant-quantization']))
+  throw new Error('--qdrant-quantization: none or int8');
 if (!['http', 'fetch'].includes(values.client)) throw new Error('--client: http or fetch');
 const CLIENT = values.client;
-const QUANTIZATION_ENV = { QDRANT_QUANTIZATION: values['qdrant-quantization'] };
+const QUANTIZATION_ENV = values['qdrant-quantization'] ? { QDRANT_QUANTIZATION: values['qdrant-quantization'] } : {};
 if (values.probes !== 'all' && values.probes !== 'uniform') throw new Error('--probes: all or uniform');
 if (!['sqlite', 'qdrant'].includes(values['vector-store'])) throw new Error('--vector-store: sqlite or qdrant');
 // The embedded gateway over a Qdrant server (VECTOR_STORE=qdrant): the models in process, the vectors in Qdrant.
@@ -116,7 +119,7 @@ const report = {
   real: REAL,
   requests: REQUESTS,
   client: values.client,
-  qdrant_quantization: values['qdrant-quantization'],
+  qdrant_quantization: values['qdrant-quantization'] ?? 'the service default (int8)',
   runs: [],
 };
 log(
