@@ -166,27 +166,26 @@ describe('S3BlobStore put: one signed request with one hash of the bytes', () =>
   const data = framed.subarray(4, framed.length - 4);
   const sha256 = createHash('sha256').update(data).digest('hex');
   const md5 = createHash('md5').update(data).digest('base64');
+  /** Puts `data` through a store on `endpoint`; the one request it sent must carry exactly those bytes. */
+  const putOnce = async (endpoint: string, seen: SeenPut[]): Promise<IncomingHttpHeaders> => {
+    const store = new S3BlobStore({ endpoint, accessKey: 'key', secretKey: 'secret-secret', bucket: 'b-1' });
+    await store.put('a/b.jpg', data, 'image/jpeg');
+    expect(seen).toHaveLength(1);
+    expect(Buffer.compare(seen[0].body, data)).toBe(0);
+    return seen[0].headers;
+  };
 
   it('over HTTP signs the payload SHA-256 (SigV4) and sends no Content-MD5', async () => {
     const seen: SeenPut[] = [];
     const server = createHttpServer(recordingS3(seen));
     const port = await listen(server);
     try {
-      const store = new S3BlobStore({
-        endpoint: `http://127.0.0.1:${port}`,
-        accessKey: 'key',
-        secretKey: 'secret-secret',
-        bucket: 'b-1',
-      });
-      await store.put('a/b.jpg', data, 'image/jpeg');
-      expect(seen).toHaveLength(1);
-      const [put] = seen;
-      expect(Buffer.compare(put.body, data)).toBe(0);
-      expect(put.headers['x-amz-content-sha256']).toBe(sha256);
-      expect(put.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 .*SignedHeaders=.*x-amz-content-sha256/);
-      expect(put.headers['content-md5']).toBeUndefined();
-      expect(put.headers['content-type']).toBe('image/jpeg');
-      expect(put.headers['content-length']).toBe(String(data.length));
+      const headers = await putOnce(`http://127.0.0.1:${port}`, seen);
+      expect(headers['x-amz-content-sha256']).toBe(sha256);
+      expect(headers.authorization).toMatch(/^AWS4-HMAC-SHA256 .*SignedHeaders=.*x-amz-content-sha256/);
+      expect(headers['content-md5']).toBeUndefined();
+      expect(headers['content-type']).toBe('image/jpeg');
+      expect(headers['content-length']).toBe(String(data.length));
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
@@ -235,18 +234,9 @@ describe('S3BlobStore put: one signed request with one hash of the bytes', () =>
       const port = await listen(server);
       // minio's HTTPS requests go through Node's global agent: it trusts this certificate until the test ends.
       httpsAgent.options.ca = readFileSync(join(dir, 'cert.pem'));
-      const store = new S3BlobStore({
-        endpoint: `https://127.0.0.1:${port}`,
-        accessKey: 'key',
-        secretKey: 'secret-secret',
-        bucket: 'b-1',
-      });
-      await store.put('a/b.jpg', data, 'image/jpeg');
-      expect(seen).toHaveLength(1);
-      const [put] = seen;
-      expect(Buffer.compare(put.body, data)).toBe(0);
-      expect(put.headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
-      expect(put.headers['content-md5']).toBe(md5);
+      const headers = await putOnce(`https://127.0.0.1:${port}`, seen);
+      expect(headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
+      expect(headers['content-md5']).toBe(md5);
     } finally {
       httpsAgent.options.ca = previousCa;
       if (server) await new Promise((resolve) => server?.close(resolve));
