@@ -41,6 +41,20 @@ describeBlobStoreContract(
   skip,
 );
 
+/** minio's own client on the test server, to look behind the adapter. */
+function rawClient(): Client {
+  const url = new URL(env.S3_ENDPOINT as string);
+  return new Client({
+    endPoint: url.hostname,
+    port: Number(url.port),
+    useSSL: false,
+    accessKey: env.S3_ACCESS_KEY,
+    secretKey: env.S3_SECRET_KEY,
+    region: env.S3_REGION,
+    pathStyle: true,
+  });
+}
+
 describe.skipIf(!configured)('S3BlobStore specifics', () => {
   it('creates a missing bucket on init, and init is idempotent', async () => {
     const bucket = `contract-${randomBytes(6).toString('hex')}`;
@@ -51,16 +65,7 @@ describe.skipIf(!configured)('S3BlobStore specifics', () => {
     await store.ping();
     await store.put('a/b.jpg', Buffer.from('x'));
     await store.deletePrefix('a/');
-    const url = new URL(env.S3_ENDPOINT as string);
-    const raw = new Client({
-      endPoint: url.hostname,
-      port: Number(url.port),
-      useSSL: false,
-      accessKey: env.S3_ACCESS_KEY,
-      secretKey: env.S3_SECRET_KEY,
-      region: env.S3_REGION,
-      pathStyle: true,
-    });
+    const raw = rawClient();
     await raw.removeBucket(bucket);
   });
 
@@ -82,16 +87,7 @@ describe.skipIf(!configured)('S3BlobStore specifics', () => {
     await store.init();
     const key = `type-${randomBytes(4).toString('hex')}/face.png`;
     await store.put(key, Buffer.from('png bytes'), 'image/png');
-    const url = new URL(env.S3_ENDPOINT as string);
-    const raw = new Client({
-      endPoint: url.hostname,
-      port: Number(url.port),
-      useSSL: false,
-      accessKey: env.S3_ACCESS_KEY,
-      secretKey: env.S3_SECRET_KEY,
-      region: env.S3_REGION,
-      pathStyle: true,
-    });
+    const raw = rawClient();
     expect((await raw.statObject(env.S3_BUCKET as string, key)).metaData['content-type']).toBe('image/png');
     await store.delete(key);
   });
