@@ -62,7 +62,15 @@ describe.skipIf(skipReason !== null)('distributed stack: gateway, 2 detectors, 2
       LOG_LEVEL: 'debug',
     };
     const stack = await startStack(group, common, { readyTimeoutMs: 150_000 });
-    const ready = stack.ready as { details: Record<string, { status: string; serving?: number }> };
+    type Readiness = { details: Record<string, { status: string; serving?: number }> };
+    // Ready means at least one detector and one embedder serve; the others may still be loading their models.
+    let ready = stack.ready as Readiness;
+    const allServing = (r: Readiness) => r.details.detectors?.serving === 2 && r.details.embedders?.serving === 2;
+    const deadline = Date.now() + 60_000;
+    while (!allServing(ready) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      ready = (await (await fetch(`${stack.base}/health/ready`)).json()) as Readiness;
+    }
     expect(ready.details).toMatchObject({
       library: { status: 'up' },
       vectors: { status: 'up' },
