@@ -104,7 +104,7 @@ export const DEFAULT_QDRANT_HNSW = {
 export const SCAN_ALWAYS_KB = 1_000_000_000;
 
 /** The hnsw_config of a collection this store creates. */
-export function newCollectionGraph(hnsw: QdrantVectorStoreOptions['hnsw'] = {}): {
+function newCollectionGraph(hnsw: QdrantVectorStoreOptions['hnsw'] = {}): {
   m: number;
   ef_construct: number;
   full_scan_threshold: number;
