@@ -49,14 +49,14 @@ describeVectorStoreContract('QdrantVectorStore (float16 vectors)', onNewCollecti
 });
 
 describe.skipIf(!url)('QdrantVectorStore specifics', () => {
-  it('creates the collection with cosine distance and payload indexes (app_id as tenant)', async () => {
+  it('creates the collection with cosine distance and payload indexes (scope as tenant)', async () => {
     const collection = `contract_${randomUUID().replace(/-/g, '')}`;
     try {
       await new QdrantVectorStore({ url: url as string, collection }).init(DIM);
       const info = (await (await fetch(`${url}/collections/${collection}`)).json()).result;
       expect(info.config.params.vectors).toMatchObject({ size: DIM, distance: 'Cosine' });
-      expect(info.payload_schema.app_id).toMatchObject({ data_type: 'keyword', params: { is_tenant: true } });
-      for (const field of ['group_id', 'user_id', 'model_id', 'scope'])
+      expect(info.payload_schema.scope).toMatchObject({ data_type: 'keyword', params: { is_tenant: true } });
+      for (const field of ['app_id', 'group_id', 'user_id', 'model_id'])
         expect(info.payload_schema[field]?.data_type).toBe('keyword');
     } finally {
       await dropCollection(collection);

@@ -160,8 +160,11 @@ export function qdrantScope(appId: string, groupId: string, modelId: string): st
 }
 
 /**
- * Face vectors in one Qdrant collection (cosine distance). `app_id` is the tenant key: every read and delete
- * filters on it, and its payload index is marked `is_tenant` so Qdrant keeps each app's points together.
+ * Face vectors in one Qdrant collection (cosine distance). Every read and delete filters on the app; every search on
+ * `scope` (app, group and model), whose payload index is marked `is_tenant` in a collection this store creates, so
+ * that Qdrant stores each scope's points together when it builds a segment: a search of one group then reads its
+ * points in a run instead of one by one across the segment (one group of 100k among 1M faces: Qdrant's CPU per search
+ * 23-26 -> 5-7 ms, p99 22-26 -> 7-10 ms; BENCHMARKS.md, session 16).
  */
 export class QdrantVectorStore implements VectorStore {
   private readonly client: QdrantClient;
@@ -230,11 +233,12 @@ export class QdrantVectorStore implements VectorStore {
       this.quantized = info.config.quantization_config != null;
       const schema = info.payload_schema ?? {};
       const indexes: Array<[string, { type: 'keyword'; is_tenant?: boolean }]> = [
-        ['app_id', { type: 'keyword', is_tenant: true }],
+        ['app_id', { type: 'keyword' }],
         ['group_id', { type: 'keyword' }],
         ['user_id', { type: 'keyword' }],
         ['model_id', { type: 'keyword' }],
-        ['scope', { type: 'keyword' }],
+        // An existing collection keeps the indexes it has (README, "Qdrant": how to mark `scope` and rebuild).
+        ['scope', { type: 'keyword', is_tenant: true }],
       ];
       for (const [field, fieldSchema] of indexes) {
         if (schema[field]) continue;
