@@ -258,13 +258,52 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
       // runs again with the filter; a hit of g3 has the list asked for again.
       await other.upsert([0, 1, 2, 3].map((i) => point(`y${i}`, 'g3', vector(0, 1, 1, 0.01 * i))));
       expect(await search(['g'], 1)).toEqual({ faces: ['f2'], asked: ['unfiltered 3', 'filtered 1'] });
-      // Now g holds 2 of 8 points: 1 / 0.25 x 1.5 = 6 hits, still all out of scope.
-      expect(await search(['g'], 1)).toEqual({ faces: ['f2'], asked: ['unfiltered 6', 'filtered 1'] });
-      // A scope holding less than a quarter of the points is searched with the filter at once.
+      // Now g holds 2 of 8 points: under the 0.45 share this collection's scopes (stored together) need to go
+      // unfiltered, so the filter at once.
+      expect(await search(['g'], 1)).toEqual({ faces: ['f2'], asked: ['filtered 1'] });
       expect(await search(['g2'], 1)).toEqual({ faces: ['f3'], asked: ['filtered 1'] });
     } finally {
       await store.close();
       await other.close();
+      await dropCollection(collection);
+      await proxy.close();
+    }
+  });
+
+  it('keeps the filter below a quarter of the points in a collection whose scopes are not stored together', async () => {
+    const proxy = await recordingProxy(new URL(url as string));
+    const collection = `contract_${randomUUID().replace(/-/g, '')}`;
+    // A collection made before `scope` was its tenant key: a plain keyword index on it.
+    await fetch(`${url}/collections/${collection}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ vectors: { size: DIM, distance: 'Cosine' } }),
+    });
+    await fetch(`${url}/collections/${collection}/index?wait=true`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ field_name: 'scope', field_schema: 'keyword' }),
+    });
+    const store = new QdrantVectorStore({ url: proxy.url, collection });
+    try {
+      await store.init(DIM);
+      const info = (await (await fetch(`${url}/collections/${collection}`)).json()).result;
+      expect(info.payload_schema.scope.params?.is_tenant ?? false).toBe(false);
+      const points = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => ({
+        id: `p${i}`,
+        vector: Float32Array.from({ length: DIM }, (_, k) => (k === i ? 1 : 0.01)),
+        payload: { app_id: 'a', group_id: i < 2 ? 'g' : 'h', user_id: `u${i}`, face_id: `p${i}`, model_id: 'm' },
+      }));
+      await store.upsert(points);
+      const before = proxy.queries.length;
+      const hits = await store.search(points[0].vector, { app_id: 'a', group_ids: ['g'], model_id: 'm', limit: 1 });
+      expect(hits.map((h) => h.face_id)).toEqual(['p0']);
+      // g holds 2 of 8 points, a quarter: unfiltered, 1 / 0.25 x 1.5 = 6 hits (where stored together: filtered).
+      expect(proxy.queries.slice(before).map((q) => `${q.filter ? 'filtered' : 'unfiltered'} ${q.limit}`)).toEqual([
+        'unfiltered 6',
+      ]);
+    } finally {
+      await store.close();
       await dropCollection(collection);
       await proxy.close();
     }

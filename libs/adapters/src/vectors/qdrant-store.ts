@@ -79,9 +79,12 @@ const SCOPES_LISTED = 256;
 /**
  * Searches whose scopes hold at least this share of the collection's points go without the filter (see `search`).
  * Scanning, Qdrant scores the points a filter matches one by one from the payload index: at 1M faces a filter matching
- * all of them took 117 ms p50 where the unfiltered scan took 21-26 (BENCHMARKS.md, session 15).
+ * all of them took 117 ms p50 where the unfiltered scan took 21-26, ~5x the CPU per point (BENCHMARKS.md, session 15).
+ * With each scope's points stored together (`scope` marked as the tenant key, as in the collections this store
+ * creates), a filtered scan costs ~2x the unfiltered one per point (75-80 against 36-40 ns): the filter pays up to
+ * about half of the points (session 16).
  */
-const UNFILTERED_SHARE = 0.25;
+const UNFILTERED_SHARE = { scopesStoredTogether: 0.45, scopesMixed: 0.25 };
 /** How many more hits than its share of them an unfiltered search asks for (see `search`). */
 const UNFILTERED_MARGIN = 1.5;
 
@@ -175,6 +178,8 @@ export class QdrantVectorStore implements VectorStore {
   private dim = 0;
   /** Whether the collection (as found at init) has quantised vectors: searches then ask for rescoring. */
   private quantized = false;
+  /** See UNFILTERED_SHARE: by whether the collection's `scope` index is its tenant key (as found at init). */
+  private unfilteredShare = UNFILTERED_SHARE.scopesStoredTogether;
   /** The scopes the collection holds and their points (null: more than SCOPES_LISTED), as last asked; see `search`. */
   private scopes: { values: Map<string, number> | null; at: number } = { values: null, at: Number.NEGATIVE_INFINITY };
   private scopesAsked: Promise<Map<string, number> | null> | undefined;
@@ -240,6 +245,11 @@ export class QdrantVectorStore implements VectorStore {
         // An existing collection keeps the indexes it has (README, "Qdrant": how to mark `scope` and rebuild).
         ['scope', { type: 'keyword', is_tenant: true }],
       ];
+      const scopeIndex = schema.scope as { params?: { is_tenant?: boolean | null } } | undefined;
+      this.unfilteredShare =
+        !scopeIndex || scopeIndex.params?.is_tenant
+          ? UNFILTERED_SHARE.scopesStoredTogether
+          : UNFILTERED_SHARE.scopesMixed;
       for (const [field, fieldSchema] of indexes) {
         if (schema[field]) continue;
         await this.client.createPayloadIndex(this.collection, {
@@ -311,8 +321,8 @@ export class QdrantVectorStore implements VectorStore {
   /**
    * A filter costs Qdrant at every point: a graph walk checks it at each point it visits (with real face embeddings
    * at 100k points ~37 % of the query, BENCHMARKS.md, session 6), and a scan scores the matching points one by one
-   * from the payload index, ~5x slower per point than the plain scan (session 15). So when the searched scopes hold at
-   * least UNFILTERED_SHARE of the collection's points (all of them: one group of one app, the common small
+   * from the payload index, 2-5x slower per point than the plain scan (sessions 15-16). So when the searched scopes
+   * hold at least UNFILTERED_SHARE of the collection's points (all of them: one group of one app, the common small
    * deployment), the query goes without the filter, for limit / share x UNFILTERED_MARGIN hits, and keeps those in
    * scope: when they are `limit` or more, they are exactly the filtered answer's top hits (a better one in scope would
    * have ranked among them), as they are when the collection held fewer points than asked for; otherwise (the
@@ -352,7 +362,7 @@ export class QdrantVectorStore implements VectorStore {
 
     const held = await this.scopesHeld();
     const share = held ? shareOf(held, inScope) : 0;
-    if (held && share >= UNFILTERED_SHARE) {
+    if (held && share >= this.unfilteredShare) {
       const wide = share >= 1 ? limit : Math.min(MAX_SEARCH_LIMIT, Math.ceil((limit / share) * UNFILTERED_MARGIN));
       const hits = await ask(false, wide);
       if (hits.some((hit) => !held.has(scopeOf(hit)))) this.scopes.at = Number.NEGATIVE_INFINITY;
