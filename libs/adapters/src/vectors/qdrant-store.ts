@@ -34,8 +34,9 @@ export interface QdrantVectorStoreOptions {
    * graph, every search scans the points its filter matches, scoring the int8 copies (see `quantization`) and
    * rescoring the best with the float vectors. On 2 cores that found the exact top 10 of 1M faces in 21-24 ms p50 (p99
    * 27-33) and of one group of 100k among them in 4-5 ms (p99 6-9, its points stored together: see the class), where
-   * the m 32 graph found 79 % of the top 10 over all 1M and 67 % within the group (BENCHMARKS.md, sessions 15-16); and a new collection is ready as soon as its
-   * points are written (the m 32 graph took 66 min to build for 1M points). A scan grows with the points searched:
+   * the m 32 graph found 79 % of the top 10 over all 1M and 67 % within the group (BENCHMARKS.md, sessions 15-16);
+   * and a new collection is ready as soon as its points are written (the m 32 graph took 66 min to build for 1M
+   * points). A scan grows with the points searched:
    * beyond a few million faces per Qdrant node give the collection a graph (m 32, ef_construct 256 were measured).
    * `full_scan_threshold_kb` (with a graph only): a search whose filter matches fewer points than this in a segment
    * (in KB of float vectors as Qdrant counts them: a 512-d vector is 2) scans them instead of walking the graph;
