@@ -270,7 +270,7 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
     }
   });
 
-  it('keeps the filter below a quarter of the points in a collection whose scopes are not stored together', async () => {
+  it('keeps the filter below a quarter of the points where scopes are not stored together', async () => {
     const proxy = await recordingProxy(new URL(url as string));
     const collection = `contract_${randomUUID().replace(/-/g, '')}`;
     // A collection made before `scope` was its tenant key: a plain keyword index on it.
