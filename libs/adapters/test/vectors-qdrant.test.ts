@@ -52,7 +52,11 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
   it('creates the collection with cosine distance and payload indexes (scope as tenant)', async () => {
     const collection = `contract_${randomUUID().replace(/-/g, '')}`;
     try {
-      await new QdrantVectorStore({ url: url as string, collection }).init(DIM);
+      const warnings: string[] = [];
+      const logger = { warn: (_: object, msg: string) => warnings.push(msg) };
+      await new QdrantVectorStore({ url: url as string, collection, logger }).init(DIM);
+      await new QdrantVectorStore({ url: url as string, collection, logger }).init(DIM);
+      expect(warnings).toEqual([]);
       const info = (await (await fetch(`${url}/collections/${collection}`)).json()).result;
       expect(info.config.params.vectors).toMatchObject({ size: DIM, distance: 'Cosine' });
       expect(info.payload_schema.scope).toMatchObject({ data_type: 'keyword', params: { is_tenant: true } });
@@ -284,11 +288,17 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ field_name: 'scope', field_schema: 'keyword' }),
     });
-    const store = new QdrantVectorStore({ url: proxy.url, collection });
+    const warnings: string[] = [];
+    const logger = { warn: (_: object, msg: string) => warnings.push(msg) };
+    const store = new QdrantVectorStore({ url: proxy.url, collection, logger });
     try {
       await store.init(DIM);
       const info = (await (await fetch(`${url}/collections/${collection}`)).json()).result;
       expect(info.payload_schema.scope.params?.is_tenant ?? false).toBe(false);
+      // The operator hears of it at start-up, and where to read how to move the collection.
+      expect(warnings).toEqual([
+        expect.stringMatching(new RegExp(`${collection} keeps its groups' points mixed.*README`)),
+      ]);
       const points = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => ({
         id: `p${i}`,
         vector: Float32Array.from({ length: DIM }, (_, k) => (k === i ? 1 : 0.01)),

@@ -112,6 +112,7 @@ export async function buildPorts<N extends PortName>(
               searchParams: config.qdrantSearchEf ? { hnsw_ef: config.qdrantSearchEf } : undefined,
               quantization: config.qdrantQuantization ?? undefined,
               datatype: config.qdrantVectorDatatype ?? undefined,
+              logger: logger.child({ component: 'vectors' }),
             });
     }
     if (need.has('blobs')) {
