@@ -33,6 +33,8 @@
 // maxFaces K); `top1_same_identity` there = the share of faces whose best match is one of the photo's people. The
 // faces' searches run at once: a stage's time is how long any of them was in it, and the vectors and library stages of
 // different faces overlap, so `around` reads a little low there.
+// `search_paired`: after the levels, REQUESTS searches at c=1 each next to a raw model run of its probe, and the
+// per-pair difference (see pairedSearch).
 // Memory: RSS of every process after loading and after the load levels. Prints readable lines, then one JSON object.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -425,6 +427,38 @@ async function level(api, endpoint, concurrency) {
   };
 }
 
+// ---------------------------------------------------------------- search paired with the raw model
+
+/**
+ * The search goal's reading without the VM's drift: REQUESTS searches at c=1, each next to a raw model run of the
+ * same probe (engine.analyze, maxFaces 1, this process's engine; the order alternating per probe), so the two
+ * figures of a pair see the same machine. The raw loops before and after the levels moved by up to 20 % within one
+ * run on this VM (BENCHMARKS.md, sessions 15-16); `overhead` is the service's latency minus its pair's raw time.
+ */
+async function pairedSearch(api) {
+  const service = [];
+  const raw = [];
+  const overhead = [];
+  for (let i = 0; i < REQUESTS; i++) {
+    const p = sent[i % sent.length];
+    const runRaw = () => timeIt(() => engine.analyze(p.data, { maxFaces: 1 }));
+    const runService = () => timeIt(() => api.request('POST', pathOf('search'), requestFor('search', i)));
+    let rawMs;
+    let serviceMs;
+    if (i % 2 === 0) {
+      rawMs = await runRaw();
+      serviceMs = await runService();
+    } else {
+      serviceMs = await runService();
+      rawMs = await runRaw();
+    }
+    service.push(serviceMs);
+    raw.push(rawMs);
+    overhead.push(serviceMs - rawMs);
+  }
+  return { service: latencyStats(service), raw: latencyStats(raw), overhead: latencyStats(overhead) };
+}
+
 // ---------------------------------------------------------------- Qdrant alone, float vs int8
 
 /**
@@ -533,6 +567,11 @@ for (const mode of modes) {
           log(`${label}: ${endpoint.padEnd(7)} c=${String(c).padEnd(2)} p50 ms by stage: ${inside.join(', ')}`);
       }
     }
+    run.search_paired = await pairedSearch(api);
+    const sp = run.search_paired;
+    log(
+      `${label}: search c=1 paired with the raw model per probe: service p50 ${sp.service.p50} ms, raw p50 ${sp.raw.p50} ms; service - raw p50 ${sp.overhead.p50} p95 ${sp.overhead.p95} ms`,
+    );
     const rawAfter = [];
     for (const p of sent) rawAfter.push(await timeIt(() => engine.analyze(p.data, { maxFaces: 1 })));
     run.raw_search_ms_after = round(median(asSent(rawAfter)));
