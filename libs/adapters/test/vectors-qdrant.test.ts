@@ -19,6 +19,19 @@ async function dropCollection(name: string): Promise<void> {
   await fetch(`${url}/collections/${name}`, { method: 'DELETE' });
 }
 
+/** A JSON PUT straight to Qdrant's REST API (what an older version or an operator would have written). */
+function qdrantPut(path: string, body: unknown): Promise<Response> {
+  return fetch(`${url}${path}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
+/** The plans of the queries a recording proxy saw: `filtered 5`, `unfiltered 12`. */
+const plansOf = (queries: Array<Record<string, unknown>>) =>
+  queries.map((q) => `${q.filter ? 'filtered' : 'unfiltered'} ${q.limit}`);
+
 /** A store on a fresh collection made with `options`, dropped afterwards. */
 function onNewCollection(options: Partial<QdrantVectorStoreOptions>) {
   return async () => {
@@ -95,11 +108,7 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
         payload: { app_id: 'a', group_id: groupId, user_id: `u-${faceId}`, face_id: faceId, model_id: modelId },
       });
       const points = [old('f1', 'g1', 'm', 0), old('f2', 'g2', 'm', 0.1), old('f3', 'g1', 'm2', 0.2)];
-      const put = await fetch(`${url}/collections/${collection}/points?wait=true`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ points }),
-      });
+      const put = await qdrantPut(`/collections/${collection}/points?wait=true`, { points });
       expect(put.status).toBe(200);
       const store = new QdrantVectorStore({ url: url as string, collection });
       const vector = new Float32Array(DIM);
@@ -241,7 +250,7 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
       const search = async (groups: string[], limit = 5) => {
         const before = proxy.queries.length;
         const hits = await store.search(probe, { app_id: 'a', group_ids: groups, model_id: 'm', limit });
-        const asked = proxy.queries.slice(before).map((q) => `${q.filter ? 'filtered' : 'unfiltered'} ${q.limit}`);
+        const asked = plansOf(proxy.queries.slice(before));
         return { faces: hits.map((h) => h.face_id), asked };
       };
       await store.upsert([point('f1', 'g', vector(1)), point('f2', 'g', vector(0, 1, 0.8))]);
@@ -278,16 +287,8 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
     const proxy = await recordingProxy(new URL(url as string));
     const collection = `contract_${randomUUID().replace(/-/g, '')}`;
     // A collection made before `scope` was its tenant key: a plain keyword index on it.
-    await fetch(`${url}/collections/${collection}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ vectors: { size: DIM, distance: 'Cosine' } }),
-    });
-    await fetch(`${url}/collections/${collection}/index?wait=true`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ field_name: 'scope', field_schema: 'keyword' }),
-    });
+    await qdrantPut(`/collections/${collection}`, { vectors: { size: DIM, distance: 'Cosine' } });
+    await qdrantPut(`/collections/${collection}/index?wait=true`, { field_name: 'scope', field_schema: 'keyword' });
     const warnings: string[] = [];
     const logger = { warn: (_: object, msg: string) => warnings.push(msg) };
     const store = new QdrantVectorStore({ url: proxy.url, collection, logger });
@@ -309,9 +310,7 @@ describe.skipIf(!url)('QdrantVectorStore specifics', () => {
       const hits = await store.search(points[0].vector, { app_id: 'a', group_ids: ['g'], model_id: 'm', limit: 1 });
       expect(hits.map((h) => h.face_id)).toEqual(['p0']);
       // g holds 2 of 8 points, a quarter: unfiltered, 1 / 0.25 x 1.5 = 6 hits (where stored together: filtered).
-      expect(proxy.queries.slice(before).map((q) => `${q.filter ? 'filtered' : 'unfiltered'} ${q.limit}`)).toEqual([
-        'unfiltered 6',
-      ]);
+      expect(plansOf(proxy.queries.slice(before))).toEqual(['unfiltered 6']);
     } finally {
       await store.close();
       await dropCollection(collection);
