@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// pnpm bench:vectors [--sizes 10000,100000,1000000] [--stores sqlite,qdrant] [--queries 200] [--groups 10]
+// pnpm bench:vectors [--sizes 10000,100000] [--stores sqlite,qdrant] [--queries 200] [--groups 10]
 //                    [--query-seconds 30] [--budget-minutes 20] [--hnsw-m 32] [--hnsw-ef-construct 256]
 //                    [--full-scan-threshold-kb 60000] [--quantization int8|none]
 //                    [--efs 64,128,256,512] [--no-qdrant-extras] [--bulk-load]
+// (1M: --sizes 1000000, with --budget-minutes large enough; BENCHMARKS.md has the commands used.)
 //
 // Vector search alone, through the project's adapters (libs/adapters): latency p50/p95/p99 (one query at a time)
-// and recall@10 against exact search, for the embedded store (sqlite-vec vec0, brute force) and Qdrant (HNSW),
-// at each size, with three group filters: `one_group` (the probe's group, 1 of --groups, ~10 % of the points),
-// `half_groups` (half of the groups) and `all_groups` (every group listed, as an app searching all its groups).
+// and recall@10 against exact search, for the embedded store (sqlite-vec vec0, brute force) and Qdrant (the
+// collection as the adapter makes it: int8 copies scanned with no graph, unless --hnsw-m asks for one), at each
+// size, with three group filters: `one_group` (the probe's group, 1 of --groups, ~10 % of the points), `half_groups` (half of the groups) and `all_groups` (every group listed, as an app searching all its groups).
 // Memory: VmRSS of the child process that holds the sqlite-vec store, and of the qdrant server, from
 // /proc/<pid>/status.
 // Data: synthetic 512-d unit vectors with face-like structure (scripts/bench/synthetic.mjs: 5 faces per identity;
