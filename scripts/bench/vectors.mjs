@@ -8,7 +8,8 @@
 // Vector search alone, through the project's adapters (libs/adapters): latency p50/p95/p99 (one query at a time)
 // and recall@10 against exact search, for the embedded store (sqlite-vec vec0, brute force) and Qdrant (the
 // collection as the adapter makes it: int8 copies scanned with no graph, unless --hnsw-m asks for one), at each
-// size, with three group filters: `one_group` (the probe's group, 1 of --groups, ~10 % of the points), `half_groups` (half of the groups) and `all_groups` (every group listed, as an app searching all its groups).
+// size, with three group filters: `one_group` (the probe's group, 1 of --groups, ~10 % of the points), `half_groups`
+// (half of the groups) and `all_groups` (every group listed, as an app searching all its groups).
 // Memory: VmRSS of the child process that holds the sqlite-vec store, and of the qdrant server, from
 // /proc/<pid>/status.
 // Data: synthetic 512-d unit vectors with face-like structure (scripts/bench/synthetic.mjs: 5 faces per identity;
