@@ -405,6 +405,38 @@ describe('hostile requests (fake analyzer)', () => {
     await expectStillServing();
   }, 120_000);
 
+  it("checks a list's length before its items: sparse multipart lists and huge JSON arrays", async () => {
+    // Item by item, zod would first build an error for each of a million holes (seconds and ~1 GB; ten million
+    // killed the process): the refusal must name the length, not the items.
+    const boundary = 'XlistX';
+    const fields = (pairs: [string, string][]) =>
+      Buffer.from(
+        `${pairs.map(([n, v]) => `--${boundary}\r\nContent-Disposition: form-data; name="${n}"\r\n\r\n${v}\r\n`).join('')}--${boundary}--\r\n`,
+      );
+    const multipart = (path: string, pairs: [string, string][]) =>
+      http.post(path).set(auth).set('content-type', `multipart/form-data; boundary=${boundary}`).send(fields(pairs));
+    const tooLong = (max: number) => new RegExp(`expected array to have <=${max} items`);
+    const search = await multipart('/v1/search', [
+      ['image_base64', b64(good())],
+      ['group_ids[1000000]', 'hostile'],
+    ]);
+    expectRefused(search, 'sparse group_ids', 'invalid_request');
+    expect(search.body.error.message).toMatch(tooLong(100));
+    const imports = await multipart('/v1/imports', [
+      ['group_id', 'hostile'],
+      ['items[1000000][user_id]', 'a'],
+    ]);
+    expectRefused(imports, 'sparse items', 'invalid_request');
+    expect(imports.body.error.message).toMatch(tooLong(10_000));
+    const dense = await http
+      .post('/v1/search')
+      .set(auth)
+      .send({ image_base64: b64(good()), group_ids: Array(200_000).fill(1) });
+    expectRefused(dense, 'a dense array of 200k numbers', 'invalid_request');
+    expect(dense.body.error.message).toMatch(tooLong(100));
+    await expectStillServing();
+  });
+
   it('refuses wrong content types with 415, and JSON sent as multipart', async () => {
     const img = good();
     for (const [type, body] of [
