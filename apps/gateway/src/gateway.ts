@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import { buildServices, GatewayModule, type Services } from './app.module';
 import { requireBodyContentType } from './http/content-type';
 import { ErrorFilter } from './http/error.filter';
-import { fromBodyParserError, toErrorResponse } from './http/errors';
+import { refuseBeforeRouting } from './http/errors';
 import { markArrival } from './http/server-timing';
 
 export interface GatewayOptions {
@@ -77,13 +77,14 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
     app.use(requestMetrics(services));
     // The gateway's own upload URL takes raw bytes; everything else is JSON or multipart.
     const isRawUpload = (req: Request) => req.method === 'PUT' && req.path.startsWith('/v1/uploads/');
-    app.use(requireBodyContentType(isRawUpload));
+    app.use(requireBodyContentType(isRawUpload, logger));
     app.use(
       '/v1/uploads',
       guardParser(
         express.raw({ type: () => true, limit: config.maxImageBytes }),
         config.maxImageBytes,
         (req) => req.method === 'PUT',
+        logger,
       ),
     );
     app.use(
@@ -91,6 +92,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
         express.json({ limit: config.maxRequestBytes, type: JSON_TYPES }),
         config.maxRequestBytes,
         (req) => !!req.is(JSON_TYPES),
+        logger,
       ),
     );
     app.useGlobalFilters(new ErrorFilter(logger));
@@ -178,17 +180,15 @@ const JSON_TYPES = ['application/json', 'application/*+json'];
  * are refused as soon as that is known (announced Content-Length, or counted while a chunked body arrives):
  * body-parser alone would read the whole oversized body before answering.
  */
-function guardParser(parser: RequestHandler, limit: number, applies: (req: Request) => boolean): RequestHandler {
+function guardParser(
+  parser: RequestHandler,
+  limit: number,
+  applies: (req: Request) => boolean,
+  logger: Logger,
+): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     if (!applies(req)) return next();
-    const answer = (err: unknown) => {
-      if (res.headersSent) return;
-      const known = fromBodyParserError(err);
-      const { status, body } = known ? { status: known.status, body: { error: known.toJSON() } } : toErrorResponse(err);
-      // The rest of an oversized body is not read: close the connection after answering.
-      if (status === 413) res.setHeader('connection', 'close');
-      res.status(status).json(body);
-    };
+    const answer = (err: unknown) => refuseBeforeRouting(req, res, err, logger);
     const tooLarge = { type: 'entity.too.large', limit };
     if (Number(req.headers['content-length'] ?? 0) > limit) return answer(tooLarge);
     let received = 0;

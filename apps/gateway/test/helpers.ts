@@ -5,7 +5,7 @@ import { FsBlobStore, MemoryJobQueue, SqliteLibraryRepository, SqliteVecVectorSt
 import { type FaceAnalyzer, type FaceSearchConfig, loadConfig } from '@facesearch/common';
 import type { DeleteJob, EmbedJob, ImportJob, IndexJob } from '@facesearch/core';
 import type { Ports } from '@facesearch/runtime';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { createGateway, type Gateway } from '../src/gateway';
 
 const quiet = { error() {}, warn() {} };
@@ -51,7 +51,11 @@ export interface TestGateway extends Gateway {
   dispose(): Promise<void>;
 }
 
-export async function startTestGateway(env: Record<string, string>, analyzer?: FaceAnalyzer): Promise<TestGateway> {
+export async function startTestGateway(
+  env: Record<string, string>,
+  analyzer?: FaceAnalyzer,
+  logger: Logger = pino({ level: 'silent' }),
+): Promise<TestGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'facesearch-gw-'));
   const config = loadConfig({
     DATA_DIR: dataDir,
@@ -61,7 +65,7 @@ export async function startTestGateway(env: Record<string, string>, analyzer?: F
     ...env,
   });
   const ports = analyzer ? await embeddedPorts(dataDir, analyzer) : undefined;
-  const gateway = await createGateway(config, { ports, logger: pino({ level: 'silent' }) });
+  const gateway = await createGateway(config, { ports, logger });
   return {
     ...gateway,
     config,

@@ -10,7 +10,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { join, resolve } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { brotliCompressSync, crc32, gzipSync } from 'node:zlib';
+import pino from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeAnalyzer, fakeImage } from '../../../libs/core/test/fakes';
@@ -797,6 +798,101 @@ function streamBody(
     pump();
   });
 }
+
+describe('bodies refused before routing (logged, never a 500)', () => {
+  let gw: TestGateway;
+  let http: Http;
+  let base: string;
+  const logs: Array<{ level: number; msg: string; code?: string; statusCode?: number; url?: string }> = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) });
+
+  beforeAll(async () => {
+    gw = await startTestGateway({}, new FakeAnalyzer(), logger);
+    await gw.app.listen(0, '127.0.0.1');
+    base = `http://127.0.0.1:${(gw.app.getHttpServer().address() as AddressInfo).port}`;
+    http = request(base);
+  });
+  afterAll(async () => {
+    await gw?.dispose();
+  });
+
+  /** A POST of exactly these bytes (supertest re-encodes a Buffer sent with Content-Encoding). */
+  function postBytes(path: string, headers: Record<string, string>, body: Buffer): Promise<Res> {
+    return new Promise((resolvePromise, reject) => {
+      const req = httpRequest(
+        `${base}${path}`,
+        { method: 'POST', headers: { ...auth, ...headers, 'content-length': String(body.length) } },
+        (res) => {
+          let text = '';
+          res.on('data', (c) => {
+            text += c;
+          });
+          res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  it('answers a body that does not decompress as its Content-Encoding says with 400 invalid_body_encoding', async () => {
+    const json = Buffer.from(JSON.stringify({ group_id: 'zipped' }));
+    const corrupt: Array<[string, Buffer]> = [
+      ['gzip', Buffer.from('not gzip at all')],
+      ['gzip', gzipSync(json).subarray(0, 12)], // truncated
+      ['deflate', Buffer.from('not deflate')],
+      ['br', brotliCompressSync(json).subarray(0, 3)],
+    ];
+    for (const [encoding, body] of corrupt) {
+      for (const path of ['/v1/groups', '/v1/detect']) {
+        const res = await postBytes(path, { 'content-type': 'application/json', 'content-encoding': encoding }, body);
+        expectRefused(res, `${encoding} (${body.length} bytes) to ${path}`, 'invalid_body_encoding');
+        expect(res.status).toBe(400);
+      }
+    }
+    // A body that does decompress is read as usual.
+    const good = await postBytes(
+      '/v1/groups',
+      { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      gzipSync(json),
+    );
+    expect(good.status, JSON.stringify(good.body)).toBe(201);
+    const refused = logs.filter(
+      (l) => l.msg === 'request refused before routing' && l.code === 'invalid_body_encoding',
+    );
+    expect(refused.length).toBe(corrupt.length * 2);
+    expect(logs.filter((l) => l.level >= 50)).toEqual([]);
+  });
+
+  it('logs a 415 it answers before routing', async () => {
+    const res = await http.post('/v1/detect').set(auth).set('content-type', 'text/plain').send('hello');
+    expectRefused(res, 'text/plain', 'unsupported_media_type');
+    expect(logs).toContainEqual(
+      expect.objectContaining({ msg: 'request refused before routing', statusCode: 415, url: '/v1/detect' }),
+    );
+  });
+
+  it('treats a client that goes away mid-multipart as an aborted request, not a server error', async () => {
+    const before = logs.length;
+    const url = new URL(base);
+    await new Promise<void>((resolvePromise) => {
+      const socket = connect(Number(url.port), url.hostname, () => {
+        socket.write(
+          `POST /v1/detect HTTP/1.1\r\nhost: ${url.host}\r\nx-api-key: ${DEFAULT_KEY}\r\n` +
+            'content-type: multipart/form-data; boundary=XabortX\r\ncontent-length: 100000\r\n\r\n' +
+            '--XabortX\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\npartial',
+        );
+        setTimeout(() => socket.destroy(), 200);
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolvePromise());
+    });
+    // The server notices the close on its side a moment later.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(logs.slice(before).filter((l) => l.level >= 50)).toEqual([]);
+    expect((await http.get('/health/ready')).status).toBe(200);
+  });
+});
 
 describe('configured limits are enforced early', () => {
   let gw: TestGateway;

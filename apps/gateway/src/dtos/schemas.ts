@@ -38,24 +38,21 @@ function parseListText(v: unknown): unknown {
  * cost seconds of the event loop and gigabytes of error objects before the length was looked at.
  */
 const boundedList = <S extends z.ZodType>(item: S, min: number, max: number, parse: (v: unknown) => unknown) =>
-  z.preprocess(
-    (v, ctx) => {
-      const value = parse(v);
-      if (Array.isArray(value) && value.length > max) {
-        ctx.issues.push({
-          code: 'too_big',
-          origin: 'array',
-          maximum: max,
-          inclusive: true,
-          input: value.length,
-          message: `Too big: expected array to have <=${max} items`,
-        });
-        return z.NEVER;
-      }
-      return value;
-    },
-    z.array(item).min(min).max(max),
-  );
+  z.preprocess((v, ctx) => {
+    const value = parse(v);
+    if (Array.isArray(value) && value.length > max) {
+      ctx.issues.push({
+        code: 'too_big',
+        origin: 'array',
+        maximum: max,
+        inclusive: true,
+        input: value.length,
+        message: `Too big: expected array to have <=${max} items`,
+      });
+      return z.NEVER;
+    }
+    return value;
+  }, z.array(item).min(min).max(max));
 
 const idList = boundedList(Id, 1, 100, parseListText);
 

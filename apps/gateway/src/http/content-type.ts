@@ -1,6 +1,7 @@
 import { FaceSearchError } from '@facesearch/common';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { toErrorResponse } from './errors';
+import type { Logger } from 'pino';
+import { refuseBeforeRouting } from './errors';
 
 const ACCEPTED = ['application/json', 'application/*+json', 'multipart/form-data'];
 
@@ -9,7 +10,7 @@ const ACCEPTED = ['application/json', 'application/*+json', 'multipart/form-data
  * answered 415 before any parser runs, instead of being ignored and reported as a missing field.
  * `except` names requests that take other bodies (the gateway's raw upload URL).
  */
-export function requireBodyContentType(except: (req: Request) => boolean): RequestHandler {
+export function requireBodyContentType(except: (req: Request) => boolean, logger: Logger): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     if (except(req) || !hasBody(req) || req.is(ACCEPTED)) return next();
     const type = req.headers['content-type'];
@@ -19,10 +20,7 @@ export function requireBodyContentType(except: (req: Request) => boolean): Reque
         'send application/json or multipart/form-data.',
       415,
     );
-    const { status, body } = toErrorResponse(err);
-    // The body is not read: close the connection after answering rather than drain it.
-    res.setHeader('connection', 'close');
-    res.status(status).json(body);
+    refuseBeforeRouting(req, res, err, logger, { closeConnection: true });
   };
 }
 

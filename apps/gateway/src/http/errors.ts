@@ -1,5 +1,7 @@
 import { FaceSearchError } from '@facesearch/common';
 import { HttpException } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import type { Logger } from 'pino';
 
 export interface ErrorBody {
   error: { code: string; message: string };
@@ -62,10 +64,25 @@ export function toErrorResponse(err: unknown): { status: number; body: ErrorBody
   };
 }
 
-/** body-parser / raw-body errors carry `type` and `status`. */
+/** body-parser / raw-body errors carry `type` and `status`; a body that fails to decompress, zlib's `code`. */
 export function fromBodyParserError(err: unknown): FaceSearchError | null {
-  if (!err || typeof err !== 'object' || !('type' in err)) return null;
-  const e = err as { type?: string; limit?: number; length?: number; message?: string };
+  if (!err || typeof err !== 'object') return null;
+  const e = err as {
+    type?: string;
+    code?: unknown;
+    status?: unknown;
+    expose?: unknown;
+    limit?: number;
+    message?: string;
+  };
+  // zlib's codes (gzip, deflate: Z_DATA_ERROR, Z_BUF_ERROR) and brotli's (ERR__ERROR_FORMAT_...).
+  if (typeof e.code === 'string' && /^(Z_|ERR__ERROR_)/.test(e.code)) {
+    return new FaceSearchError(
+      'invalid_body_encoding',
+      `The request body does not decompress as its Content-Encoding says: ${e.message ?? e.code}`,
+      400,
+    );
+  }
   switch (e.type) {
     case 'entity.too.large':
       return new FaceSearchError(
@@ -83,6 +100,38 @@ export function fromBodyParserError(err: unknown): FaceSearchError | null {
     case 'request.size.invalid':
       return new FaceSearchError('invalid_request', 'The request body size does not match Content-Length.', 400);
     default:
+      // Any other client error body-parser raises (http-errors marks those safe to show).
+      if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.expose === true) {
+        return new FaceSearchError(
+          'invalid_request',
+          `The request body could not be read: ${e.message ?? ''}`,
+          e.status,
+        );
+      }
       return null;
   }
+}
+
+/**
+ * Answers a request refused before routing (its body's type, size or encoding). The request logger has not seen it
+ * yet, so the refusal is logged here: at info like any 4xx, at error with the cause for anything unexpected.
+ */
+export function refuseBeforeRouting(
+  req: Request,
+  res: Response,
+  err: unknown,
+  logger: Logger,
+  options: { closeConnection?: boolean } = {},
+): void {
+  const known = fromBodyParserError(err);
+  const { status, body, unexpected } = known
+    ? { status: known.status, body: { error: known.toJSON() }, unexpected: false }
+    : toErrorResponse(err);
+  const fields = { method: req.method, url: req.originalUrl, statusCode: status, code: body.error.code };
+  if (unexpected) logger.error({ ...fields, err }, 'request failed before routing');
+  else logger.info(fields, 'request refused before routing');
+  if (res.headersSent) return;
+  // The rest of the body is not read: close the connection after answering rather than drain it.
+  if (options.closeConnection || status === 413) res.setHeader('connection', 'close');
+  res.status(status).json(body);
 }

@@ -106,6 +106,10 @@ function multerError(err: unknown, maxImageBytes: number): unknown {
         return new FaceSearchError('invalid_multipart', err.message, 400);
     }
   }
+  // multer's own words when the client goes away mid-body (as body-parser's request.aborted for JSON).
+  if (err instanceof Error && /^(Request (aborted|closed|error)|aborted)$/.test(err.message)) {
+    return new FaceSearchError('request_aborted', 'The client aborted the request.', 400);
+  }
   if (err instanceof Error && /multipart|boundary|part|form/i.test(err.message)) {
     return new FaceSearchError('invalid_multipart', `Malformed multipart body: ${err.message}`, 400);
   }
