@@ -51,9 +51,23 @@ export function buildServices(
   const threshold = cosineThreshold(config, ports.analyzer, FALLBACK_MATCH_COSINE_THRESHOLD);
   // Synchronous requests share one admission limit (503 engine_busy beyond it); import items do not count.
   const analyzer = new AdmissionLimitedAnalyzer(ports.analyzer, config.maxConcurrentAnalyses);
-  const library = new LibraryService(ports.library, ports.vectors, ports.blobs, analyzer, ports.queues.deletes, {
+  const library: LibraryService = new LibraryService(
+    ports.library,
+    ports.vectors,
+    ports.blobs,
+    analyzer,
+    ports.queues.deletes,
+    {
+      maxFacesPerUser: config.maxFacesPerUser,
+      onFacesIndexed: (n) => metrics.facesIndexed.inc(n),
+      beforeGroupDelete: (appId, groupId): Promise<void> => imports.cancelImportsInto(appId, groupId),
+    },
+  );
+  const imports: ImportService = new ImportService(ports.library, ports.blobs, ports.queues.imports, library, {
+    maxItems: MAX_IMPORT_ITEMS,
     maxFacesPerUser: config.maxFacesPerUser,
-    onFacesIndexed: (n) => metrics.facesIndexed.inc(n),
+    maxQueuedItems: config.maxQueuedItems,
+    handoff: options.uploadHandoff,
   });
   return {
     auth: new AuthService(ports.library, {
@@ -66,12 +80,7 @@ export function buildServices(
       cosineThreshold: threshold,
       maxFacesPerUser: config.maxFacesPerUser,
     }),
-    imports: new ImportService(ports.library, ports.blobs, ports.queues.imports, library, {
-      maxItems: MAX_IMPORT_ITEMS,
-      maxFacesPerUser: config.maxFacesPerUser,
-      maxQueuedItems: config.maxQueuedItems,
-      handoff: options.uploadHandoff,
-    }),
+    imports,
     uploads: new UploadService(ports.blobs, { signingSecret: config.uploadSigningSecret }),
     // The engine directly, not the admission-limited one: a reindex must not take 503s, nor starve requests.
     reindex: new ReindexService(ports.library, ports.vectors, ports.blobs, ports.analyzer, { concurrency: 1 }),

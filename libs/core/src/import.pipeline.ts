@@ -33,7 +33,6 @@ import {
 } from '@facesearch/common';
 import { faceImageKey, userImagePrefix } from './delete.pipeline';
 import { errors, isConflict, nowIso } from './errors';
-import { ensureGroup } from './library.service';
 import { MicroBatcher, type MicroBatcherOptions } from './micro-batcher';
 import { assertQuality } from './quality';
 import type { UploadHandoff } from './upload-handoff';
@@ -261,10 +260,16 @@ export class ImportDetectStage {
     const detected = (await this.aligner.detectAligned(image, { maxFaces: 1 }, { handOver: true })).faces[0];
     if (!detected) throw errors.noFace();
     assertQuality(detected.quality.level, job.options.quality_control);
-    const [, existing] = await Promise.all([
-      ensureGroup(this.repo, job.app_id, job.group_id),
+    const [group, existing] = await Promise.all([
+      this.repo.getGroup(job.app_id, job.group_id),
       this.repo.listFaces(job.app_id, job.group_id, item.user_id),
     ]);
+    // The import made its group; gone now means deleted meanwhile, and the delete cancels the import too.
+    if (!group) {
+      this.attempts.delete(jobId);
+      await this.progress.cancel(item);
+      return;
+    }
     if (existing.length >= this.options.maxFacesPerUser) {
       throw errors.tooManyFaces(item.user_id, this.options.maxFacesPerUser);
     }
@@ -447,13 +452,14 @@ export class ImportIndexStage {
     // The jobs of a batch are independent (one face each), so their library calls run together: in sequence they
     // were ~7 Redis round trips per face, each its own socket write.
     const items = await Promise.all(distinct.map((job) => this.repo.getImportItem(job.import_id, job.index)));
-    const todo: IndexJob[] = [];
+    const unfinished: Array<{ job: IndexJob; item: ImportItemRecord }> = [];
     for (const [i, job] of distinct.entries()) {
       const item = items[i];
-      if (item && UNFINISHED_ITEM.includes(item.status)) todo.push(job);
+      if (item && UNFINISHED_ITEM.includes(item.status)) unfinished.push({ job, item });
       // Cancelled (or its import deleted) while it was detected or embedded: the stored face image has no owner.
       else if (!item || item.status === 'cancelled') await this.progress.dropBlob(job.image_key);
     }
+    const todo = await this.withoutDeletedGroups(unfinished);
     if (todo.length === 0) return;
     // A job without a readable vector throws here; the batcher then retries the batch's jobs one by one.
     const points = todo.map(toPoint);
@@ -484,11 +490,39 @@ export class ImportIndexStage {
     await this.progress.fail(job, error, job.attempts);
   }
 
+  /**
+   * The jobs whose group still exists. The import made its group, so a missing one was deleted after the import
+   * started (the delete cancels the import too): its items are cancelled and their images dropped, rather than the
+   * group brought back without the images its delete removed.
+   */
+  private async withoutDeletedGroups(
+    unfinished: Array<{ job: IndexJob; item: ImportItemRecord }>,
+  ): Promise<IndexJob[]> {
+    const groups = new Map<string, Promise<boolean>>();
+    const exists = (job: IndexJob) => {
+      const key = `${job.app_id}\u0000${job.group_id}`;
+      let found = groups.get(key);
+      if (!found) {
+        found = this.repo.getGroup(job.app_id, job.group_id).then((g) => g !== null);
+        groups.set(key, found);
+      }
+      return found;
+    };
+    const live: IndexJob[] = [];
+    for (const { job, item } of unfinished) {
+      if (await exists(job)) {
+        live.push(job);
+        continue;
+      }
+      await this.progress.cancel(item);
+      if (job.image_key !== item.image_key) await this.progress.dropBlob(job.image_key);
+    }
+    return live;
+  }
+
   /** The user and face records; false when the face was already there (a repeated delivery). */
   private async writeRecords(job: IndexJob): Promise<boolean> {
     const now = nowIso();
-    // Deleted after the import started: the import brings it back, as enrolment would.
-    await ensureGroup(this.repo, job.app_id, job.group_id);
     const user = await this.repo.getUser(job.app_id, job.group_id, job.user_id);
     await this.repo.upsertUser({
       app_id: job.app_id,

@@ -260,6 +260,19 @@ export class ImportService {
     return this.get(appId, importId);
   }
 
+  /** Cancels the unfinished imports into a group (before the group is deleted). */
+  async cancelImportsInto(appId: string, groupId: string): Promise<void> {
+    for (const job of await this.repo.listUnfinishedImports()) {
+      if (job.app_id !== appId || job.group_id !== groupId) continue;
+      try {
+        await this.cancel(appId, job.import_id);
+      } catch (err) {
+        // It finished meanwhile: nothing left to stop.
+        if (!(err instanceof FaceSearchError && err.code === 'import_finished')) throw err;
+      }
+    }
+  }
+
   /** Start-up: queue again every unfinished item of every unfinished import (the queue ignores duplicates). */
   async resume(): Promise<{ imports: number; items: number }> {
     let items = 0;

@@ -24,6 +24,11 @@ export interface LibraryOptions {
   maxFacesPerUser: number;
   /** Called after faces were indexed (metrics). */
   onFacesIndexed?: (count: number) => void;
+  /**
+   * Called before a group's records go (ImportService.cancelImportsInto): imports into it stop, rather than bring the
+   * group back without the images its delete removes.
+   */
+  beforeGroupDelete?: (appId: string, groupId: string) => Promise<void>;
 }
 
 export interface EnrolInput {
@@ -105,6 +110,7 @@ export class LibraryService {
 
   async deleteGroup(appId: string, groupId: string): Promise<{ deleted_faces: number }> {
     await this.getGroup(appId, groupId);
+    await this.options.beforeGroupDelete?.(appId, groupId);
     const faceIds = await this.repo.deleteGroup(appId, groupId);
     for (let i = 0; i < faceIds.length; i += DELETE_CHUNK) {
       const chunk = faceIds.slice(i, i + DELETE_CHUNK);

@@ -44,12 +44,15 @@ function setup(opts: { maxFacesPerUser?: number } = {}) {
   const analyzer = new FakeAnalyzer();
   const maxFacesPerUser = opts.maxFacesPerUser ?? 20;
   const deleteQueue = new MemoryJobQueue<DeleteJob>('deletes', { attempts: 2, backoffMs: 1, logger: silent });
-  const library = new LibraryService(repo, vectors, blobs, analyzer, deleteQueue, { maxFacesPerUser });
+  const library: LibraryService = new LibraryService(repo, vectors, blobs, analyzer, deleteQueue, {
+    maxFacesPerUser,
+    beforeGroupDelete: (appId, groupId): Promise<void> => imports.cancelImportsInto(appId, groupId),
+  });
   const recognition = new RecognitionService(repo, vectors, analyzer, { cosineThreshold: 0.45, maxFacesPerUser });
   const queue = new MemoryJobQueue<ImportJob>('imports', { attempts: 2, backoffMs: 1, logger: silent });
   const embedQueue = new MemoryJobQueue<EmbedJob>('embed', { attempts: 2, backoffMs: 1, logger: silent });
   const indexQueue = new MemoryJobQueue<IndexJob>('index', { attempts: 2, backoffMs: 1, logger: silent });
-  const imports = new ImportService(repo, blobs, queue, library, { maxItems: 100, maxFacesPerUser });
+  const imports: ImportService = new ImportService(repo, blobs, queue, library, { maxItems: 100, maxFacesPerUser });
   const batches: number[] = [];
   const detection = new ImportDetectStage(repo, blobs, analyzer, embedQueue, { maxFacesPerUser });
   const embedding = new ImportEmbedStage(repo, blobs, analyzer, indexQueue);
@@ -1146,21 +1149,50 @@ describe('deletes and re-creation', () => {
   });
 });
 
-describe('deleting a group while an import into it waits', () => {
-  it('takes the waiting uploads with it: the items fail with blob_not_found, nothing is left, no group comes back', async () => {
+describe('deleting a group while an import into it runs', () => {
+  const itemStatuses = async (importId: string) =>
+    (await s.imports.listItems('a', importId, undefined, { limit: 10 })).items.map((i) => [i.user_id, i.status]);
+
+  it('cancels the import: its waiting items are cancelled, nothing is left, no group comes back', async () => {
     const job = await importPeople(['p1', 'p2']);
-    // The uploads live under the group's image prefix (faces/a/g/...), which the group delete removes.
     await s.library.deleteGroup('a', 'g');
     await s.deletesDone();
-    expect([...s.blobs.blobs.keys()]).toEqual([]);
+    expect((await s.imports.get('a', job.import_id)).status).toBe('cancelled');
     s.startWorkers(2);
-    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'failed');
-    const failed = await s.imports.listItems('a', job.import_id, 'failed', { limit: 10 });
-    expect(failed.items.map((i) => [i.user_id, i.error?.code])).toEqual([
-      ['p1', 'blob_not_found'],
-      ['p2', 'blob_not_found'],
+    await waitFor(async () => (await s.queue.counts()).waiting + (await s.queue.counts()).active === 0);
+    expect(await itemStatuses(job.import_id)).toEqual([
+      ['p1', 'cancelled'],
+      ['p2', 'cancelled'],
     ]);
     expect(await s.repo.getGroup('a', 'g')).toBeNull();
+    expect(s.vectors.points.size).toBe(0);
+    expect([...s.blobs.blobs.keys()]).toEqual([]);
+  });
+
+  // The two races the cancellation leaves: the group's records go while an item is past the cancelled check.
+  it('cancels an item whose group is gone when it is detected, and does not bring the group back', async () => {
+    const job = await importPeople(['p1', 'p2']);
+    await s.repo.deleteGroup('a', 'g');
+    s.startWorkers(2);
+    await waitFor(async () => (await itemStatuses(job.import_id)).every(([, status]) => status === 'cancelled'));
+    // Stopped at detection: no crop went on to be embedded.
+    const embeds = await s.embedQueue.counts();
+    expect(embeds.waiting + embeds.active + embeds.completed + embeds.failed).toBe(0);
+    expect(await s.repo.getGroup('a', 'g')).toBeNull();
+    expect(s.vectors.points.size).toBe(0);
+    expect([...s.blobs.blobs.keys()]).toEqual([]);
+  });
+
+  it('cancels an item whose group is gone when it is indexed, and does not bring the group back', async () => {
+    const job = await importPeople(['p1', 'p2']);
+    s.detection.start(s.queue, 2);
+    s.embedding.start(s.embedQueue, 2);
+    await waitFor(async () => (await s.indexQueue.counts()).waiting === 2);
+    await s.repo.deleteGroup('a', 'g');
+    s.indexing.start(s.indexQueue, 64);
+    await waitFor(async () => (await itemStatuses(job.import_id)).every(([, status]) => status === 'cancelled'));
+    expect(await s.repo.getGroup('a', 'g')).toBeNull();
+    expect(await s.repo.listFaces('a', 'g', 'p1')).toEqual([]);
     expect(s.vectors.points.size).toBe(0);
     expect([...s.blobs.blobs.keys()]).toEqual([]);
   });
