@@ -11,6 +11,7 @@ import type {
   Page,
   PageRequest,
   UserRecord,
+  VectorPayload,
   VectorStore,
 } from '@facesearch/common';
 import { DELETE_CHUNK, type DeleteJob, deleteJobId, faceImageKey, removeDeleted } from './delete.pipeline';
@@ -179,6 +180,21 @@ export class LibraryService {
       ).map((v) => [v.face_id, v]),
     );
     const now = nowIso();
+    // The images first: if one cannot be copied, nothing of the copy is left behind (no empty user in the target).
+    const planned: Array<{ face: FaceRecord; stored: VectorPayload & { vector: Float32Array }; faceId: string; imageKey: string }> = [];
+    try {
+      for (const face of faces) {
+        const stored = vectors.get(face.face_id);
+        if (!stored) continue; // no vector: the face cannot be searched anyway; nothing to copy
+        const faceId = randomUUID();
+        const imageKey = faceImageKey(appId, toGroupId, userId, faceId);
+        await this.blobs.copy(face.image_key, imageKey);
+        planned.push({ face, stored, faceId, imageKey });
+      }
+    } catch (err) {
+      await Promise.all(planned.map((p) => this.blobs.delete(p.imageKey).catch(() => undefined)));
+      throw err;
+    }
     const copiedUser = await this.repo.upsertUser({
       app_id: appId,
       group_id: toGroupId,
@@ -187,20 +203,17 @@ export class LibraryService {
       created_at: existing?.created_at ?? now,
       updated_at: now,
     });
-    const copies: FaceRecord[] = [];
-    for (const face of faces) {
-      const stored = vectors.get(face.face_id);
-      if (!stored) continue; // no vector: the face cannot be searched anyway; nothing to copy
-      const faceId = randomUUID();
-      const imageKey = faceImageKey(appId, toGroupId, userId, faceId);
-      await this.blobs.copy(face.image_key, imageKey);
-      await this.vectors.upsert([
-        {
+    if (planned.length > 0) {
+      await this.vectors.upsert(
+        planned.map(({ stored, faceId }) => ({
           id: faceId,
           vector: stored.vector,
           payload: { app_id: appId, group_id: toGroupId, user_id: userId, face_id: faceId, model_id: stored.model_id },
-        },
-      ]);
+        })),
+      );
+    }
+    const copies: FaceRecord[] = [];
+    for (const { face, stored, faceId, imageKey } of planned) {
       const copy: FaceRecord = {
         ...face,
         group_id: toGroupId,

@@ -386,6 +386,20 @@ describe('LibraryService', () => {
     expect(s.blobs.blobs.size).toBe(0);
   });
 
+  it('leaves nothing in the target group when an image cannot be copied', async () => {
+    await s.library.enrol('a', 'g1', 'u', { image: fakeImage({ person: 'u' }) });
+    await s.library.enrol('a', 'g1', 'u', { image: fakeImage({ person: 'u', variant: 2 }) });
+    await s.library.createGroup('a', 'g2');
+    // The image of the face copied last lost out of band: the first one's copy is made, then must go again.
+    const faces = await s.repo.listFaces('a', 'g1', 'u');
+    await s.blobs.delete(faces[faces.length - 1].image_key);
+    const blobsBefore = [...s.blobs.blobs.keys()].sort();
+    await expectError(s.library.copyUser('a', 'g1', 'u', 'g2'), 'blob_not_found', 404);
+    expect(await s.repo.getUser('a', 'g2', 'u')).toBeNull();
+    expect([...s.blobs.blobs.keys()].sort()).toEqual(blobsBefore);
+    expect(s.vectors.points.size).toBe(2);
+  });
+
   it('deletes one face only within its own group and user', async () => {
     const { face } = await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u' }) });
     await s.library.enrol('a', 'g', 'v', { image: fakeImage({ person: 'v' }) });
