@@ -17,7 +17,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { buildServices, GatewayModule, type Services } from './app.module';
-import { requireBodyContentType } from './http/content-type';
+import { RefuseUnreadMultipart, requireBodyContentType } from './http/content-type';
 import { ErrorFilter } from './http/error.filter';
 import { refuseBeforeRouting } from './http/errors';
 import { markArrival } from './http/server-timing';
@@ -96,6 +96,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
       ),
     );
     app.useGlobalFilters(new ErrorFilter(logger));
+    app.useGlobalInterceptors(new RefuseUnreadMultipart());
     setupOpenApi(app);
 
     if (runWorker) {

@@ -15,7 +15,7 @@ import pino from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeAnalyzer, fakeImage } from '../../../libs/core/test/fakes';
-import { DEFAULT_KEY, startTestGateway, type TestGateway } from './helpers';
+import { ADMIN_KEY, DEFAULT_KEY, startTestGateway, type TestGateway } from './helpers';
 
 const TESTDATA = resolve(__dirname, '../../../../shared/testdata');
 const BAD = join(TESTDATA, 'bad');
@@ -483,6 +483,19 @@ describe('hostile requests (fake analyzer)', () => {
       .set('content-type', 'text/plain')
       .send('user_info=x');
     expectRefused(patch, 'PATCH text/plain', 'unsupported_media_type');
+    // Multipart to a route that takes JSON only: nothing would read it, and the route would run on an empty body.
+    for (const [method, path, key] of [
+      ['post', '/v1/admin/reindex', ADMIN_KEY],
+      ['post', '/v1/groups', DEFAULT_KEY],
+      ['patch', '/v1/groups/hostile/users/alice', DEFAULT_KEY],
+      ['post', '/v1/groups/hostile/users/alice/copy', DEFAULT_KEY],
+      ['post', '/v1/uploads', DEFAULT_KEY],
+    ] as const) {
+      const res = await http[method](path).set('x-api-key', key).field('all', 'true').field('group_id', 'mp');
+      expectRefused(res, `multipart to ${method} ${path}`, 'unsupported_media_type');
+      expect(res.status).toBe(415);
+    }
+    expect((await http.get('/v1/groups/mp').set(auth)).status).toBe(404);
     await expectStillServing();
   });
 

@@ -12,6 +12,7 @@ import type { Request, Response } from 'express';
 import multer from 'multer';
 import type { Observable } from 'rxjs';
 import { CONFIG } from '../tokens';
+import { READS_MULTIPART } from './content-type';
 
 export interface FileField {
   name: string;
@@ -22,6 +23,7 @@ export interface FileField {
 export function Multipart(fields: FileField[]): Type<NestInterceptor> {
   @Injectable()
   class MultipartInterceptor implements NestInterceptor {
+    static readonly [READS_MULTIPART] = true;
     private readonly upload: ReturnType<ReturnType<typeof multer>['fields']>;
     private readonly maxImageBytes: number;
     private readonly maxRequestBytes: number;
