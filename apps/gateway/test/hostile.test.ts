@@ -393,6 +393,13 @@ describe('hostile requests (fake analyzer)', () => {
       await send('/v1/detect', multipart([file('image', 'a.jpg', 'x'), file('image', 'b.jpg', 'y')])),
       'two images',
     );
+    // an image both as a file and as base64 (the base64 broken): refused, not one silently preferred
+    const both = await send(
+      '/v1/detect',
+      multipart([field('image_base64', '!!!not base64'), file('image', 'a.jpg', 'x')]),
+    );
+    expectRefused(both, 'file and image_base64', 'invalid_request');
+    expect(both.body.error?.message).toMatch(/not both/);
     // malformed multipart: no closing boundary, garbage, boundary missing from the header
     expectRefused(await send('/v1/detect', `--${boundary}\r\n${field('a', 'b')}`), 'unterminated multipart');
     expectRefused(await send('/v1/detect', 'garbage'), 'garbage multipart');

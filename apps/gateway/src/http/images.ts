@@ -30,11 +30,19 @@ export function imageFrom(
   maxBytes: number,
 ): Buffer | undefined {
   const file = files?.[fileField]?.[0];
+  const b64 = body?.[base64Field];
+  // Both given: which one was meant is a guess, and the other one may be broken; say so instead.
+  if (file && b64 !== undefined) {
+    throw new FaceSearchError(
+      'invalid_request',
+      `${fileField}: send the image once, as the multipart file \`${fileField}\` or as \`${base64Field}\`, not both`,
+      400,
+    );
+  }
   if (file) {
     if (file.size === 0) throw imageError.empty();
     return file.buffer;
   }
-  const b64 = body?.[base64Field];
   if (typeof b64 === 'string') return decodeBase64Image(base64Field, b64, maxBytes);
   return undefined;
 }
