@@ -1,3 +1,5 @@
+import { type Server, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FaceSearchConfig } from '@facesearch/common';
 import { DeleteStage, ImportDetectStage, ImportEmbedStage, ImportIndexStage, UploadHandoff } from '@facesearch/core';
 import {
@@ -97,6 +99,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
     );
     app.useGlobalFilters(new ErrorFilter(logger));
     app.useGlobalInterceptors(new RefuseUnreadMultipart());
+    answerMalformedHttp(app.getHttpServer(), logger);
     setupOpenApi(app);
 
     if (runWorker) {
@@ -210,6 +213,33 @@ function guardParser(
       answer(err);
     });
   };
+}
+
+/**
+ * Requests Node's HTTP parser refuses before any handler sees them (headers over its 16 KiB, a bad request line,
+ * a broken chunk or Content-Length, a request that took too long to arrive) get the API's error shape too; Node's
+ * default answer is a bare status line with no body.
+ */
+function answerMalformedHttp(server: Server, logger: Logger): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, code, message] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'headers_too_large', 'The request line and headers are larger than the server accepts (16 KiB).']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'request_timeout', 'The request did not arrive in time.']
+          : [400, 'malformed_http', `The request is not valid HTTP/1.1 (${err.code ?? 'parse error'}).`];
+    // Scanners send these by the thousand: not worth more than a debug line each.
+    logger.debug({ code: err.code, status }, 'malformed HTTP request refused');
+    const body = JSON.stringify({ error: { code, message } });
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
 }
 
 function requestMetrics(services: Services): RequestHandler {

@@ -884,6 +884,62 @@ describe('bodies refused before routing (logged, never a 500)', () => {
     expect(logs.filter((l) => l.level >= 50)).toEqual([]);
   });
 
+  it("answers what Node's HTTP parser refuses in the API's error shape", async () => {
+    const url = new URL(base);
+    const exchange = (raw: string) =>
+      new Promise<Res>((resolvePromise) => {
+        let received = '';
+        const socket = connect(Number(url.port), url.hostname, () => socket.write(raw));
+        socket.on('data', (d) => {
+          received += d.toString('latin1');
+        });
+        socket.on('error', () => undefined);
+        socket.on('close', () => {
+          const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1] ?? 0);
+          let body: Res['body'] = {};
+          try {
+            body = JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4));
+          } catch {
+            // not JSON: the assertion below says so
+          }
+          resolvePromise({ status, body, text: received.slice(0, 300) });
+        });
+      });
+    const cases: Array<[string, string, number, string]> = [
+      [
+        'a 20 kB header',
+        `GET /v1/groups HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+        431,
+        'headers_too_large',
+      ],
+      ['a garbage request line', 'GARBAGE\r\n\r\n', 400, 'malformed_http'],
+      [
+        'two Content-Lengths',
+        'POST /v1/groups HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab',
+        400,
+        'malformed_http',
+      ],
+      [
+        'a negative Content-Length',
+        'POST /v1/groups HTTP/1.1\r\nhost: x\r\ncontent-length: -5\r\n\r\n',
+        400,
+        'malformed_http',
+      ],
+      [
+        'a bad chunk size',
+        'POST /v1/groups HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\n\r\nzz\r\n',
+        400,
+        'malformed_http',
+      ],
+    ];
+    for (const [what, raw, status, code] of cases) {
+      const res = await exchange(raw);
+      expect(res.status, `${what}: ${res.text}`).toBe(status);
+      expect(res.body.error?.code, `${what}: ${res.text}`).toBe(code);
+    }
+    expect((await http.get('/health/ready')).status).toBe(200);
+  });
+
   it('logs a 415 it answers before routing', async () => {
     const res = await http.post('/v1/detect').set(auth).set('content-type', 'text/plain').send('hello');
     expectRefused(res, 'text/plain', 'unsupported_media_type');
