@@ -531,6 +531,21 @@ describe('hostile requests (fake analyzer)', () => {
       'match_threshold 1e999',
       'invalid_request',
     );
+    // Only numbers, or decimal text (multipart, query): nothing else is taken for one.
+    for (const n of ['true', '[3]', '"0x10"', '"1e1"', '""', 'null', '" "']) {
+      const res = await sendRaw('/v1/search', `{"image_base64":"${b64(good())}","group_ids":["hostile"],"top_k":${n}}`);
+      expectRefused(res, `top_k ${n}`, 'invalid_request');
+      expect(res.body.error?.message, `top_k ${n}`).toMatch(/expected number/);
+    }
+    expect((await http.get('/v1/groups?limit=0x10').set(auth)).status).toBe(400);
+    expect((await http.get('/v1/groups?limit=16').set(auth)).status).toBe(200);
+    const decimalText = await http
+      .post('/v1/search')
+      .set(auth)
+      .field('group_ids', 'hostile')
+      .field('top_k', '3')
+      .attach('image', good(), 'a.jpg');
+    expect(decimalText.status, JSON.stringify(decimalText.body)).toBe(200);
     expectRefused(await sendRaw('/v1/detect', '{"image_base64":"x","max_faces":NaN}'), 'NaN', 'invalid_json');
     expectRefused(await sendRaw('/v1/detect', '{"a":"\\ud800"'), 'bad JSON', 'invalid_json');
     expectRefused(await sendRaw('/v1/detect', '"just a string"'), 'a JSON string body');

@@ -8,8 +8,13 @@ import { z } from 'zod';
 const idMessage = "must be 1-128 letters, digits, '_' or '-'";
 export const Id = z.string().regex(ID_PATTERN, idMessage);
 const QualityControl = z.enum(['NONE', 'LOW', 'NORMAL', 'HIGH']);
-const intIn = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const score = z.coerce.number().min(0).max(100);
+/**
+ * Multipart fields and query parameters are text: a decimal string is read as its number, nothing else is (no
+ * `true`, `[3]`, `0x10`, `1e1` or empty string taken for a number, as plain coercion would).
+ */
+const fromDecimalText = (v: unknown) => (typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v);
+const intIn = (min: number, max: number) => z.preprocess(fromDecimalText, z.number().int().min(min).max(max));
+const score = z.preprocess(fromDecimalText, z.number().min(0).max(100));
 
 /** A JSON value sent as a multipart text field (other values as they are). */
 function parseJsonText(v: unknown): unknown {
