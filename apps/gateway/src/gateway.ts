@@ -1,7 +1,16 @@
 import { type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { FaceSearchConfig } from '@facesearch/common';
-import { DeleteStage, ImportDetectStage, ImportEmbedStage, ImportIndexStage, UploadHandoff } from '@facesearch/core';
+import { type FaceSearchConfig, FaceSearchError } from '@facesearch/common';
+import {
+  checkId,
+  DeleteStage,
+  ImportDetectStage,
+  ImportEmbedStage,
+  ImportIndexStage,
+  UploadHandoff,
+  type UploadService,
+  uploadKey,
+} from '@facesearch/core';
 import {
   ALL_PORTS,
   buildPorts,
@@ -80,6 +89,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
     // The gateway's own upload URL takes raw bytes; everything else is JSON or multipart.
     const isRawUpload = (req: Request) => req.method === 'PUT' && req.path.startsWith('/v1/uploads/');
     app.use(requireBodyContentType(isRawUpload, logger));
+    app.use('/v1/uploads', verifyUploadTokenFirst(services.uploads, logger));
     app.use(
       '/v1/uploads',
       guardParser(
@@ -212,6 +222,27 @@ function guardParser(
       if (!err) return next();
       answer(err);
     });
+  };
+}
+
+/**
+ * The gateway's upload URL is authorised by its signed token alone: checked before the body is read, so that
+ * nobody without one can make the gateway take in MAX_IMAGE_BYTES per request (the route checks it again).
+ */
+function verifyUploadTokenFirst(uploads: UploadService, logger: Logger): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const target = /^\/([^/]+)\/([^/]+)\/?$/.exec(req.path);
+    if (req.method !== 'PUT' || !target) return next();
+    try {
+      const [appId, uploadId] = target.slice(1).map((part) => decodeURIComponent(part));
+      const token = typeof req.query.token === 'string' ? req.query.token : undefined;
+      uploads.verify(uploadKey(checkId('app_id', appId), checkId('upload_id', uploadId)), token);
+    } catch (err) {
+      const refused =
+        err instanceof URIError ? new FaceSearchError('invalid_request', 'The upload URL is not valid.', 400) : err;
+      return refuseBeforeRouting(req, res, refused, logger, { closeConnection: true });
+    }
+    next();
   };
 }
 

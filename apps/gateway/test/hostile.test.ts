@@ -785,6 +785,7 @@ function streamBody(
   headers: Record<string, string>,
   head: Buffer,
   total: number,
+  method = 'POST',
 ): Promise<{ status: number; body: Res['body']; written: number }> {
   const url = new URL(base);
   const chunked = headers['transfer-encoding'] === 'chunked';
@@ -812,7 +813,7 @@ function streamBody(
     socket.on('error', () => undefined); // EPIPE / ECONNRESET once the server has answered and closed
     socket.on('close', finish);
     socket.write(
-      `POST ${path} HTTP/1.1\r\nhost: ${url.host}\r\n${Object.entries(headers)
+      `${method} ${path} HTTP/1.1\r\nhost: ${url.host}\r\n${Object.entries(headers)
         .map(([k, v]) => `${k}: ${v}\r\n`)
         .join('')}\r\n`,
     );
@@ -1031,6 +1032,28 @@ describe('configured limits are enforced early', () => {
       .set('content-type', 'image/jpeg')
       .send(over);
     expectRefused(put, 'upload over MAX_IMAGE_BYTES', 'payload_too_large');
+  });
+
+  it('an upload without a valid token is refused before its body is read', async () => {
+    const ticket = await http.post('/v1/uploads').set(auth);
+    const url = new URL(ticket.body.upload_url);
+    const forged = `${url.pathname}?token=${'9'.repeat(10)}.${'A'.repeat(43)}`;
+    for (const path of [forged, url.pathname, `${url.pathname}?token=1.x`]) {
+      const res = await streamBody(
+        base,
+        path,
+        { 'content-type': 'image/jpeg', 'transfer-encoding': 'chunked' },
+        Buffer.alloc(0),
+        TOTAL,
+        'PUT',
+      );
+      // The token's refusal, not the size limit's: the body was never read as far as MAX_IMAGE_BYTES.
+      expect(res.status, `${path}: ${JSON.stringify(res.body)}`).toBe(403);
+      expect(res.body.error?.code).toBe('upload_token_invalid');
+      expect(res.written, path).toBeLessThan(TOTAL);
+    }
+    const badEncoding = await http.put('/v1/uploads/default/%E0%A4%A?token=1.x').send(Buffer.from('x'));
+    expectRefused(badEncoding, 'broken %-encoding in the upload URL');
   });
 
   it('MAX_IMAGE_BYTES: a streamed 32 MiB file is refused before the body is read', async () => {
