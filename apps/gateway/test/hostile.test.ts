@@ -40,6 +40,28 @@ function expectRefused(res: Res, what: string, code?: string | RegExp): void {
   else if (code) expect(res.body.error?.code, what).toBe(code);
 }
 
+/**
+ * A POST of exactly these bytes, with no Content-Type unless given (supertest adds one, and re-encodes a Buffer sent
+ * with Content-Encoding).
+ */
+function postBytes(base: string, path: string, headers: Record<string, string>, body: Buffer): Promise<Res> {
+  return new Promise((resolvePromise, reject) => {
+    const req = httpRequest(
+      `${base}${path}`,
+      { method: 'POST', headers: { ...auth, ...headers, 'content-length': String(body.length) } },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 // ---- images whose headers lie about their size ---------------------------------------------------------------
 
 function pngChunk(type: string, data: Buffer): Buffer {
@@ -119,6 +141,13 @@ const ABSURD: Array<[string, Buffer]> = [
 // ---- helpers for the image endpoints -------------------------------------------------------------------------
 
 type Http = ReturnType<typeof request>;
+
+/** Listens on a free loopback port: the base URL and a supertest client for it. */
+async function listenOnLoopback(gw: TestGateway): Promise<{ base: string; http: Http }> {
+  await gw.app.listen(0, '127.0.0.1');
+  const base = `http://127.0.0.1:${(gw.app.getHttpServer().address() as AddressInfo).port}`;
+  return { base, http: request(base) };
+}
 /** Sends one image to every image-taking endpoint as a multipart file and as base64; returns the responses. */
 async function everyImageEndpoint(http: Http, bytes: Buffer, name: string): Promise<Array<[string, Res]>> {
   const out: Array<[string, Res]> = [];
@@ -319,9 +348,7 @@ describe('hostile requests (fake analyzer)', () => {
       { MAX_IMAGE_BYTES: '65536', MAX_REQUEST_BYTES: '1048576', MAX_IMAGE_PIXELS: '100000' },
       new FakeAnalyzer(),
     );
-    await gw.app.listen(0, '127.0.0.1');
-    base = `http://127.0.0.1:${(gw.app.getHttpServer().address() as AddressInfo).port}`;
-    http = request(base);
+    ({ base, http } = await listenOnLoopback(gw));
     await http.post('/v1/groups').set(auth).send({ group_id: 'hostile' }).expect(201);
     await http
       .post('/v1/groups/hostile/users/alice/faces')
@@ -466,17 +493,7 @@ describe('hostile requests (fake analyzer)', () => {
         expect(res.status).toBe(415);
       }
     }
-    const noType = await new Promise<{ status: number; body: Res['body'] }>((resolvePromise, reject) => {
-      const req = httpRequest(`${base}/v1/detect`, { method: 'POST', headers: { ...auth } }, (res) => {
-        let text = '';
-        res.on('data', (c) => {
-          text += c;
-        });
-        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-      });
-      req.on('error', reject);
-      req.end(img);
-    });
+    const noType = await postBytes(base, '/v1/detect', {}, img);
     expectRefused(noType, 'no content type');
     const jsonAsMultipart = await http
       .post('/v1/detect')
@@ -844,32 +861,11 @@ describe('bodies refused before routing (logged, never a 500)', () => {
 
   beforeAll(async () => {
     gw = await startTestGateway({}, new FakeAnalyzer(), logger);
-    await gw.app.listen(0, '127.0.0.1');
-    base = `http://127.0.0.1:${(gw.app.getHttpServer().address() as AddressInfo).port}`;
-    http = request(base);
+    ({ base, http } = await listenOnLoopback(gw));
   });
   afterAll(async () => {
     await gw?.dispose();
   });
-
-  /** A POST of exactly these bytes (supertest re-encodes a Buffer sent with Content-Encoding). */
-  function postBytes(path: string, headers: Record<string, string>, body: Buffer): Promise<Res> {
-    return new Promise((resolvePromise, reject) => {
-      const req = httpRequest(
-        `${base}${path}`,
-        { method: 'POST', headers: { ...auth, ...headers, 'content-length': String(body.length) } },
-        (res) => {
-          let text = '';
-          res.on('data', (c) => {
-            text += c;
-          });
-          res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
-  }
 
   it('answers a body that does not decompress as its Content-Encoding says with 400 invalid_body_encoding', async () => {
     const json = Buffer.from(JSON.stringify({ group_id: 'zipped' }));
@@ -881,13 +877,19 @@ describe('bodies refused before routing (logged, never a 500)', () => {
     ];
     for (const [encoding, body] of corrupt) {
       for (const path of ['/v1/groups', '/v1/detect']) {
-        const res = await postBytes(path, { 'content-type': 'application/json', 'content-encoding': encoding }, body);
+        const res = await postBytes(
+          base,
+          path,
+          { 'content-type': 'application/json', 'content-encoding': encoding },
+          body,
+        );
         expectRefused(res, `${encoding} (${body.length} bytes) to ${path}`, 'invalid_body_encoding');
         expect(res.status).toBe(400);
       }
     }
     // A body that does decompress is read as usual.
     const good = await postBytes(
+      base,
       '/v1/groups',
       { 'content-type': 'application/json', 'content-encoding': 'gzip' },
       gzipSync(json),
@@ -999,9 +1001,7 @@ describe('configured limits are enforced early', () => {
       { MAX_IMAGE_BYTES: String(MAX_IMAGE_BYTES), MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES) },
       new FakeAnalyzer(),
     );
-    await gw.app.listen(0, '127.0.0.1');
-    base = `http://127.0.0.1:${(gw.app.getHttpServer().address() as AddressInfo).port}`;
-    http = request(base);
+    ({ base, http } = await listenOnLoopback(gw));
   });
   afterAll(async () => {
     await gw?.dispose();
