@@ -753,6 +753,30 @@ describe('hostile requests (fake analyzer)', () => {
     expect(res.status).toBe(201);
     const user = await http.get('/v1/groups/hostile/users/tricky').set(auth);
     expect(user.body.user_info).toBe(info);
+    // Half a surrogate pair is not text: Redis's Lua JSON refused it later, making the user unwritable (503s).
+    const sendRaw = (method: 'post' | 'patch', path: string, text: string, key = DEFAULT_KEY) =>
+      http[method](path).set('x-api-key', key).set('content-type', 'application/json').send(text);
+    const img = b64(fakeImage({ person: 'tricky' }));
+    for (const lone of ['\\ud800', '\\udfff', 'a\\udc00b', '\\ud83d\\ud83d']) {
+      for (const [method, path, text, key] of [
+        ['post', '/v1/groups/hostile/users/tricky/faces', `{"image_base64":"${img}","user_info":"${lone}"}`],
+        ['patch', '/v1/groups/hostile/users/tricky', `{"user_info":"${lone}"}`],
+        [
+          'post',
+          '/v1/imports',
+          `{"group_id":"hostile","items":[{"user_id":"u","name":"${lone}","image_base64":"${img}"}]}`,
+        ],
+        ['post', '/v1/apps', `{"app_id":"lone","name":"${lone}"}`, ADMIN_KEY],
+      ] as const) {
+        const res = await sendRaw(method, path, text, key);
+        expectRefused(res, `${method} ${path} with ${lone}`, 'invalid_request');
+        expect(res.body.error?.message).toMatch(/well-formed Unicode/);
+      }
+    }
+    // A whole pair is fine.
+    const pair = await sendRaw('patch', '/v1/groups/hostile/users/tricky', '{"user_info":"\\ud83d\\ude00"}');
+    expect(pair.status, JSON.stringify(pair.body)).toBe(200);
+    expect(pair.body.user_info).toBe('😀');
     await expectStillServing();
   });
 });

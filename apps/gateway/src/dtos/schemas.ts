@@ -8,6 +8,15 @@ import { z } from 'zod';
 const idMessage = "must be 1-128 letters, digits, '_' or '-'";
 export const Id = z.string().regex(ID_PATTERN, idMessage);
 const QualityControl = z.enum(['NONE', 'LOW', 'NORMAL', 'HIGH']);
+
+/** Half of a UTF-16 pair without its other half: JSON.stringify escapes it, and Redis's Lua JSON refuses it. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** Free text that is stored (user info, names): at most `max` characters of well-formed Unicode. */
+const storedText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !LONE_SURROGATE.test(s), 'must be well-formed Unicode (a lone UTF-16 surrogate is not)');
 /**
  * Multipart fields and query parameters are text: a decimal string is read as its number, nothing else is (no
  * `true`, `[3]`, `0x10`, `1e1` or empty string taken for a number, as plain coercion would).
@@ -66,14 +75,14 @@ export const PageQuery = z.object({
   cursor: z.string().max(1024).optional(),
 });
 
-export const CreateAppBody = z.object({ app_id: Id, name: z.string().min(1).max(200).optional() });
+export const CreateAppBody = z.object({ app_id: Id, name: storedText(200).min(1).optional() });
 export const CreateGroupBody = z.object({ group_id: Id });
-export const UpdateUserBody = z.object({ user_info: z.string().max(4096).nullable() });
+export const UpdateUserBody = z.object({ user_info: storedText(4096).nullable() });
 export const CopyUserBody = z.object({ to_group_id: Id });
 
 export const EnrolBody = z.object({
   image_base64: z.string().optional().describe('The image as base64, when not sent as the multipart file `image`.'),
-  user_info: z.string().max(4096).optional(),
+  user_info: storedText(4096).optional(),
   quality_control: QualityControl.default('NONE'),
   mode: z.enum(['APPEND', 'REPLACE']).default('APPEND'),
 });
@@ -101,7 +110,7 @@ export const SearchBody = z.object({
 export const ImportItem = z
   .object({
     user_id: Id,
-    name: z.string().max(1024).optional(),
+    name: storedText(1024).optional(),
     image_base64: z.string().optional(),
     object_key: z.string().max(1024).optional().describe('Key returned by POST /v1/uploads.'),
     file: z.string().max(1024).optional().describe('Name of a file of the same multipart request.'),
