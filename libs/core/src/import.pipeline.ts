@@ -165,14 +165,16 @@ export class ImportProgress {
     await this.completeIfDone(data.app_id, data.import_id);
   }
 
-  async cancel(item: ImportItemRecord): Promise<void> {
-    await this.repo.finishImportItem(
+  /** Cancels an unfinished item; false when it had finished meanwhile (its upload may be its face's image: it stays). */
+  async cancel(item: ImportItemRecord): Promise<boolean> {
+    const cancelled = await this.repo.finishImportItem(
       item.import_id,
       item.index,
       { status: 'cancelled', attempts: item.attempts },
       nowIso(),
     );
-    await this.dropBlob(item.image_key);
+    if (cancelled) await this.dropBlob(item.image_key);
+    return cancelled;
   }
 
   async completeIfDone(appId: string, importId: string): Promise<void> {
@@ -469,7 +471,13 @@ export class ImportIndexStage {
     const written = await Promise.all(
       todo.map(async (job) => {
         const created = await this.writeRecords(job);
-        await this.progress.succeed({ ...job, image_key: job.item_image_key }, job, job.attempts);
+        const recorded = await this.progress.succeed({ ...job, image_key: job.item_image_key }, job, job.attempts);
+        if (!recorded && created && (await this.repo.getImportItem(job.import_id, job.index))?.status === 'cancelled') {
+          // Cancelled while this batch was written, and the cancel let go of the upload: the face must not stay
+          // without its image.
+          await this.undoFace(job);
+          return false;
+        }
         return created;
       }),
     );
@@ -514,10 +522,17 @@ export class ImportIndexStage {
         live.push(job);
         continue;
       }
-      await this.progress.cancel(item);
-      if (job.image_key !== item.image_key) await this.progress.dropBlob(job.image_key);
+      const cancelled = await this.progress.cancel(item);
+      if (cancelled && job.image_key !== item.image_key) await this.progress.dropBlob(job.image_key);
     }
     return live;
+  }
+
+  /** Removes a face this stage wrote for an item cancelled meanwhile: its record, its vector, its image. */
+  private async undoFace(job: IndexJob): Promise<void> {
+    await this.repo.deleteFace(job.app_id, job.face_id);
+    await this.vectors.deleteFaces(job.app_id, [job.face_id]);
+    await this.progress.dropBlob(job.image_key);
   }
 
   /** The user and face records; false when the face was already there (a repeated delivery). */

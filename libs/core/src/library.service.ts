@@ -181,7 +181,12 @@ export class LibraryService {
     );
     const now = nowIso();
     // The images first: if one cannot be copied, nothing of the copy is left behind (no empty user in the target).
-    const planned: Array<{ face: FaceRecord; stored: VectorPayload & { vector: Float32Array }; faceId: string; imageKey: string }> = [];
+    const planned: Array<{
+      face: FaceRecord;
+      stored: VectorPayload & { vector: Float32Array };
+      faceId: string;
+      imageKey: string;
+    }> = [];
     try {
       for (const face of faces) {
         const stored = vectors.get(face.face_id);

@@ -1,6 +1,6 @@
 import { SqliteLibraryRepository, MemoryJobQueue } from '@facesearch/adapters';
 import { availableParallelism } from 'node:os';
-import { FaceSearchError, loadConfig } from '@facesearch/common';
+import { FaceSearchError, type ImportItemRecord, loadConfig } from '@facesearch/common';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AuthService,
@@ -12,6 +12,7 @@ import {
   ImportEmbedStage,
   ImportIndexStage,
   type ImportJob,
+  ImportProgress,
   ImportService,
   type IndexJob,
   indexJobVector,
@@ -1209,6 +1210,61 @@ describe('deleting a group while an import into it runs', () => {
     expect(await s.repo.listFaces('a', 'g', 'p1')).toEqual([]);
     expect(s.vectors.points.size).toBe(0);
     expect([...s.blobs.blobs.keys()]).toEqual([]);
+  });
+});
+
+describe('cancelling an import while its items finish', () => {
+  it('keeps the upload of an item that finished before the cancel reached it', async () => {
+    const job = await importPeople(['p1']);
+    const stale = await s.repo.getImportItem(job.import_id, 0); // read as pending, as cancel() lists items
+    s.startWorkers(1);
+    await waitFor(async () => (await s.imports.get('a', job.import_id)).status === 'completed');
+    expect(stale?.status).toBe('pending');
+    const cancelled = await new ImportProgress(s.repo, s.blobs).cancel(stale as ImportItemRecord);
+    expect(cancelled).toBe(false);
+    const [face] = await s.repo.listFaces('a', 'g', 'p1');
+    expect(s.blobs.blobs.has(face.image_key)).toBe(true);
+  });
+
+  it('takes back the faces of items cancelled while their batch was written: none stays without its image', async () => {
+    const job = await importPeople(['p1', 'p2']);
+    const addFace = s.repo.addFace.bind(s.repo);
+    let cancelledOnce = false;
+    s.repo.addFace = async (face) => {
+      if (!cancelledOnce) {
+        cancelledOnce = true;
+        // What ImportService.cancel does to the items (its queue removal would wait on this very batch): each
+        // pending item cancelled, letting go of its upload, which is its face's image.
+        const progress = new ImportProgress(s.repo, s.blobs);
+        for (let index = 0; index < 2; index++) {
+          const item = await s.repo.getImportItem(job.import_id, index);
+          if (item?.status === 'pending') await progress.cancel(item);
+        }
+      }
+      return addFace(face);
+    };
+    s.startWorkers(2);
+    const finished = async () =>
+      (await s.imports.listItems('a', job.import_id, undefined, { limit: 10 })).items.filter(
+        (i) => i.status === 'cancelled' || i.status === 'succeeded',
+      );
+    await waitFor(async () => (await finished()).length === 2);
+    await waitFor(async () => (await s.indexQueue.counts()).active === 0);
+    const items = await finished();
+    // The item whose face was being written when the cancel came is cancelled; whatever succeeded keeps its image.
+    expect(items.filter((i) => i.status === 'cancelled').length).toBeGreaterThanOrEqual(1);
+    for (const item of items) {
+      const faces = await s.repo.listFaces('a', 'g', item.user_id);
+      if (item.status === 'cancelled') {
+        expect(faces, `${item.user_id} cancelled`).toEqual([]);
+      } else {
+        expect(faces.length).toBe(1);
+        expect(s.blobs.blobs.has(faces[0].image_key), `${item.user_id}'s image`).toBe(true);
+      }
+    }
+    const faceIds = (await Promise.all(items.map((i) => s.repo.listFaces('a', 'g', i.user_id)))).flat();
+    expect(s.vectors.points.size).toBe(faceIds.length);
+    expect([...s.blobs.blobs.keys()].sort()).toEqual(faceIds.map((f) => f.image_key).sort());
   });
 });
 
