@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createServer, type Socket } from 'node:net';
 import { DEFAULT_LIBRARY_KEY_PREFIX, RedisLibraryRepository } from '@facesearch/adapters';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
@@ -96,3 +97,29 @@ if (!REDIS_URL) {
     });
   });
 }
+
+describe('RedisLibraryRepository against a server that never answers', () => {
+  it('fails each call with 503 library_unavailable after commandTimeoutMs instead of hanging', async () => {
+    // Accepts connections and reads commands, never answers (a stalled Redis, e.g. SIGSTOP or a full disk).
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => sockets.push(socket.on('data', () => undefined)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const repo = new RedisLibraryRepository(`redis://127.0.0.1:${port}`, { commandTimeoutMs: 300 });
+    try {
+      for (const call of [
+        () => repo.getGroup('a', 'g'),
+        () => repo.listGroups('a', { limit: 10 }),
+        () => repo.deleteGroup('a', 'g'),
+      ]) {
+        const started = Date.now();
+        await expect(call()).rejects.toMatchObject({ code: 'library_unavailable', status: 503, retryable: true });
+        expect(Date.now() - started).toBeLessThan(5000);
+      }
+    } finally {
+      await repo.close().catch(() => undefined);
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

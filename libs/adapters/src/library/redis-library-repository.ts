@@ -45,6 +45,11 @@ import * as scripts from './redis-scripts';
 export interface RedisLibraryOptions {
   /** Prefix of every key this repository writes; default `fs:`. */
   keyPrefix?: string;
+  /**
+   * A call Redis has not answered in this time fails with 503 library_unavailable (a stalled Redis otherwise held
+   * every request for as long as it stalled). Default 30 s, as the S3 and Qdrant adapters. Only for a URL.
+   */
+  commandTimeoutMs?: number;
 }
 
 export const DEFAULT_LIBRARY_KEY_PREFIX = 'fs:';
@@ -66,7 +71,11 @@ export class RedisLibraryRepository implements LibraryRepository {
     this.ownsClient = typeof redis === 'string';
     if (typeof redis === 'string') {
       // Auto-pipelining: calls made together (an index batch's records) share one socket write.
-      this.redis = new Redis(redis, { maxRetriesPerRequest: 2, enableAutoPipelining: true });
+      this.redis = new Redis(redis, {
+        maxRetriesPerRequest: 2,
+        enableAutoPipelining: true,
+        commandTimeout: options.commandTimeoutMs ?? 30_000,
+      });
       // Connection errors surface on the calls that need Redis; without a listener ioredis prints each one.
       this.redis.on('error', () => {});
     } else {
