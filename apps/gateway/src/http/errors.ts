@@ -7,12 +7,12 @@ export interface ErrorBody {
   error: { code: string; message: string };
 }
 
-/** Seconds a client should wait before retrying a 429 or 503 that does not name its own delay. */
-export const DEFAULT_RETRY_AFTER_SECONDS: Record<number, number> = { 429: 1, 503: 5 };
+/** Seconds a client should wait before retrying a 429, 503 or 504 that does not name its own delay. */
+export const DEFAULT_RETRY_AFTER_SECONDS: Record<number, number> = { 429: 1, 503: 5, 504: 5 };
 
 /** The Retry-After value for an error response, or null when the status is not one to retry later. */
 export function retryAfterFor(err: unknown, status: number): number | null {
-  if (status !== 429 && status !== 503) return null;
+  if (DEFAULT_RETRY_AFTER_SECONDS[status] === undefined) return null;
   const own = err instanceof FaceSearchError ? err.retryAfterSeconds : undefined;
   return typeof own === 'number' && own >= 0 ? Math.ceil(own) : DEFAULT_RETRY_AFTER_SECONDS[status];
 }
