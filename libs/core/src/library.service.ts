@@ -230,8 +230,28 @@ export class LibraryService {
       await this.repo.addFace(copy);
       copies.push(copy);
     }
+    // The target group deleted while this copy was written: its delete did not see these faces, so take them back.
+    if (!(await this.repo.getGroup(appId, toGroupId))) {
+      await this.undoCopy(appId, toGroupId, userId, planned);
+      throw errors.groupNotFound(toGroupId);
+    }
     this.options.onFacesIndexed?.(copies.length);
     return { user: copiedUser, faces: copies };
+  }
+
+  /** Removes what a copy wrote into a group deleted meanwhile: the user's records there, vectors and images. */
+  private async undoCopy(
+    appId: string,
+    groupId: string,
+    userId: string,
+    written: Array<{ faceId: string; imageKey: string }>,
+  ): Promise<void> {
+    for (const { faceId } of written) await this.repo.deleteFace(appId, faceId);
+    // The group is gone, so nothing of this user may stay in it either.
+    const leftover = await this.repo.deleteUser(appId, groupId, userId);
+    const faceIds = [...new Set([...written.map((w) => w.faceId), ...leftover])];
+    if (faceIds.length > 0) await this.vectors.deleteFaces(appId, faceIds);
+    await Promise.all(written.map((w) => this.blobs.delete(w.imageKey).catch(() => undefined)));
   }
 
   // ---- faces

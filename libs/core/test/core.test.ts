@@ -401,6 +401,33 @@ describe('LibraryService', () => {
     expect(s.vectors.points.size).toBe(2);
   });
 
+  it('takes a copy back when its target group is deleted while it is written', async () => {
+    await s.library.enrol('a', 'g1', 'u', { image: fakeImage({ person: 'u' }) });
+    await s.library.enrol('a', 'g1', 'u', { image: fakeImage({ person: 'u', variant: 2 }) });
+    await s.library.createGroup('a', 'g2');
+    const source = { blobs: [...s.blobs.blobs.keys()].sort(), points: s.vectors.points.size };
+    const addFace = s.repo.addFace.bind(s.repo);
+    let deleted = false;
+    s.repo.addFace = async (face) => {
+      const added = await addFace(face);
+      if (face.group_id === 'g2' && !deleted) {
+        deleted = true;
+        await s.library.deleteGroup('a', 'g2'); // lands between the copy's writes
+      }
+      return added;
+    };
+    await expectError(s.library.copyUser('a', 'g1', 'u', 'g2'), 'group_not_found', 404);
+    await s.deletesDone();
+    expect(await s.repo.getGroup('a', 'g2')).toBeNull();
+    expect(await s.repo.getUser('a', 'g2', 'u')).toBeNull();
+    expect(await s.repo.listFaces('a', 'g2', 'u')).toEqual([]);
+    expect(s.vectors.points.size).toBe(source.points);
+    expect([...s.blobs.blobs.keys()].sort()).toEqual(source.blobs);
+    // The group made again starts empty.
+    await s.library.createGroup('a', 'g2');
+    expect((await s.library.listUsers('a', 'g2', { limit: 10 })).items).toEqual([]);
+  });
+
   it('deletes one face only within its own group and user', async () => {
     const { face } = await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u' }) });
     await s.library.enrol('a', 'g', 'v', { image: fakeImage({ person: 'v' }) });
