@@ -437,20 +437,24 @@ describe.skipIf(!url)('QdrantVectorStore search/retrieve over node:http', () => 
     }
   });
 
-  it('times out a server that never answers as a retryable 503', async () => {
+  it('times out a server that never answers as a retryable 503, a search within one timeout in all', async () => {
     // Reads (so it notices the client hanging up) but never answers.
     const silent = net.createServer((socket) => socket.resume());
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const port = (silent.address() as net.AddressInfo).port;
-    const hung = new QdrantVectorStore({ url: `http://127.0.0.1:${port}`, collection: 'x', timeoutMs: 300 });
+    const timeoutMs = 1500;
+    const hung = new QdrantVectorStore({ url: `http://127.0.0.1:${port}`, collection: 'x', timeoutMs });
     // init() would time out as well (REST client); search/retrieve only need the dimension.
     (hung as unknown as { dim: number }).dim = DIM;
     try {
+      const started = performance.now();
       await expect(hung.search(new Float32Array(DIM).fill(1), query)).rejects.toMatchObject({
         code: 'vector_store_unavailable',
         status: 503,
         retryable: true,
       });
+      // The scope lookup and the query share the deadline (each took a whole timeout before: 2x at least).
+      expect(performance.now() - started).toBeLessThan(timeoutMs * 1.8);
       await expect(hung.retrieve('a', ['f1'])).rejects.toMatchObject({ code: 'vector_store_unavailable' });
     } finally {
       await hung.close();

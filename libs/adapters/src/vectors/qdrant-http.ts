@@ -31,13 +31,16 @@ export class QdrantHttp {
     this.agent = new AgentClass({ keepAlive: true, maxSockets: 32 });
   }
 
-  /** POSTs `body` as JSON to `path` (relative to the base URL) and returns the answer's `result`. */
-  post<T>(path: string, body: unknown): Promise<T> {
-    return this.send<T>('POST', path, body);
+  /**
+   * POSTs `body` as JSON to `path` (relative to the base URL) and returns the answer's `result`; `timeoutMs` bounds
+   * this call more tightly than the client's own deadline.
+   */
+  post<T>(path: string, body: unknown, timeoutMs?: number): Promise<T> {
+    return this.send<T>('POST', path, body, timeoutMs);
   }
 
   /** Sends `body` as JSON to `path` (relative to the base URL) and returns the answer's `result`. */
-  send<T>(method: 'POST' | 'PUT', path: string, body: unknown): Promise<T> {
+  send<T>(method: 'POST' | 'PUT', path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<T> {
     const payload = Buffer.from(JSON.stringify(body), 'utf8');
     const prefix = this.base.pathname.replace(/\/+$/, '');
     const headers: http.OutgoingHttpHeaders = {
@@ -47,10 +50,8 @@ export class QdrantHttp {
     if (this.apiKey) headers['api-key'] = this.apiKey;
     return new Promise<T>((resolve, reject) => {
       // A deadline on the whole exchange (like the REST client's), not just on socket idleness.
-      const timer = setTimeout(
-        () => req.destroy(new Error(`Qdrant request timed out after ${this.timeoutMs} ms`)),
-        this.timeoutMs,
-      );
+      const limit = Math.max(1, Math.min(timeoutMs, this.timeoutMs));
+      const timer = setTimeout(() => req.destroy(new Error(`Qdrant request timed out after ${limit} ms`)), limit);
       const fail = (err: Error) => {
         clearTimeout(timer);
         reject(err);

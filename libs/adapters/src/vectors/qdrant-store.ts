@@ -77,6 +77,8 @@ export const QUANTIZED_OVERSAMPLING = 2;
 
 /** How long the list of scopes in the collection is trusted before it is asked for again (see `search`). */
 const SCOPES_TTL_MS = 5_000;
+/** The scope list only picks a search's plan: asked for at most this long (a filtered search needs none). */
+const SCOPES_TIMEOUT_MS = 2_000;
 /** Collections holding more scopes than this are always searched with the filter. */
 const SCOPES_LISTED = 256;
 /**
@@ -176,6 +178,7 @@ export class QdrantVectorStore implements VectorStore {
   private readonly client: QdrantClient;
   /** search and retrieve: plain node:http, see QdrantHttp. */
   private readonly http: QdrantHttp;
+  private readonly timeoutMs: number;
   private readonly collection: string;
   private readonly batchSize: number;
   private dim = 0;
@@ -197,7 +200,8 @@ export class QdrantVectorStore implements VectorStore {
       timeout: options.timeoutMs ?? 30_000,
       checkCompatibility: false,
     });
-    this.http = new QdrantHttp(options.url, options.apiKey, options.timeoutMs ?? 30_000);
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.http = new QdrantHttp(options.url, options.apiKey, this.timeoutMs);
   }
 
   private get collectionPath(): string {
@@ -351,17 +355,23 @@ export class QdrantVectorStore implements VectorStore {
     const filter = { must: [{ key: 'scope', match }] };
     const limit = Math.min(Math.floor(query.limit), MAX_SEARCH_LIMIT);
     type Hit = { payload: unknown; score: number };
+    // One deadline for the whole search (its scope lookup and up to two queries), not one per request.
+    const deadline = performance.now() + this.timeoutMs;
     const ask = async (withFilter: boolean, count: number) =>
       (
         await this.call('search', () =>
-          this.http.post<{ points: Hit[] }>(`${this.collectionPath}/points/query`, {
-            query: target,
-            ...(withFilter ? { filter } : {}),
-            limit: count,
-            with_payload: true,
-            with_vector: false,
-            params: this.searchParams(),
-          }),
+          this.http.post<{ points: Hit[] }>(
+            `${this.collectionPath}/points/query`,
+            {
+              query: target,
+              ...(withFilter ? { filter } : {}),
+              limit: count,
+              with_payload: true,
+              with_vector: false,
+              params: this.searchParams(),
+            },
+            deadline - performance.now(),
+          ),
         )
       ).points;
     const scopeOf = (hit: Hit) => (hit.payload as { scope?: string } | null)?.scope ?? '';
@@ -399,6 +409,8 @@ export class QdrantVectorStore implements VectorStore {
         `${this.collectionPath}/facet`,
         // Approximate counts are enough: they only pick the plan, and the hits are checked (see `search`).
         { key: 'scope', limit: SCOPES_LISTED + 1, exact: false },
+        // Only a plan: a Qdrant too slow to list its scopes should not take a search's whole time with it.
+        SCOPES_TIMEOUT_MS,
       );
       const values = hits.length <= SCOPES_LISTED ? new Map(hits.map((h) => [String(h.value), h.count])) : null;
       this.scopes = { values, at: performance.now() };
