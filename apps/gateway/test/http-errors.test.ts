@@ -31,3 +31,39 @@ describe('body parser errors', () => {
     expect(toErrorResponse(safe)).toMatchObject({ status: 400, body: { error: { code: 'invalid_request' } } });
   });
 });
+
+describe('dependency failures', () => {
+  it('answer with a plain message: hosts, buckets, scripts and gRPC targets stay in the log', () => {
+    for (const err of [
+      new FaceSearchError(
+        'library_unavailable',
+        'The library store (Redis) failed: ERR user_script:4: Expected value script: 237cbb1b, on @user_script:4.',
+        503,
+        true,
+      ),
+      new FaceSearchError(
+        'blob_store_unavailable',
+        'S3 put did not answer within 30000 ms (http://10.0.0.5:9000/faces).',
+        503,
+        true,
+      ),
+      new FaceSearchError('vector_store_unavailable', 'Qdrant request timed out (http://qdrant:6333).', 503, true),
+      new FaceSearchError(
+        'engine_timeout',
+        'Face engine service timed out (dns:///detector:50051: Deadline)',
+        504,
+        true,
+      ),
+    ]) {
+      const { status, body, unexpected } = toErrorResponse(err);
+      expect(status).toBe(err.status);
+      expect(unexpected).toBe(true); // logged with the whole message
+      expect(body.error.code).toBe(err.code);
+      expect(body.error.message).not.toMatch(/script|http:|dns:|:\d{2,5}\b/);
+      expect(body.error.message).toMatch(/retry later/);
+    }
+    // Client errors keep their own, useful messages.
+    const bad = new FaceSearchError('invalid_request', 'group_ids: Too big', 400);
+    expect(toErrorResponse(bad).body.error.message).toBe('group_ids: Too big');
+  });
+});

@@ -31,12 +31,27 @@ const CODE_BY_STATUS: Record<number, string> = {
   503: 'unavailable',
 };
 
+/**
+ * What clients read when a dependency fails: the adapters' own messages name hosts, buckets, Lua scripts and gRPC
+ * targets, which belong in the log (the error filter logs every 5xx with its error), not in a response.
+ */
+const PUBLIC_MESSAGE: Record<string, string> = {
+  library_unavailable: 'The library store (Redis) is unavailable; retry later.',
+  queue_unavailable: 'The job queue (Redis) is unavailable; retry later.',
+  blob_store_unavailable: 'The image store (S3) is unavailable; retry later.',
+  vector_store_unavailable: 'The vector store is unavailable; retry later.',
+  engine_unavailable: 'The face engine is unavailable; retry later.',
+  engine_timeout: 'The face engine did not answer in time; retry later.',
+  engine_overloaded: 'The face engine is overloaded; retry later.',
+};
+
 /** Maps anything thrown to the public error shape; unknown errors become a 500 without details. */
 export function toErrorResponse(err: unknown): { status: number; body: ErrorBody; unexpected: boolean } {
   if (err instanceof FaceSearchError) {
+    const message = (err.status >= 500 && PUBLIC_MESSAGE[err.code]) || err.message;
     return {
       status: err.status,
-      body: { error: { code: err.code, message: err.message } },
+      body: { error: { code: err.code, message } },
       unexpected: err.status >= 500,
     };
   }
