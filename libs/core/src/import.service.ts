@@ -66,6 +66,9 @@ export interface ImportOptionsConfig {
  */
 const UPLOADS_STORED_AT_ONCE = 8;
 
+/** Uploaded objects an import request checks for at once (a HEAD each on S3). */
+const UPLOADS_CHECKED_AT_ONCE = 16;
+
 /** Seconds a client refused with queue_full is told to wait. */
 export const QUEUE_FULL_RETRY_AFTER_SECONDS = 30;
 
@@ -119,15 +122,21 @@ export class ImportService {
     await this.admit(input.items.length);
     // Bad images are not refused here: they fail as items, with their code, without harming the import.
     for (const [i, item] of input.items.entries()) checkId(`items[${i}].user_id`, item.user_id);
-    for (const [i, item] of input.items.entries()) {
-      if (item.source.kind !== 'object') continue;
-      if (!isUploadKeyOf(appId, item.source.key) || !(await this.blobs.exists(item.source.key))) {
-        throw new FaceSearchError(
-          'upload_not_found',
-          `items[${i}].object_key: ${errors.uploadNotFound(item.source.key).message}`,
-          400,
-        );
-      }
+    // Checked several at a time: one at a time, 10,000 keys took 10-13 s on a local S3 (one round trip each).
+    const found = await mapConcurrent(
+      input.items,
+      UPLOADS_CHECKED_AT_ONCE,
+      async (item) =>
+        item.source.kind !== 'object' || (isUploadKeyOf(appId, item.source.key) && this.blobs.exists(item.source.key)),
+    );
+    const missing = found.indexOf(false);
+    if (missing >= 0) {
+      const source = input.items[missing].source as { key: string };
+      throw new FaceSearchError(
+        'upload_not_found',
+        `items[${missing}].object_key: ${errors.uploadNotFound(source.key).message}`,
+        400,
+      );
     }
     await this.library.ensureGroup(appId, groupId);
 
