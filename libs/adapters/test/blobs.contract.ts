@@ -166,6 +166,25 @@ export function describeBlobStoreContract(name: string, factory: () => Promise<B
       await store.deletePrefix(k('nothing/here/'));
     });
 
+    it('deletePrefix asks stillWanted before deleting, and keeps what is written under the prefix after listing', async () => {
+      const old = ['app/re/u1/a.jpg', 'app/re/u2/b.jpg'];
+      for (const key of old) await store.put(k(key), Buffer.from(key));
+      // No longer wanted (the group made anew): nothing is deleted.
+      await store.deletePrefix(k('app/re/'), { stillWanted: async () => false });
+      for (const key of old) expect(await store.exists(k(key)), key).toBe(true);
+      // Wanted, but the prefix is used again while the deletion runs: the new object stays (its folder too).
+      let asked = 0;
+      await store.deletePrefix(k('app/re/'), {
+        stillWanted: async () => {
+          if (asked++ === 0) await store.put(k('app/re/u3/new.jpg'), Buffer.from('new'));
+          return true;
+        },
+      });
+      for (const key of old) expect(await store.exists(k(key)), key).toBe(false);
+      expect(await store.exists(k('app/re/u3/new.jpg'))).toBe(true);
+      expect((await store.get(k('app/re/u3/new.jpg'))).toString()).toBe('new');
+    });
+
     it('refuses hostile keys and prefixes with invalid_key (400) on every method', async () => {
       for (const key of HOSTILE_KEYS) {
         const shown = JSON.stringify(key.slice(0, 30));

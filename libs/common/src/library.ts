@@ -185,7 +185,12 @@ export interface BlobStore {
    */
   copy(fromKey: string, toKey: string): Promise<void>;
   delete(key: string): Promise<void>;
-  deletePrefix(prefix: string): Promise<void>;
+  /**
+   * Deletes every object under `prefix`, a batch at a time. `stillWanted`, when given, is asked before each batch,
+   * after the batch was listed, and false stops the deletion: an object written after a false answer was never
+   * listed, so the owner of a prefix used again (a group deleted, then made anew) keeps what it writes.
+   */
+  deletePrefix(prefix: string, options?: { stillWanted?: () => Promise<boolean> }): Promise<void>;
   /**
    * A URL a client can PUT the object's bytes to, valid for `expiresSeconds`, scoped to this one key.
    * Null when the store has no such URLs (the embedded store: the gateway takes the upload itself).

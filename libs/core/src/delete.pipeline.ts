@@ -73,10 +73,13 @@ export async function removeDeleted(
       for (const key of keys) await blobs.delete(key);
       return;
     }
-    case 'group_images':
-      if (await repo.getGroup(job.app_id, job.group_id)) return;
-      await blobs.deletePrefix(groupImagePrefix(job.app_id, job.group_id));
+    case 'group_images': {
+      // Asked again before each batch: a group made anew under the same id stops the deletion, so its images stay.
+      const stillGone = async () => !(await repo.getGroup(job.app_id, job.group_id));
+      if (!(await stillGone())) return;
+      await blobs.deletePrefix(groupImagePrefix(job.app_id, job.group_id), { stillWanted: stillGone });
       return;
+    }
   }
 }
 

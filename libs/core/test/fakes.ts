@@ -157,8 +157,10 @@ export class MemoryBlobStore implements BlobStore {
   async delete(key: string): Promise<void> {
     this.blobs.delete(key);
   }
-  async deletePrefix(prefix: string): Promise<void> {
-    for (const k of [...this.blobs.keys()]) if (k.startsWith(prefix)) this.blobs.delete(k);
+  async deletePrefix(prefix: string, options: { stillWanted?: () => Promise<boolean> } = {}): Promise<void> {
+    const listed = [...this.blobs.keys()].filter((k) => k.startsWith(prefix));
+    if (options.stillWanted && !(await options.stillWanted())) return;
+    for (const k of listed) this.blobs.delete(k);
   }
   async presignPut(): Promise<string | null> {
     return null;

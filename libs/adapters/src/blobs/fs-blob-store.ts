@@ -1,12 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, copyFile, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import {
+  access,
+  copyFile,
+  lstat,
+  mkdir,
+  open,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { type BlobStore, FaceSearchError } from '@facesearch/common';
 import { blobNotFound, checkBlobKey, checkBlobPrefix } from './keys';
 
 /** Temp files live next to their target (same filesystem, so rename is atomic) under this recognisable name. */
 const TEMP_MARK = '.tmp-';
+/** Files deletePrefix removes between two questions to its `stillWanted`. */
+const DELETE_BATCH = 1000;
 
 /** Blobs as files under a root folder: key `app/group/xyz.jpg` is `<root>/app/group/xyz.jpg`. */
 export class FsBlobStore implements BlobStore {
@@ -78,8 +93,12 @@ export class FsBlobStore implements BlobStore {
     await rm(this.pathOf(checkBlobKey(key)), { force: true });
   }
 
-  /** Same meaning as an S3 prefix: `a/b/` removes the folder, `a/b` also removes `a/b.jpg` and `a/bc/...`. */
-  async deletePrefix(prefix: string): Promise<void> {
+  /**
+   * Same meaning as an S3 prefix: `a/b/` removes the folder, `a/b` also removes `a/b.jpg` and `a/bc/...`. Files go
+   * one listed batch at a time (see BlobStore.deletePrefix), then the folders left empty; a folder someone writes
+   * into meanwhile stays.
+   */
+  async deletePrefix(prefix: string, options: { stillWanted?: () => Promise<boolean> } = {}): Promise<void> {
     checkBlobPrefix(prefix);
     const cut = prefix.lastIndexOf('/');
     const dir = this.pathOf(prefix.slice(0, cut + 1));
@@ -91,10 +110,24 @@ export class FsBlobStore implements BlobStore {
       if (isMissing(err)) return;
       throw err;
     }
-    for (const name of names) {
-      if (name.startsWith(start)) await rm(join(dir, name), { recursive: true, force: true });
+    const tops = names.filter((name) => name.startsWith(start)).map((name) => join(dir, name));
+    const folders: string[] = [];
+    let batch: string[] = [];
+    const flush = async (): Promise<boolean> => {
+      if (batch.length === 0) return true;
+      if (options.stillWanted && !(await options.stillWanted())) return false;
+      await Promise.all(batch.map((file) => rm(file, { force: true })));
+      batch = [];
+      return true;
+    };
+    for await (const entry of walk(tops, folders)) {
+      batch.push(entry);
+      if (batch.length >= DELETE_BATCH && !(await flush())) return;
     }
-    if (start === '' && dir !== this.root) await rm(dir, { recursive: true, force: true });
+    if (!(await flush())) return;
+    // Deepest first; a folder that is not empty (written into meanwhile) or already gone is left as it is.
+    if (start === '' && dir !== this.root) folders.push(dir);
+    for (const folder of folders.sort((a, b) => b.length - a.length)) await rmdir(folder).catch(() => undefined);
   }
 
   async presignPut(key: string): Promise<string | null> {
@@ -111,7 +144,7 @@ export class FsBlobStore implements BlobStore {
   async close(): Promise<void> {}
 
   /** Lets `fill` create a temp file next to the key's path, then renames it into place (removing it on failure). */
-  private async placeAtomically(key: string, fill: (temp: string) => Promise<void>): Promise<void> {
+  private async placeAtomically(key: string, fill: (temp: string) => Promise<void>, attempt = 1): Promise<void> {
     const path = this.pathOf(checkBlobKey(key));
     await mkdir(dirname(path), { recursive: true }).catch((err) => {
       throw isFolderClash(err) ? keyClash(key) : err;
@@ -123,6 +156,8 @@ export class FsBlobStore implements BlobStore {
     } catch (err) {
       await unlink(temp).catch(() => undefined);
       if (isFolderClash(err)) throw keyClash(key);
+      // The folder was removed between its mkdir and the write (a deletePrefix emptying it): make it again.
+      if (isMissing(err) && attempt < 3) return this.placeAtomically(key, fill, attempt + 1);
       throw err;
     }
   }
@@ -132,6 +167,24 @@ export class FsBlobStore implements BlobStore {
     // Belt and braces behind checkBlobKey: nothing outside the root, ever.
     if (path !== this.root && !path.startsWith(this.root + sep)) throw new Error(`Blob path escapes the root: ${key}`);
     return path;
+  }
+}
+
+/** The files under these paths (each a file or a folder), depth first; the folders seen are added to `folders`. */
+async function* walk(paths: string[], folders: string[]): AsyncGenerator<string> {
+  for (const path of paths) {
+    const info = await lstat(path).catch(() => null);
+    if (!info) continue;
+    if (!info.isDirectory()) {
+      yield path;
+      continue;
+    }
+    folders.push(path);
+    const names = await readdir(path).catch(() => [] as string[]);
+    yield* walk(
+      names.map((name) => join(path, name)),
+      folders,
+    );
   }
 }
 

@@ -131,7 +131,7 @@ export class S3BlobStore implements BlobStore {
     await this.call('delete', () => this.client.removeObject(this.bucket, key));
   }
 
-  async deletePrefix(prefix: string): Promise<void> {
+  async deletePrefix(prefix: string, options: { stillWanted?: () => Promise<boolean> } = {}): Promise<void> {
     checkBlobPrefix(prefix);
     // Any number of requests: each page of the listing and each batch of deletes is timed, not the whole.
     await this.call(
@@ -146,6 +146,7 @@ export class S3BlobStore implements BlobStore {
         }
         for (let i = 0; i < names.length; i += DELETE_BATCH) {
           const batch = names.slice(i, i + DELETE_BATCH);
+          if (options.stillWanted && !(await options.stillWanted())) return;
           const results = await this.timed('deletePrefix', this.client.removeObjects(this.bucket, batch));
           const failed = results.filter((r) => r?.Error);
           if (failed.length) {
