@@ -232,15 +232,15 @@ export class LibraryService {
     }
     // The target group deleted while this copy was written: its delete did not see these faces, so take them back.
     if (!(await this.repo.getGroup(appId, toGroupId))) {
-      await this.undoCopy(appId, toGroupId, userId, planned);
+      await this.takeBackFromDeletedGroup(appId, toGroupId, userId, planned);
       throw errors.groupNotFound(toGroupId);
     }
     this.options.onFacesIndexed?.(copies.length);
     return { user: copiedUser, faces: copies };
   }
 
-  /** Removes what a copy wrote into a group deleted meanwhile: the user's records there, vectors and images. */
-  private async undoCopy(
+  /** Removes what a copy or an enrol wrote into a group deleted meanwhile: the user's records, vectors, images. */
+  private async takeBackFromDeletedGroup(
     appId: string,
     groupId: string,
     userId: string,
@@ -284,6 +284,11 @@ export class LibraryService {
       userInfo: input.user_info,
       recordExists: earlier !== null,
     });
+    // The group deleted while this face was written: its delete did not see the face, so take it back.
+    if (!(await this.repo.getGroup(appId, groupId))) {
+      await this.takeBackFromDeletedGroup(appId, groupId, userId, [{ faceId, imageKey: record.image_key }]);
+      throw errors.groupNotFound(groupId);
+    }
     // REPLACE removes the old faces only once the new one is stored: a failure never leaves the user empty.
     const replaced: string[] = [];
     if (mode === 'REPLACE' && previous.length > 0) {

@@ -428,6 +428,29 @@ describe('LibraryService', () => {
     expect((await s.library.listUsers('a', 'g2', { limit: 10 })).items).toEqual([]);
   });
 
+  it('takes an enrol back when its group is deleted while the face is written', async () => {
+    await s.library.createGroup('a', 'g');
+    const upsertUser = s.repo.upsertUser.bind(s.repo);
+    s.repo.upsertUser = async (user) => {
+      const stored = await upsertUser(user);
+      if (user.group_id === 'g') await s.library.deleteGroup('a', 'g'); // lands between the enrol's writes
+      return stored;
+    };
+    await expectError(s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u' }) }), 'group_not_found', 404);
+    s.repo.upsertUser = upsertUser;
+    await s.deletesDone();
+    expect(await s.repo.getGroup('a', 'g')).toBeNull();
+    expect(await s.repo.getUser('a', 'g', 'u')).toBeNull();
+    expect(await s.repo.listFaces('a', 'g', 'u')).toEqual([]);
+    expect(s.vectors.points.size).toBe(0);
+    expect(s.blobs.blobs.size).toBe(0);
+    // Made again, the group starts empty, and an enrol into it keeps its face and image.
+    const again = await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u' }) });
+    await s.deletesDone();
+    expect((await s.repo.listFaces('a', 'g', 'u')).map((f) => f.face_id)).toEqual([again.face.face_id]);
+    expect(s.blobs.blobs.has(again.face.image_key)).toBe(true);
+  });
+
   it('deletes one face only within its own group and user', async () => {
     const { face } = await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u' }) });
     await s.library.enrol('a', 'g', 'v', { image: fakeImage({ person: 'v' }) });
