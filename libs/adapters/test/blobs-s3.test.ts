@@ -8,13 +8,13 @@ import {
   type Server,
 } from 'node:http';
 import { createServer as createHttpsServer, globalAgent as httpsAgent } from 'node:https';
-import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3BlobStore, type S3BlobStoreOptions } from '@facesearch/adapters';
 import { Client } from 'minio';
 import { describe, expect, it } from 'vitest';
 import { describeBlobStoreContract } from './blobs.contract';
+import { startSilentServer } from './silent-server';
 
 const env = process.env;
 const configured = Boolean(env.S3_ENDPOINT && env.S3_ACCESS_KEY && env.S3_SECRET_KEY && env.S3_BUCKET);
@@ -104,11 +104,7 @@ describe.skipIf(!configured)('S3BlobStore specifics', () => {
 
 describe('S3BlobStore against a server that never answers', () => {
   it('fails each call with 503 blob_store_unavailable after timeoutMs instead of hanging', async () => {
-    // Accepts connections and reads requests, never answers (a wedged S3 server).
-    const sockets: Socket[] = [];
-    const server = createServer((socket) => sockets.push(socket.on('data', () => undefined)));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
+    const { port, close } = await startSilentServer(); // a wedged S3 server
     const store = new S3BlobStore({
       endpoint: `http://127.0.0.1:${port}`,
       accessKey: 'key',
@@ -127,8 +123,7 @@ describe('S3BlobStore against a server that never answers', () => {
         expect(Date.now() - started).toBeLessThan(5000);
       }
     } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
+      await close();
     }
   });
 });

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type Socket } from 'node:net';
 import { DEFAULT_LIBRARY_KEY_PREFIX, RedisLibraryRepository } from '@facesearch/adapters';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { describeLibraryRepositoryContract } from './library.contract';
+import { startSilentServer } from './silent-server';
 
 const REDIS_URL = process.env.REDIS_URL;
 
@@ -100,11 +100,8 @@ if (!REDIS_URL) {
 
 describe('RedisLibraryRepository against a server that never answers', () => {
   it('fails each call with 503 library_unavailable after commandTimeoutMs instead of hanging', async () => {
-    // Accepts connections and reads commands, never answers (a stalled Redis, e.g. SIGSTOP or a full disk).
-    const sockets: Socket[] = [];
-    const server = createServer((socket) => sockets.push(socket.on('data', () => undefined)));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
+    // A stalled Redis, e.g. SIGSTOP or a full disk.
+    const { port, close } = await startSilentServer();
     const repo = new RedisLibraryRepository(`redis://127.0.0.1:${port}`, { commandTimeoutMs: 300 });
     try {
       for (const call of [
@@ -118,8 +115,7 @@ describe('RedisLibraryRepository against a server that never answers', () => {
       }
     } finally {
       await repo.close().catch(() => undefined);
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
+      await close();
     }
   });
 });
