@@ -22,12 +22,21 @@ export function servicesSkipReason(): string | null {
     : null;
 }
 
+/** Ports this process handed out: a port is free again once its probe closes, before the app given it binds it. */
+const handedOut = new Set<number>();
+
+/** A free loopback port, never one handed out before (two apps were once given the same one and one failed). */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
+  for (;;) {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as { port: number };
+    await new Promise<void>((r) => server.close(() => r()));
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** A fresh namespace on the shared servers: Redis key prefix, Qdrant collection and S3 bucket. */
