@@ -112,6 +112,7 @@ export async function createGateway(config: FaceSearchConfig, options: GatewayOp
       });
       const embedding = new ImportEmbedStage(ports.library, ports.blobs, embedder, ports.queues.index);
       indexStage = new ImportIndexStage(ports.library, ports.vectors, ports.blobs, {
+        maxFacesPerUser: config.maxFacesPerUser,
         maxItems: config.indexBatchSize,
         maxWaitMs: config.indexBatchWaitMs,
         onFacesIndexed: (n) => services.metrics.facesIndexed.inc(n),

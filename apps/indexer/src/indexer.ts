@@ -28,6 +28,7 @@ export async function startIndexer(config: FaceSearchConfig, logger: Logger): Pr
     jobMetrics: metrics.jobs,
   });
   const stage = new ImportIndexStage(ports.library, ports.vectors, ports.blobs, {
+    maxFacesPerUser: config.maxFacesPerUser,
     maxItems: config.indexBatchSize,
     maxWaitMs: config.indexBatchWaitMs,
     onBatch: (faces) => logger.info({ faces }, 'index batch written'),

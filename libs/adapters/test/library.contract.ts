@@ -437,6 +437,25 @@ export function describeLibraryRepositoryContract(
         expect(await repo.getFace('b', 'face-1')).toEqual({ ...face, app_id: 'b' });
       });
 
+      it('keeps maxFacesPerUser when faces are added at once, per user, and answers a repeat with conflict', async () => {
+        const adds = Array.from({ length: 6 }, (_, i) =>
+          repo.addFace(faceRecord('a', 'g', 'u', `limit-${i}`), { maxFacesPerUser: 3 }).then(
+            () => 'added',
+            (err: { code?: string }) => err.code,
+          ),
+        );
+        const outcomes = await Promise.all(adds);
+        expect(outcomes.filter((o) => o === 'added')).toHaveLength(3);
+        expect(outcomes.filter((o) => o === 'too_many_faces')).toHaveLength(3);
+        expect(await repo.listFaces('a', 'g', 'u')).toHaveLength(3);
+        // Another user of the group, and the same user elsewhere, have their own counts.
+        await repo.addFace(faceRecord('a', 'g', 'u2', 'limit-other'), { maxFacesPerUser: 3 });
+        await repo.addFace(faceRecord('a', 'g2', 'u', 'limit-g2'), { maxFacesPerUser: 3 });
+        // A face already there is a conflict, not a count: a repeated delivery stays recognisable.
+        const [kept] = await repo.listFaces('a', 'g', 'u');
+        await expectError(repo.addFace(kept, { maxFacesPerUser: 3 }), 'conflict', 409);
+      });
+
       it('keeps a face without the optional mouth corners as it is', async () => {
         const face = faceRecord('a', 'g', 'u', 'blaze');
         delete face.landmarks.mouth_left;

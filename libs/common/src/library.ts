@@ -141,7 +141,11 @@ export interface LibraryRepository {
   /** Deletes the user and its face records; returns the ids of the faces removed. */
   deleteUser(appId: string, groupId: string, userId: string): Promise<string[]>;
 
-  addFace(face: FaceRecord): Promise<void>;
+  /**
+   * Adds a face record; conflict (409) when it exists. With `maxFacesPerUser`, too_many_faces (409) when its user
+   * already holds that many faces in the group, checked and added in one step (concurrent adds keep the limit).
+   */
+  addFace(face: FaceRecord, options?: { maxFacesPerUser?: number }): Promise<void>;
   getFace(appId: string, faceId: string): Promise<FaceRecord | null>;
   listFaces(appId: string, groupId: string, userId: string): Promise<FaceRecord[]>;
   deleteFace(appId: string, faceId: string): Promise<boolean>;

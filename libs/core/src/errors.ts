@@ -57,8 +57,9 @@ export function checkId(field: string, value: unknown): string {
   return value;
 }
 
+/** A repository's "that record exists already" (not any 409: too_many_faces is one too). */
 export function isConflict(err: unknown): boolean {
-  return err instanceof FaceSearchError && err.status === 409;
+  return err instanceof FaceSearchError && err.code === 'conflict';
 }
 
 export function nowIso(): string {

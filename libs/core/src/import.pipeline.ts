@@ -399,6 +399,8 @@ export class ImportEmbedStage {
 }
 
 export interface IndexStageOptions extends MicroBatcherOptions {
+  /** MAX_FACES_PER_USER, kept where the face record is added (the detect stage's check can race another import). */
+  maxFacesPerUser?: number;
   /** Called with the number of faces a batch newly indexed (metrics). */
   onFacesIndexed?: (count: number) => void;
   /** Called after each batch was written (logs). */
@@ -468,7 +470,8 @@ export class ImportIndexStage {
     await this.ensureVectors(points[0].vector.length);
     // Vectors first, records after: a listed face is always searchable.
     await this.vectors.upsert(points);
-    const written = await Promise.all(
+    // Settled one by one: a job that fails (e.g. too_many_faces) must not keep its siblings' imports from completing.
+    const written = await Promise.allSettled(
       todo.map(async (job) => {
         const created = await this.writeRecords(job);
         const recorded = await this.progress.succeed({ ...job, image_key: job.item_image_key }, job, job.attempts);
@@ -481,13 +484,16 @@ export class ImportIndexStage {
         return created;
       }),
     );
-    const added = written.filter(Boolean).length;
+    const added = written.filter((w) => w.status === 'fulfilled' && w.value).length;
     for (const key of new Set(todo.map((j) => `${j.app_id}\u0000${j.import_id}`))) {
       const [appId, importId] = key.split('\u0000');
       await this.progress.completeIfDone(appId, importId);
     }
     if (added > 0) this.options.onFacesIndexed?.(added);
     this.options.onBatch?.(todo.length);
+    // The batcher then runs each job alone: those written are finished and pass; the failed one fails on its own.
+    const failed = written.find((w) => w.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   /** After the last attempt: the item fails; its face image goes unless a record points at it. */
@@ -560,10 +566,14 @@ export class ImportIndexStage {
       created_at: now,
     };
     try {
-      await this.repo.addFace(record);
+      await this.repo.addFace(record, { maxFacesPerUser: this.options.maxFacesPerUser });
       return true;
     } catch (err) {
       if (isConflict(err)) return false;
+      // Over the limit (another import or a copy filled the user meanwhile): the vector written for it goes too.
+      if (err instanceof FaceSearchError && err.code === 'too_many_faces') {
+        await this.vectors.deleteFaces(job.app_id, [job.face_id]);
+      }
       throw err;
     }
   }

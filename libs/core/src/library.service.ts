@@ -200,35 +200,48 @@ export class LibraryService {
       await Promise.all(planned.map((p) => this.blobs.delete(p.imageKey).catch(() => undefined)));
       throw err;
     }
-    const copiedUser = await this.repo.upsertUser({
-      app_id: appId,
-      group_id: toGroupId,
-      user_id: userId,
-      user_info: user.user_info,
-      created_at: existing?.created_at ?? now,
-      updated_at: now,
-    });
-    if (planned.length > 0) {
-      await this.vectors.upsert(
-        planned.map(({ stored, faceId }) => ({
-          id: faceId,
-          vector: stored.vector,
-          payload: { app_id: appId, group_id: toGroupId, user_id: userId, face_id: faceId, model_id: stored.model_id },
-        })),
-      );
-    }
     const copies: FaceRecord[] = [];
-    for (const { face, stored, faceId, imageKey } of planned) {
-      const copy: FaceRecord = {
-        ...face,
+    let copiedUser: UserRecord;
+    try {
+      copiedUser = await this.repo.upsertUser({
+        app_id: appId,
         group_id: toGroupId,
-        face_id: faceId,
-        image_key: imageKey,
-        model_id: stored.model_id,
-        created_at: now,
-      };
-      await this.repo.addFace(copy);
-      copies.push(copy);
+        user_id: userId,
+        user_info: user.user_info,
+        created_at: existing?.created_at ?? now,
+        updated_at: now,
+      });
+      if (planned.length > 0) {
+        await this.vectors.upsert(
+          planned.map(({ stored, faceId }) => ({
+            id: faceId,
+            vector: stored.vector,
+            payload: {
+              app_id: appId,
+              group_id: toGroupId,
+              user_id: userId,
+              face_id: faceId,
+              model_id: stored.model_id,
+            },
+          })),
+        );
+      }
+      for (const { face, stored, faceId, imageKey } of planned) {
+        const copy: FaceRecord = {
+          ...face,
+          group_id: toGroupId,
+          face_id: faceId,
+          image_key: imageKey,
+          model_id: stored.model_id,
+          created_at: now,
+        };
+        // The limit again where the record is added: a concurrent copy or import may have filled the user.
+        await this.repo.addFace(copy, { maxFacesPerUser: this.options.maxFacesPerUser });
+        copies.push(copy);
+      }
+    } catch (err) {
+      await this.takeBackCopy(appId, toGroupId, userId, existing === null, planned);
+      throw err;
     }
     // The target group deleted while this copy was written: its delete did not see these faces, so take them back.
     if (!(await this.repo.getGroup(appId, toGroupId))) {
@@ -237,6 +250,26 @@ export class LibraryService {
     }
     this.options.onFacesIndexed?.(copies.length);
     return { user: copiedUser, faces: copies };
+  }
+
+  /** Removes a copy that could not be completed: its face records, vectors and images, and the user if it made it. */
+  private async takeBackCopy(
+    appId: string,
+    groupId: string,
+    userId: string,
+    madeUser: boolean,
+    written: Array<{ faceId: string; imageKey: string }>,
+  ): Promise<void> {
+    for (const { faceId } of written) await this.repo.deleteFace(appId, faceId).catch(() => false);
+    if (madeUser) await this.repo.deleteUser(appId, groupId, userId).catch(() => []);
+    if (written.length > 0)
+      await this.vectors
+        .deleteFaces(
+          appId,
+          written.map((w) => w.faceId),
+        )
+        .catch(() => undefined);
+    await Promise.all(written.map((w) => this.blobs.delete(w.imageKey).catch(() => undefined)));
   }
 
   /** Removes what a copy or an enrol wrote into a group deleted meanwhile: the user's records, vectors, images. */
@@ -283,6 +316,8 @@ export class LibraryService {
       modelId: analysis.modelId,
       userInfo: input.user_info,
       recordExists: earlier !== null,
+      // APPEND keeps the limit where the record is added too: concurrent enrols may have filled the user meanwhile.
+      maxFacesPerUser: mode === 'APPEND' && !earlier ? this.options.maxFacesPerUser : undefined,
     });
     // The group deleted while this face was written: its delete did not see the face, so take it back.
     if (!(await this.repo.getGroup(appId, groupId))) {
@@ -320,6 +355,8 @@ export class LibraryService {
       userInfo?: string | null;
       /** The face record exists already (a retry): a failure must not take its image and vector back. */
       recordExists?: boolean;
+      /** Refuse (too_many_faces) if the user already holds this many faces when the record is added. */
+      maxFacesPerUser?: number;
     },
   ): Promise<FaceRecord> {
     const now = nowIso();
@@ -368,7 +405,7 @@ export class LibraryService {
     groupId: string,
     userId: string,
     imageKey: string,
-    input: { faceId: string; face: EmbeddedFace; modelId: string; userInfo?: string | null },
+    input: { faceId: string; face: EmbeddedFace; modelId: string; userInfo?: string | null; maxFacesPerUser?: number },
     now: string,
   ): Promise<{ created: boolean; record: FaceRecord }> {
     const existing = await this.repo.getUser(appId, groupId, userId);
@@ -394,7 +431,7 @@ export class LibraryService {
       created_at: now,
     };
     try {
-      await this.repo.addFace(record);
+      await this.repo.addFace(record, { maxFacesPerUser: input.maxFacesPerUser });
       return { created: true, record };
     } catch (err) {
       if (!isConflict(err)) throw err;

@@ -57,7 +57,11 @@ function setup(opts: { maxFacesPerUser?: number } = {}) {
   const batches: number[] = [];
   const detection = new ImportDetectStage(repo, blobs, analyzer, embedQueue, { maxFacesPerUser });
   const embedding = new ImportEmbedStage(repo, blobs, analyzer, indexQueue);
-  const indexing = new ImportIndexStage(repo, vectors, blobs, { maxWaitMs: 20, onBatch: (n) => batches.push(n) });
+  const indexing = new ImportIndexStage(repo, vectors, blobs, {
+    maxWaitMs: 20,
+    maxFacesPerUser,
+    onBatch: (n) => batches.push(n),
+  });
   const deletes = new DeleteStage(repo, vectors, blobs, deleteQueue, { pauseMs: 1 });
   // Deletes are always consumed, as in the embedded gateway (and by the indexer when distributed).
   deletes.start(2);
@@ -1315,6 +1319,62 @@ describe('cancelling an import while its items finish', () => {
     const faceIds = (await Promise.all(items.map((i) => s.repo.listFaces('a', 'g', i.user_id)))).flat();
     expect(s.vectors.points.size).toBe(faceIds.length);
     expect([...s.blobs.blobs.keys()].sort()).toEqual(faceIds.map((f) => f.image_key).sort());
+  });
+});
+
+describe('MAX_FACES_PER_USER under concurrency', () => {
+  /** Every face record has its vector and its image, and nothing else is left. */
+  async function expectConsistent(appId: string, groupId: string, userId: string) {
+    const faces = await s.repo.listFaces(appId, groupId, userId);
+    expect(s.vectors.points.size).toBe(faces.length);
+    for (const face of faces) expect(s.blobs.blobs.has(face.image_key), face.face_id).toBe(true);
+    return faces;
+  }
+
+  it('holds for two imports into one user at once: the items over it fail with too_many_faces', async () => {
+    s = setup({ maxFacesPerUser: 3 });
+    const photos = (tag: string) =>
+      Array.from({ length: 3 }, (_, i) => ({
+        user_id: 'u',
+        source: { kind: 'bytes' as const, data: fakeImage({ person: 'u', variant: i + (tag === 'b' ? 10 : 0) }) },
+      }));
+    const [a, b] = await Promise.all([
+      s.imports.create('a', { group_id: 'g', items: photos('a') }),
+      s.imports.create('a', { group_id: 'g', items: photos('b') }),
+    ]);
+    s.startWorkers(4);
+    const settled = async (id: string) => ['completed', 'failed'].includes((await s.imports.get('a', id)).status);
+    await waitFor(async () => (await settled(a.import_id)) && (await settled(b.import_id)));
+    await waitFor(async () => (await s.indexQueue.counts()).active === 0);
+    const faces = await expectConsistent('a', 'g', 'u');
+    expect(faces).toHaveLength(3);
+    const failed = [
+      ...(await s.imports.listItems('a', a.import_id, 'failed', { limit: 10 })).items,
+      ...(await s.imports.listItems('a', b.import_id, 'failed', { limit: 10 })).items,
+    ];
+    expect(failed.map((i) => i.error?.code)).toEqual(['too_many_faces', 'too_many_faces', 'too_many_faces']);
+  });
+
+  it('holds for two copies into one user at once: the one over it is refused and leaves nothing', async () => {
+    s = setup({ maxFacesPerUser: 3 });
+    for (const v of [1, 2]) await s.library.enrol('a', 'g1', 'u', { image: fakeImage({ person: 'u', variant: v }) });
+    for (const v of [3, 4]) await s.library.enrol('a', 'g2', 'u', { image: fakeImage({ person: 'u', variant: v }) });
+    await s.library.enrol('a', 'g3', 'u', { image: fakeImage({ person: 'u', variant: 5 }) });
+    // Two copies of two faces each into a user holding one, limit 3: at most one can fit.
+    const outcomes = await Promise.all(
+      ['g1', 'g2'].map((from) =>
+        s.library.copyUser('a', from, 'u', 'g3').then(
+          () => 'copied',
+          (err: { code?: string }) => err.code,
+        ),
+      ),
+    );
+    expect(outcomes.filter((o) => o === 'too_many_faces').length).toBeGreaterThanOrEqual(1);
+    const target = await s.repo.listFaces('a', 'g3', 'u');
+    expect(target.length).toBeLessThanOrEqual(3);
+    const all = [...(await s.repo.listFaces('a', 'g1', 'u')), ...(await s.repo.listFaces('a', 'g2', 'u')), ...target];
+    expect(s.vectors.points.size).toBe(all.length);
+    expect([...s.blobs.blobs.keys()].sort()).toEqual(all.map((f) => f.image_key).sort());
   });
 });
 

@@ -36,6 +36,7 @@ import {
   checkKeyHash,
   checkLimit,
   conflict,
+  tooManyFaces,
   decodeIdCursor,
   decodeIndexCursor,
   encodeCursor,
@@ -272,7 +273,7 @@ export class RedisLibraryRepository implements LibraryRepository {
 
   // ---- faces ---------------------------------------------------------------------------------------------------
 
-  async addFace(face: FaceRecord): Promise<void> {
+  async addFace(face: FaceRecord, options: { maxFacesPerUser?: number } = {}): Promise<void> {
     checkId('app_id', face.app_id);
     checkId('group_id', face.group_id);
     checkId('user_id', face.user_id);
@@ -293,10 +294,11 @@ export class RedisLibraryRepository implements LibraryRepository {
       scripts.addFace.run(
         this.redis,
         [this.k.face(face.app_id, face.face_id), this.k.faces(face.app_id, face.group_id)],
-        [JSON.stringify(record), `${face.user_id}:${face.face_id}`],
+        [JSON.stringify(record), `${face.user_id}:${face.face_id}`, face.user_id, String(options.maxFacesPerUser ?? 0)],
       ),
     );
     if (created === 0) throw conflict(`Face ${face.face_id}`);
+    if (created === -1) throw tooManyFaces(face.user_id, options.maxFacesPerUser ?? 0);
   }
 
   getFace(appId: string, faceId: string): Promise<FaceRecord | null> {

@@ -76,8 +76,18 @@ redis.call('SET', KEYS[1], raw)
 return raw
 `);
 
-/** KEYS: face record, group's faces zset. ARGV: json, 'user_id:face_id'. */
-export const addFace = createIfAbsent;
+/**
+ * KEYS: face record, group's faces zset. ARGV: json, 'user_id:face_id', user_id, limit (0: none). Returns 0 when the
+ * record exists, -1 when the user already has `limit` faces (checked and added in one step).
+ */
+export const addFace = new LuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local limit = tonumber(ARGV[4])
+if limit > 0 and redis.call('ZLEXCOUNT', KEYS[2], '[' .. ARGV[3] .. ':', '(' .. ARGV[3] .. ';') >= limit then return -1 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return 1
+`);
 
 /** KEYS: face record. ARGV: prefix, app_id. Returns 0 when absent. */
 export const deleteFace = new LuaScript(`

@@ -26,6 +26,7 @@ import {
   checkKeyHash,
   checkLimit,
   conflict,
+  tooManyFaces,
   decodeIdCursor,
   decodeIndexCursor,
   toPage,
@@ -235,6 +236,9 @@ function prepareStatements(db: Db) {
        VALUES (@app_id, @face_id, @group_id, @user_id, @image_key, @box, @landmarks, @quality, @model_id, @created_at)`,
     ),
     getFace: db.prepare<[string, string], FaceRow>('SELECT * FROM lib_faces WHERE app_id = ? AND face_id = ?'),
+    countUserFaces: db.prepare<[string, string, string], { n: number }>(
+      'SELECT COUNT(*) AS n FROM lib_faces WHERE app_id = ? AND group_id = ? AND user_id = ?',
+    ),
     listFaces: db.prepare<[string, string, string], FaceRow>(
       'SELECT * FROM lib_faces WHERE app_id = ? AND group_id = ? AND user_id = ? ORDER BY face_id',
     ),
@@ -439,11 +443,29 @@ export class SqliteLibraryRepository implements LibraryRepository {
       .immediate();
   }
 
-  async addFace(face: FaceRecord): Promise<void> {
+  async addFace(face: FaceRecord, options: { maxFacesPerUser?: number } = {}): Promise<void> {
     checkId('app_id', face.app_id);
     checkId('group_id', face.group_id);
     checkId('user_id', face.user_id);
     checkId('face_id', face.face_id);
+    const limit = options.maxFacesPerUser ?? 0;
+    // Counted and inserted in one transaction (IMMEDIATE: the write lock first), so concurrent adds keep the limit.
+    const changes = this.db
+      .transaction(() => {
+        // A face already there is a conflict (a repeated delivery), whatever the count.
+        if (this.s.getFace.get(face.app_id, face.face_id)) return 0;
+        if (limit > 0 && this.countUserFaces(face) >= limit) throw tooManyFaces(face.user_id, limit);
+        return this.insertFaceRow(face);
+      })
+      .immediate();
+    if (changes === 0) throw conflict(`Face ${face.face_id}`);
+  }
+
+  private countUserFaces(face: FaceRecord): number {
+    return this.s.countUserFaces.get(face.app_id, face.group_id, face.user_id)?.n ?? 0;
+  }
+
+  private insertFaceRow(face: FaceRecord): number {
     const { changes } = this.s.insertFace.run({
       app_id: face.app_id,
       face_id: face.face_id,
@@ -456,7 +478,7 @@ export class SqliteLibraryRepository implements LibraryRepository {
       model_id: face.model_id,
       created_at: face.created_at,
     });
-    if (changes === 0) throw conflict(`Face ${face.face_id}`);
+    return changes;
   }
 
   async getFace(appId: string, faceId: string): Promise<FaceRecord | null> {
