@@ -324,17 +324,25 @@ export class LibraryService {
       await this.takeBackFromDeletedGroup(appId, groupId, userId, [{ faceId, imageKey: record.image_key }]);
       throw errors.groupNotFound(groupId);
     }
-    // REPLACE removes the old faces only once the new one is stored: a failure never leaves the user empty.
+    // REPLACE removes the old faces only once the new one is stored: a failure never leaves the user empty. Old: the
+    // faces listed before, and those stored since that came before this one (another REPLACE at the same time), so
+    // that two REPLACEs at once leave one face, the later (each removing only what it listed left both).
     const replaced: string[] = [];
-    if (mode === 'REPLACE' && previous.length > 0) {
-      for (const old of previous) await this.repo.deleteFace(old.app_id, old.face_id);
-      await this.scheduleDelete({
-        kind: 'faces',
-        app_id: appId,
-        face_ids: previous.map((f) => f.face_id),
-        image_keys: previous.map((f) => f.image_key),
-      } as DeleteRequest);
-      replaced.push(...previous.map((f) => f.face_id));
+    if (mode === 'REPLACE') {
+      const listed = new Set(previous.map((f) => f.face_id));
+      const older = (await this.repo.listFaces(appId, groupId, userId)).filter(
+        (f) => f.face_id !== record.face_id && (listed.has(f.face_id) || storedBefore(f, record)),
+      );
+      for (const old of older) await this.repo.deleteFace(old.app_id, old.face_id);
+      if (older.length > 0) {
+        await this.scheduleDelete({
+          kind: 'faces',
+          app_id: appId,
+          face_ids: older.map((f) => f.face_id),
+          image_keys: older.map((f) => f.image_key),
+        } as DeleteRequest);
+      }
+      replaced.push(...older.map((f) => f.face_id));
     }
     return { face: record, image: analysis.image, replaced_face_ids: replaced };
   }
@@ -489,4 +497,9 @@ export class LibraryService {
       }
     }
   }
+}
+
+/** Whether face `a` was stored before face `b` (ISO times; the face id breaks a tie, the same way for everyone). */
+function storedBefore(a: FaceRecord, b: FaceRecord): boolean {
+  return a.created_at < b.created_at || (a.created_at === b.created_at && a.face_id < b.face_id);
 }

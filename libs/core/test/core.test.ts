@@ -455,6 +455,23 @@ describe('LibraryService', () => {
     expect(s.blobs.blobs.has(again.face.image_key)).toBe(true);
   });
 
+  it('leaves one face after two REPLACE enrols at once: the later one', async () => {
+    await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u' }) });
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.all(
+        [2, 3].map((variant) =>
+          s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u', variant }), mode: 'REPLACE' }),
+        ),
+      );
+      await s.deletesDone();
+      const faces = await s.repo.listFaces('a', 'g', 'u');
+      expect(faces, `round ${round}`).toHaveLength(1);
+      expect(results.map((r) => r.face.face_id)).toContain(faces[0].face_id);
+      expect(s.vectors.points.size).toBe(1);
+      expect([...s.blobs.blobs.keys()]).toEqual([faces[0].image_key]);
+    }
+  });
+
   it('deletes one face only within its own group and user', async () => {
     const { face } = await s.library.enrol('a', 'g', 'u', { image: fakeImage({ person: 'u' }) });
     await s.library.enrol('a', 'g', 'v', { image: fakeImage({ person: 'v' }) });
