@@ -65,6 +65,15 @@ export const imageError = {
     ),
 };
 
+/** A user at MAX_FACES_PER_USER: refused by the services' own check and, atomically, where a face record is added. */
+export function tooManyFacesError(userId: string, limit: number): FaceSearchError {
+  return new FaceSearchError(
+    'too_many_faces',
+    `User '${userId}' would have more than ${limit} faces; delete some or enrol with mode REPLACE.`,
+    409,
+  );
+}
+
 export function isFaceSearchError(err: unknown): err is FaceSearchError {
   return err instanceof FaceSearchError;
 }

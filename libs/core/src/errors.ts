@@ -1,4 +1,4 @@
-import { FaceSearchError, ID_PATTERN } from '@facesearch/common';
+import { FaceSearchError, ID_PATTERN, tooManyFacesError } from '@facesearch/common';
 
 /** The service's own error codes (the engine's image codes live in @facesearch/common). */
 export const errors = {
@@ -22,12 +22,7 @@ export const errors = {
   userNotFound: (groupId: string, userId: string) =>
     new FaceSearchError('user_not_found', `User '${userId}' does not exist in group '${groupId}'.`, 404),
   faceNotFound: (faceId: string) => new FaceSearchError('face_not_found', `Face '${faceId}' does not exist.`, 404),
-  tooManyFaces: (userId: string, limit: number) =>
-    new FaceSearchError(
-      'too_many_faces',
-      `User '${userId}' would have more than ${limit} faces; delete some or enrol with mode REPLACE.`,
-      409,
-    ),
+  tooManyFaces: tooManyFacesError,
   noFace: (what = 'the image') => new FaceSearchError('no_face_detected', `No face was found in ${what}.`, 422),
   qualityTooLow: (level: string, required: string) =>
     new FaceSearchError(

@@ -240,50 +240,34 @@ export class LibraryService {
         copies.push(copy);
       }
     } catch (err) {
-      await this.takeBackCopy(appId, toGroupId, userId, existing === null, planned);
+      await this.takeBack(appId, toGroupId, userId, planned, existing === null);
       throw err;
     }
     // The target group deleted while this copy was written: its delete did not see these faces, so take them back.
     if (!(await this.repo.getGroup(appId, toGroupId))) {
-      await this.takeBackFromDeletedGroup(appId, toGroupId, userId, planned);
+      await this.takeBack(appId, toGroupId, userId, planned, true);
       throw errors.groupNotFound(toGroupId);
     }
     this.options.onFacesIndexed?.(copies.length);
     return { user: copiedUser, faces: copies };
   }
 
-  /** Removes a copy that could not be completed: its face records, vectors and images, and the user if it made it. */
-  private async takeBackCopy(
+  /**
+   * Takes back faces written into a group (records, vectors, images, best effort): a copy that could not be
+   * completed, or an enrol or copy whose group was deleted meanwhile. `dropUser`: the user's record goes too (one the
+   * copy made, or any user of a deleted group), with whatever faces it still held.
+   */
+  private async takeBack(
     appId: string,
     groupId: string,
     userId: string,
-    madeUser: boolean,
     written: Array<{ faceId: string; imageKey: string }>,
+    dropUser: boolean,
   ): Promise<void> {
     for (const { faceId } of written) await this.repo.deleteFace(appId, faceId).catch(() => false);
-    if (madeUser) await this.repo.deleteUser(appId, groupId, userId).catch(() => []);
-    if (written.length > 0)
-      await this.vectors
-        .deleteFaces(
-          appId,
-          written.map((w) => w.faceId),
-        )
-        .catch(() => undefined);
-    await Promise.all(written.map((w) => this.blobs.delete(w.imageKey).catch(() => undefined)));
-  }
-
-  /** Removes what a copy or an enrol wrote into a group deleted meanwhile: the user's records, vectors, images. */
-  private async takeBackFromDeletedGroup(
-    appId: string,
-    groupId: string,
-    userId: string,
-    written: Array<{ faceId: string; imageKey: string }>,
-  ): Promise<void> {
-    for (const { faceId } of written) await this.repo.deleteFace(appId, faceId);
-    // The group is gone, so nothing of this user may stay in it either.
-    const leftover = await this.repo.deleteUser(appId, groupId, userId);
+    const leftover = dropUser ? await this.repo.deleteUser(appId, groupId, userId).catch(() => []) : [];
     const faceIds = [...new Set([...written.map((w) => w.faceId), ...leftover])];
-    if (faceIds.length > 0) await this.vectors.deleteFaces(appId, faceIds);
+    if (faceIds.length > 0) await this.vectors.deleteFaces(appId, faceIds).catch(() => undefined);
     await Promise.all(written.map((w) => this.blobs.delete(w.imageKey).catch(() => undefined)));
   }
 
@@ -321,7 +305,7 @@ export class LibraryService {
     });
     // The group deleted while this face was written: its delete did not see the face, so take it back.
     if (!(await this.repo.getGroup(appId, groupId))) {
-      await this.takeBackFromDeletedGroup(appId, groupId, userId, [{ faceId, imageKey: record.image_key }]);
+      await this.takeBack(appId, groupId, userId, [{ faceId, imageKey: record.image_key }], true);
       throw errors.groupNotFound(groupId);
     }
     // REPLACE removes the old faces only once the new one is stored: a failure never leaves the user empty. Old: the

@@ -138,10 +138,7 @@ export function refuseBeforeRouting(
   logger: Logger,
   options: { closeConnection?: boolean } = {},
 ): void {
-  const known = fromBodyParserError(err);
-  const { status, body, unexpected } = known
-    ? { status: known.status, body: { error: known.toJSON() }, unexpected: false }
-    : toErrorResponse(err);
+  const { status, body, unexpected } = toErrorResponse(err);
   const fields = { method: req.method, url: req.originalUrl, statusCode: status, code: body.error.code };
   if (unexpected) logger.error({ ...fields, err }, 'request failed before routing');
   else logger.info(fields, 'request refused before routing');

@@ -79,14 +79,5 @@ export function conflict(what: string): FaceSearchError {
   return new FaceSearchError('conflict', `${what} already exists.`, 409);
 }
 
-/** The same refusal as the services' own check (core errors.tooManyFaces), made where the face is added. */
-export function tooManyFaces(userId: string, limit: number): FaceSearchError {
-  return new FaceSearchError(
-    'too_many_faces',
-    `User '${userId}' would have more than ${limit} faces; delete some or enrol with mode REPLACE.`,
-    409,
-  );
-}
-
 export const FINISHED_ITEM_STATUSES = ['succeeded', 'failed', 'cancelled'] as const;
 export const UNFINISHED_IMPORT_STATUSES = ['queued', 'running'] as const;

@@ -26,6 +26,7 @@ import {
   type LibraryRepository,
   type Page,
   type PageRequest,
+  tooManyFacesError,
   type UserRecord,
   isFaceSearchError,
 } from '@facesearch/common';
@@ -36,7 +37,6 @@ import {
   checkKeyHash,
   checkLimit,
   conflict,
-  tooManyFaces,
   decodeIdCursor,
   decodeIndexCursor,
   encodeCursor,
@@ -298,7 +298,7 @@ export class RedisLibraryRepository implements LibraryRepository {
       ),
     );
     if (created === 0) throw conflict(`Face ${face.face_id}`);
-    if (created === -1) throw tooManyFaces(face.user_id, options.maxFacesPerUser ?? 0);
+    if (created === -1) throw tooManyFacesError(face.user_id, options.maxFacesPerUser ?? 0);
   }
 
   getFace(appId: string, faceId: string): Promise<FaceRecord | null> {

@@ -17,6 +17,7 @@ import {
   type LibraryRepository,
   type Page,
   type PageRequest,
+  tooManyFacesError,
   type UserRecord,
 } from '@facesearch/common';
 import Database from 'better-sqlite3';
@@ -26,7 +27,6 @@ import {
   checkKeyHash,
   checkLimit,
   conflict,
-  tooManyFaces,
   decodeIdCursor,
   decodeIndexCursor,
   toPage,
@@ -454,7 +454,7 @@ export class SqliteLibraryRepository implements LibraryRepository {
       .transaction(() => {
         // A face already there is a conflict (a repeated delivery), whatever the count.
         if (this.s.getFace.get(face.app_id, face.face_id)) return 0;
-        if (limit > 0 && this.countUserFaces(face) >= limit) throw tooManyFaces(face.user_id, limit);
+        if (limit > 0 && this.countUserFaces(face) >= limit) throw tooManyFacesError(face.user_id, limit);
         return this.insertFaceRow(face);
       })
       .immediate();
